@@ -1,0 +1,195 @@
+"""Model behaviour knowledge (MBK): the benchmark table, MB-SUP and MB-SIM (paper §3.3–3.4).
+
+A behaviour table has one row per origin model and one column per benchmark. Each column is
+min–max normalised over the models that have a value, so its unit (`86.40%`, `0.6371`,
+`85.37`) does not matter as long as it is the same down the column.
+
+    s_i^(b)          = (x_i^(b) − min_b) / (max_b − min_b)
+    MB-SUP(M_i)      = (1/m) Σ_b s_i^(b)                     (paper eq. 1)
+    MB-SIM(M_i, M_j) = cos(v_i, v_j),  v_i = [s_i^(1) … s_i^(m)]
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class BenchmarkTableError(ValueError):
+    """A benchmark table that cannot be used; the message is one line naming file, row and column."""
+
+
+@dataclass(frozen=True)
+class BehaviourTable:
+    """The rated models of a benchmark table and what ZEBRA derives from them.
+
+    `models` keeps the table's order; it is also the tie-break order when two models have the
+    same MB-SUP (the one listed first is preferred), so a result never depends on data order.
+    """
+
+    models: tuple[str, ...]
+    benchmarks: tuple[str, ...]
+    raw: np.ndarray  # (n_models, n_benchmarks), percentages turned into fractions
+    normalised: np.ndarray  # (n_models, n_benchmarks), min–max per column
+    excluded: tuple[str, ...] = ()  # models in the file with a missing score
+    source: str = ""
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", {m: i for i, m in enumerate(self.models)})
+
+    @property
+    def mb_sup(self) -> np.ndarray:
+        return mb_sup(self.normalised)
+
+    @property
+    def mb_sim(self) -> np.ndarray:
+        return mb_sim(self.normalised)
+
+    def frame(self, which: str = "normalised") -> pd.DataFrame:
+        """The table as a DataFrame (`raw` or `normalised`), with MB-SUP as a last column."""
+        values = self.raw if which == "raw" else self.normalised
+        df = pd.DataFrame(values, index=list(self.models), columns=list(self.benchmarks))
+        df["MB-SUP"] = self.mb_sup
+        return df
+
+    def sim_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.mb_sim, index=list(self.models), columns=list(self.models))
+
+    def subset(self, benchmarks: list[str]) -> "BehaviourTable":
+        """The same models seen through some benchmarks only (Figure 11 groups), renormalised."""
+        missing = [b for b in benchmarks if b not in self.benchmarks]
+        if missing:
+            raise BenchmarkTableError(
+                f"{self.source}: no benchmark column {missing[0]!r}; columns are {list(self.benchmarks)}"
+            )
+        cols = [self.benchmarks.index(b) for b in benchmarks]
+        raw = self.raw[:, cols]
+        return BehaviourTable(
+            self.models, tuple(benchmarks), raw, min_max_normalise(raw, benchmarks, self.source),
+            self.excluded, self.source,
+        )
+
+
+def min_max_normalise(raw: np.ndarray, benchmarks=None, source: str = "") -> np.ndarray:
+    """Min–max normalise each column to [0, 1]; a constant column cannot be normalised."""
+    lo, hi = raw.min(axis=0), raw.max(axis=0)
+    span = hi - lo
+    flat = np.flatnonzero(span == 0)
+    if flat.size:
+        name = benchmarks[flat[0]] if benchmarks is not None else f"#{flat[0]}"
+        raise BenchmarkTableError(
+            f"{source}: column {name!r} has the same value for every model, so min-max "
+            "normalisation divides by zero; drop the column or fix its values"
+        )
+    return (raw - lo) / span
+
+
+def mb_sup(normalised: np.ndarray) -> np.ndarray:
+    """MB-SUP: the mean normalised score of each model (paper eq. 1)."""
+    return normalised.mean(axis=1)
+
+
+def mb_sim(normalised: np.ndarray) -> np.ndarray:
+    """MB-SIM: cosine similarity of every pair of behaviour vectors.
+
+    A model at the minimum of every benchmark has a zero vector and no direction; its
+    similarity to the others is set to 0 (and 1 to itself) instead of NaN, so it can still be
+    a candidate but never counts as "similar".
+    """
+    norms = np.linalg.norm(normalised, axis=1)
+    safe = np.where(norms > 0, norms, 1.0)
+    unit = normalised / safe[:, None]
+    sim = np.clip(unit @ unit.T, -1.0, 1.0)
+    np.fill_diagonal(sim, 1.0)
+    return sim
+
+
+def _parse_column(values: pd.Series, column: str, source: str) -> np.ndarray:
+    """Turn one column of `86.40%` / `0.6371` / `85.37` cells into floats (NaN where empty).
+
+    `%` cells become fractions. Plain numbers are taken as they are, so a column may hold
+    percentages as `85.37` or fractions as `0.85` — but not both kinds mixed with `%`, which
+    would silently compare 0.85 with 85.
+    """
+    text = values.astype("string").str.strip()
+    empty = text.isna() | (text == "")
+    is_pct = text.str.endswith("%").fillna(False)
+    number = pd.to_numeric(text.str.rstrip("%").str.strip(), errors="coerce")
+    bad = ~empty & number.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BenchmarkTableError(
+            f"{source}: row {row + 2} ({values.index[row]}), column {column!r}: "
+            f"{text.iloc[row]!r} is not a number (use 86.4, 0.864 or 86.4%)"
+        )
+    out = np.where(is_pct.to_numpy(bool), number.to_numpy(float) / 100.0, number.to_numpy(float))
+    plain = ~empty & ~is_pct
+    if is_pct.any() and (plain & (number > 1.0)).any():
+        row = int(np.flatnonzero((plain & (number > 1.0)).to_numpy())[0])
+        raise BenchmarkTableError(
+            f"{source}: row {row + 2} ({values.index[row]}), column {column!r}: plain "
+            f"{text.iloc[row]!r} beside '%' cells; write every cell of a column in one unit"
+        )
+    return out
+
+
+def parse_benchmark_table(df: pd.DataFrame, source: str = "<table>") -> BehaviourTable:
+    """Build a BehaviourTable from a DataFrame whose first column names the models.
+
+    Models with any missing score are excluded (logged with their names): they cannot be
+    ranked, and filling them (the original code used the column mean) would invent a rank.
+    """
+    if df.shape[1] < 2:
+        raise BenchmarkTableError(f"{source}: needs a model column and at least one benchmark column")
+    names = df.iloc[:, 0].astype("string").str.strip()
+    if names.isna().any() or (names == "").any():
+        row = int(np.flatnonzero((names.isna() | (names == "")).to_numpy())[0])
+        raise BenchmarkTableError(f"{source}: row {row + 2} has no model name")
+    dup = names.duplicated(keep="first")
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        first = int(np.flatnonzero((names == names.iloc[row]).to_numpy())[0])
+        raise BenchmarkTableError(
+            f"{source}: model {names.iloc[row]!r} appears twice (rows {first + 2} and {row + 2}); keep one row per model"
+        )
+    body = df.iloc[:, 1:]
+    body.index = pd.Index(names.to_list())
+    benchmarks = [str(c).strip() for c in body.columns]
+    # Columns that are empty for every model carry no information (e.g. a trailing comma).
+    keep = [c for c in body.columns if body[c].astype("string").str.strip().replace("", pd.NA).notna().any()]
+    if not keep:
+        raise BenchmarkTableError(f"{source}: no benchmark column has any value")
+    benchmarks = [str(c).strip() for c in keep]
+    raw = np.column_stack([_parse_column(body[c], str(c).strip(), source) for c in keep])
+
+    complete = ~np.isnan(raw).any(axis=1)
+    excluded = tuple(n for n, ok in zip(names, complete) if not ok)
+    if excluded:
+        log.warning(
+            "%s: %d model(s) with a missing score cannot be ranked and are excluded: %s",
+            source, len(excluded), ", ".join(excluded),
+        )
+    if complete.sum() < 2:
+        raise BenchmarkTableError(f"{source}: fewer than two models have every score; nothing to compare")
+    raw = raw[complete]
+    models = tuple(n for n, ok in zip(names, complete) if ok)
+    return BehaviourTable(models, tuple(benchmarks), raw, min_max_normalise(raw, benchmarks, source), excluded, source)
+
+
+def read_benchmark(path: str | Path) -> BehaviourTable:
+    """Read a benchmark CSV (a UTF-8 BOM is tolerated) into a BehaviourTable."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkTableError(f"{path}: no such benchmark table (pass --benchmark PATH)")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise BenchmarkTableError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from err
+    return parse_benchmark_table(df, str(path))
