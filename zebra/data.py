@@ -1,0 +1,202 @@
+"""UltraFeedback loading and column extraction (SPEC §3).
+
+Loading goes through `datasets`, so the same call takes the hub id (`openbmb/UltraFeedback`,
+on a machine that reaches the hub) or a local copy: a `.json`/`.jsonl`/`.parquet`/`.arrow`
+file, a folder of such files, or a `save_to_disk` folder.
+
+Extraction works on Arrow record batches and returns numpy arrays of shape (rows, K slots),
+K = the most completions any row has. Responses are matched by each completion's own `model`
+field, never by position in the row's `models` list (the original code's bug: the two orders
+differ in UltraFeedback). Response texts stay in Arrow until a pair is chosen: only the two
+selected responses per prompt ever become Python strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+log = logging.getLogger(__name__)
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "ultrafeedback_sample.jsonl"
+HUB_ID = "openbmb/UltraFeedback"
+ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
+_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow": "arrow"}
+
+
+class DataError(ValueError):
+    """Data that cannot be used; the message is one line naming the file and field."""
+
+
+def load_ultrafeedback(source: str | Path | None = None, split: str = "train", limit: int | None = None):
+    """Load UltraFeedback-schema data as a `datasets.Dataset` (the shipped sample by default)."""
+    import datasets  # imported here so that `--help` and table-only work stay fast
+
+    source = SAMPLE if source is None else source
+    path = Path(source)
+    if path.is_file():
+        builder = _BUILDERS.get("".join(path.suffixes[-1:]).lower())
+        if builder is None:
+            raise DataError(f"{path}: unknown data format; use .json, .jsonl, .parquet or .arrow")
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+    elif path.is_dir():
+        if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise DataError(f"{path}: no split {split!r}; it has {list(ds)}")
+                ds = ds[split]
+        else:
+            ds = datasets.load_dataset(str(path), split=split)
+    elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
+        ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
+    else:
+        raise DataError(f"{source}: no such file or folder (pass --data PATH or a hub id like {HUB_ID})")
+    check_schema(ds.features, str(source))
+    if limit is not None and limit < len(ds):
+        ds = ds.select(range(limit))
+    return ds
+
+
+def check_schema(features, source: str) -> None:
+    """Fail early, naming the missing field, instead of deep inside the selection."""
+    for name in ("instruction", "completions"):
+        if name not in features:
+            raise DataError(f"{source}: no {name!r} field; expected the UltraFeedback schema (SPEC §3)")
+    comp = features["completions"]
+    inner = getattr(comp, "feature", comp[0] if isinstance(comp, list) else comp)
+    for name in ("model", "response"):
+        if not hasattr(inner, "keys") or name not in inner:
+            raise DataError(f"{source}: completions have no {name!r} field; expected the UltraFeedback schema")
+
+
+def iter_batches(ds, batch_size: int = 16384) -> Iterator[pa.Table]:
+    """Arrow tables of `batch_size` rows: memory stays bounded by the batch, not the dataset."""
+    yield from ds.with_format("arrow").iter(batch_size=batch_size)
+
+
+def prompt_id(text: str) -> str:
+    """sha256 of the prompt, as in HuggingFaceH4/ultrafeedback_binarized, so ids join across files."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Batch:
+    """One record batch, laid out per slot. Slot k of row i is row i's k-th completion.
+
+    `pos[i, k]` indexes the flat completion arrays (−1 where row i has fewer than k+1).
+    """
+
+    instruction: list[str]
+    source: np.ndarray  # (n,) object, None where absent
+    model: np.ndarray  # (n, K) object, None where absent
+    pos: np.ndarray  # (n, K) int64
+    responses: pa.Array  # flat (T,) strings, all completions of the batch
+    nonempty: np.ndarray  # (n, K) bool: a response with non-whitespace text
+    lengths: np.ndarray  # (n, K) int64 character counts (for cheap duplicate checks)
+    flat: pa.StructArray  # flat (T,) completion structs, for score extraction
+
+    @property
+    def n(self) -> int:
+        return len(self.instruction)
+
+    def texts(self, rows: np.ndarray, slots: np.ndarray) -> list[str]:
+        """The response texts at (rows, slots), as Python strings."""
+        return self.responses.take(pa.array(self.pos[rows, slots])).to_pylist()
+
+    def scores(self, field: str = "overall_score") -> np.ndarray:
+        """(n, K) float of a per-completion number (NaN where absent)."""
+        if field not in self.flat.type.names:
+            raise DataError(f"completions have no {field!r} field; the RLAIF baseline needs it")
+        col = pc.cast(self.flat.field(field), pa.float64())
+        return self._per_slot(col.to_numpy(zero_copy_only=False))
+
+    def ratings(self) -> np.ndarray:
+        """(n, K, 4) float of the four GPT-4 aspect ratings ("N/A" and absent → NaN)."""
+        if "annotations" not in self.flat.type.names:
+            raise DataError("completions have no 'annotations' field; --score mean-rating needs it")
+        ann = self.flat.field("annotations")
+        out = []
+        for aspect in ASPECTS:
+            if aspect not in ann.type.names or "Rating" not in ann.field(aspect).type.names:
+                out.append(np.full(len(self.flat), np.nan))
+                continue
+            text = pc.cast(ann.field(aspect).field("Rating"), pa.string())
+            num = pc.cast(pc.if_else(pc.match_substring_regex(text, r"^\s*\d+(\.\d+)?\s*$"), text, None), pa.float64())
+            out.append(num.to_numpy(zero_copy_only=False))
+        return np.stack([self._per_slot(o) for o in out], axis=-1)
+
+    def _per_slot(self, flat_values: np.ndarray) -> np.ndarray:
+        safe = np.where(self.pos >= 0, self.pos, 0)
+        return np.where(self.pos >= 0, np.asarray(flat_values, dtype=float)[safe], np.nan)
+
+
+def to_batch(table: pa.Table) -> Batch:
+    """Lay out one Arrow batch of UltraFeedback rows per slot, without a Python loop over rows."""
+    n = table.num_rows
+    comp = table.column("completions").combine_chunks()
+    counts = pc.fill_null(pc.list_value_length(comp), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(comp)
+    if isinstance(flat, pa.ChunkedArray):
+        flat = flat.combine_chunks()
+    k = max(int(counts.max(initial=0)), 2)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    row_of = np.repeat(np.arange(n), counts)
+    slot_of = np.arange(int(counts.sum())) - np.repeat(starts, counts)
+    pos = np.full((n, k), -1, dtype=np.int64)
+    pos[row_of, slot_of] = np.arange(len(row_of))
+
+    responses = flat.field("response")
+    trimmed_len = pc.fill_null(pc.utf8_length(pc.utf8_trim_whitespace(responses)), 0).to_numpy(zero_copy_only=False)
+    length = pc.fill_null(pc.utf8_length(responses), -1).to_numpy(zero_copy_only=False)
+    model_flat = np.asarray(flat.field("model").to_pylist(), dtype=object)
+
+    model = np.full((n, k), None, dtype=object)
+    model[row_of, slot_of] = model_flat
+    nonempty = np.zeros((n, k), dtype=bool)
+    nonempty[row_of, slot_of] = trimmed_len > 0
+    lengths = np.full((n, k), -1, dtype=np.int64)
+    lengths[row_of, slot_of] = length
+    source = (
+        np.asarray(table.column("source").to_pylist(), dtype=object)
+        if "source" in table.column_names else np.full(n, None, dtype=object)
+    )
+    return Batch(table.column("instruction").to_pylist(), source, model, pos, responses, nonempty, lengths, flat)
+
+
+def duplicate_slots(batch: Batch, usable: np.ndarray) -> np.ndarray:
+    """(n, K) bool: a usable response whose text repeats an earlier usable one in its row.
+
+    The first occurrence is kept. Only slots of equal length are compared as strings, and
+    equal lengths are rare, so this costs almost nothing on real data.
+    """
+    usable = usable.copy()
+    dup = np.zeros_like(usable)
+    k = usable.shape[1]
+    for later in range(1, k):
+        for earlier in range(later):
+            maybe = usable[:, earlier] & usable[:, later] & (batch.lengths[:, earlier] == batch.lengths[:, later])
+            rows = np.flatnonzero(maybe)
+            if rows.size:
+                a = batch.texts(rows, np.full(rows.size, earlier))
+                b = batch.texts(rows, np.full(rows.size, later))
+                same = rows[np.fromiter((x == y for x, y in zip(a, b)), dtype=bool, count=rows.size)]
+                dup[same, later] = True
+                usable[same, later] = False
+    return dup
+
+
+def duplicate_models(model_index: np.ndarray) -> np.ndarray:
+    """(n, K) bool: a slot whose model already answered earlier in the row (first one kept)."""
+    dup = np.zeros(model_index.shape, dtype=bool)
+    for later in range(1, model_index.shape[1]):
+        same = (model_index[:, :later] == model_index[:, [later]]) & (model_index[:, [later]] >= 0)
+        dup[:, later] = same.any(axis=1)
+    return dup
