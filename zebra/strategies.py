@@ -133,11 +133,28 @@ class BaselineSelection:
     all_equal: np.ndarray  # every usable response has the same score: no preference to learn
 
 
-def select_baseline(scores: np.ndarray, usable: np.ndarray, rng: np.random.Generator) -> BaselineSelection:
+def uniform_keys(row_hash: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(n, k) uniforms in [0, 1) that depend only on (seed, row hash, slot).
+
+    A counter-based draw (splitmix64) instead of a stateful generator: the baseline's random
+    rejected response then survives --limit, batching and reordering of the data unchanged.
+    """
+    with np.errstate(over="ignore"):
+        x = row_hash.astype(np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15)
+        x = x + np.arange(1, k + 1, dtype=np.uint64)[None, :] * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def select_baseline(scores: np.ndarray, usable: np.ndarray, keys: np.ndarray) -> BaselineSelection:
     """The RLAIF baseline: UltraFeedback-binarized's recipe (HuggingFaceH4/ultrafeedback_binarized).
 
     chosen = the response with the highest instance score (ties at the top: the first listed);
-    rejected = drawn uniformly, with `rng`, from the responses scored strictly lower, so a pair
+    rejected = drawn uniformly (by the largest of `keys`, see `uniform_keys`) from the responses
+    scored strictly lower, so a pair
     is never a tie and never a response against itself. Prompts whose usable responses all
     score the same give no pair.
     """
@@ -147,8 +164,7 @@ def select_baseline(scores: np.ndarray, usable: np.ndarray, rng: np.random.Gener
     top = masked.max(axis=1)
     chosen = masked.argmax(axis=1)
     lower = usable & (masked < top[:, None])
-    keys = np.where(lower, rng.random(scores.shape), -1.0)
-    rejected = keys.argmax(axis=1)
+    rejected = np.where(lower, keys, -1.0).argmax(axis=1)
     ok = lower.any(axis=1)
     too_few = usable.sum(axis=1) < 2
     return BaselineSelection(

@@ -1,0 +1,56 @@
+"""Write made-up UltraFeedback-schema data: the shipped sample, or full size for speed runs.
+
+    # the shipped sample (this exact command made data/ultrafeedback_sample.jsonl)
+    python make_ultrafeedback.py
+
+    # full size, responses of realistic length (~1,300 characters), for benchmarks/
+    python make_ultrafeedback.py --rows 63967 --response-words 220 --output out/uf_full.jsonl
+
+The same seed and settings give byte-identical files. The first rows are the awkward cases
+(ultralm-65b, 2- and 3-completion rows, completions out of `models` order, an empty and a
+duplicated response, a model absent from the behaviour table, N/A ratings, truthful_qa).
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from zebra.synthetic import make_rows
+
+ROWS = 300  # enough for every strategy to pick among many model pairs, small enough to ship
+SEED = 0
+RESPONSE_WORDS = 40  # short texts keep the shipped file small (~1 MB)
+AWKWARD_RATE = 0.05  # after the first rows, how often a row is made awkward again
+OUTPUT = "data/ultrafeedback_sample.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=ROWS)
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS)
+    ap.add_argument("--awkward-rate", type=float, default=AWKWARD_RATE)
+    ap.add_argument("--output", default=OUTPUT, help="a .jsonl file")
+    args = ap.parse_args()
+    if args.rows < 1:
+        ap.error("--rows must be at least 1")
+
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            rows = make_rows(args.rows, args.seed, args.response_words, args.awkward_rate)
+            for row in tqdm(rows, total=args.rows, unit="row", disable=None):
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {args.rows} rows to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""One binarization run: load → per-batch select → write records and a meta file.
+
+Shared by the four `binarize_*.py` scripts, which differ only in the strategy and its settings.
+Work is done one Arrow batch at a time, so memory is bounded by the batch size, and every
+selection inside a batch is vectorised (zebra.strategies).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zebra import strategies
+from zebra.behaviour import BehaviourTable, read_benchmark
+from zebra.data import Batch, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback, prompt_id, to_batch
+from zebra.records import RecordWriter, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BinarizeConfig:
+    """Everything a run depends on; written verbatim into `<output>.meta.json`."""
+
+    strategy: str  # sup | sim | sim_least | sup_sim | baseline
+    output: str
+    data: str | None = None  # None: the shipped sample
+    benchmark: str = "model_aware/benchmark.csv"
+    tau: float = 0.1
+    rank_weight: float = 0.5
+    similarity_weight: float = 0.5
+    seed: int = 42
+    limit: int | None = None
+    batch_size: int = 16384
+    score: str = "overall"  # baseline: overall | mean-rating
+    drop_sources: tuple[str, ...] = ()  # baseline drops truthful_qa, as ultrafeedback_binarized does
+    only_rated: bool = False  # baseline: keep only responses of models in the behaviour table
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Counts:
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_skipped: Counter = field(default_factory=Counter)
+    responses: Counter = field(default_factory=Counter)
+    model_not_in_table: Counter = field(default_factory=Counter)
+    model_missing_score: Counter = field(default_factory=Counter)
+    chosen: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)
+    kinship_rank: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        ranks = sum((r * c for r, c in self.kinship_rank.items()), 0)
+        n_ranks = sum(self.kinship_rank.values())
+        return {
+            "rows_read": self.rows_read,
+            "rows_written": self.rows_written,
+            "rows_skipped": dict(self.rows_skipped),
+            "responses": dict(self.responses),
+            "model_not_in_table": dict(self.model_not_in_table.most_common()),
+            "model_missing_score": dict(self.model_missing_score.most_common()),
+            "chosen_by_model": dict(self.chosen.most_common()),
+            "rejected_by_model": dict(self.rejected.most_common()),
+            "kinship_rank_histogram": {str(k): v for k, v in sorted(self.kinship_rank.items())},
+            "kinship_rank_mean": (ranks / n_ranks) if n_ranks else None,
+        }
+
+
+def model_index(batch: Batch, table: BehaviourTable) -> np.ndarray:
+    """(n, K) behaviour-table index of each slot's model; −1 where absent or not rated.
+
+    Names are looked up once per distinct name, not once per response.
+    """
+    names, inverse = np.unique(batch.model.astype(str), return_inverse=True)
+    lookup = np.array([table.index.get(name, -1) for name in names], dtype=np.int64)
+    idx = lookup[inverse.reshape(batch.model.shape)]
+    return np.where(batch.model == None, -1, idx)  # noqa: E711  (elementwise on object array)
+
+
+def _name_codes(batch: Batch) -> np.ndarray:
+    """(n, K) an integer per distinct model name (−1 where absent), for duplicate checks."""
+    names, inverse = np.unique(batch.model.astype(str), return_inverse=True)
+    return np.where(batch.model == None, -1, inverse.reshape(batch.model.shape))  # noqa: E711
+
+
+def usable_slots(batch: Batch, table: BehaviourTable, counts: Counts, require_rated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Which responses may enter a pair, counting every reason one may not."""
+    present = batch.pos >= 0
+    midx = model_index(batch, table)
+    rated = midx >= 0
+    counts.responses["total"] += int(present.sum())
+    if require_rated:
+        excluded = set(table.excluded)
+        for name in batch.model[present & ~rated]:
+            bucket = counts.model_missing_score if name in excluded else counts.model_not_in_table
+            bucket[str(name)] += 1
+    usable = present & batch.nonempty & (rated if require_rated else True)
+    counts.responses["empty"] += int((present & ~batch.nonempty).sum())
+    dup_model = duplicate_models(np.where(usable, _name_codes(batch), -1))
+    usable &= ~dup_model
+    counts.responses["duplicate_model"] += int(dup_model.sum())
+    dup_text = duplicate_slots(batch, usable)
+    usable &= ~dup_text
+    counts.responses["duplicate_response"] += int(dup_text.sum())
+    counts.responses["usable"] += int(usable.sum())
+    return usable, midx
+
+
+def _messages(prompt: str, response: str) -> list[dict[str, str]]:
+    return [{"content": prompt, "role": "user"}, {"content": response, "role": "assistant"}]
+
+
+def build_records(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np.ndarray,
+                  columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Records in the original ZEBRA format plus provenance columns, for the given rows.
+
+    `columns` maps extra field names to per-row arrays aligned with `rows` (NaN / −1 → null).
+    """
+    prompts = [batch.instruction[i] for i in rows]
+    chosen = batch.texts(rows, c_slot)
+    rejected = batch.texts(rows, r_slot)
+    c_name = batch.model[rows, c_slot]
+    r_name = batch.model[rows, r_slot]
+
+    def clean(v):
+        if isinstance(v, (float, np.floating)):
+            return None if np.isnan(v) else float(v)
+        if isinstance(v, (int, np.integer)):
+            return None if v < 0 else int(v)
+        return v
+
+    cols = {k: [clean(x) for x in v.tolist()] for k, v in columns.items()}
+    return [
+        {
+            "prompt": p,
+            "prompt_id": prompt_id(p),
+            "most_similar_pair": [c_name[j], r_name[j]],
+            "chosen": _messages(p, chosen[j]),
+            "rejected": _messages(p, rejected[j]),
+            **{k: v[j] for k, v in cols.items()},
+        }
+        for j, p in enumerate(prompts)
+    ]
+
+
+def _pair_columns(table: BehaviourTable, c_model: np.ndarray, r_model: np.ndarray) -> dict[str, np.ndarray]:
+    """MB-SUP of both sides and their MB-SIM; NaN where a side is not in the table."""
+    ok = (c_model >= 0) & (r_model >= 0)
+    c0, r0 = np.where(c_model >= 0, c_model, 0), np.where(r_model >= 0, r_model, 0)
+    sup, sim = table.mb_sup, table.mb_sim
+    return {
+        "mb_sup_chosen": np.where(c_model >= 0, sup[c0], np.nan),
+        "mb_sup_rejected": np.where(r_model >= 0, sup[r0], np.nan),
+        "mb_sim": np.where(ok, sim[c0, r0], np.nan),
+    }
+
+
+def _row_hashes(instructions: list[str]) -> np.ndarray:
+    return np.array([int(prompt_id(p)[:16], 16) for p in instructions], dtype=np.uint64)
+
+
+def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, counts: Counts) -> list[dict[str, Any]]:
+    """Select one pair per usable prompt of a batch and return its records."""
+    n = batch.n
+    keep_rows = np.ones(n, dtype=bool)
+    if cfg.drop_sources:
+        dropped = np.isin(batch.source.astype(str), list(cfg.drop_sources))
+        counts.rows_skipped["dropped_source"] += int(dropped.sum())
+        keep_rows &= ~dropped
+
+    if cfg.strategy == "baseline":
+        usable, midx = usable_slots(batch, table, counts, require_rated=cfg.only_rated)
+        usable &= keep_rows[:, None]
+        if cfg.score == "overall":
+            scores = batch.scores("overall_score")
+        else:  # Argilla's cleaned variant: mean of the four aspect ratings, N/A ignored
+            with warnings.catch_warnings():  # all-N/A responses: NaN, counted as no_score below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                scores = np.nanmean(batch.ratings(), axis=-1)
+        counts.responses["no_score"] += int((usable & np.isnan(scores)).sum())
+        keys = strategies.uniform_keys(_row_hashes(batch.instruction), usable.shape[1], cfg.seed)
+        sel = strategies.select_baseline(scores, usable, keys)
+        ok = sel.ok & keep_rows
+        counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
+        counts.rows_skipped["all_scores_equal"] += int((sel.all_equal & keep_rows).sum())
+        rows = np.flatnonzero(ok)
+        c_slot, r_slot = sel.chosen[rows], sel.rejected[rows]
+        c_model, r_model = midx[rows, c_slot], midx[rows, r_slot]
+        columns = {"kinship_rank": np.full(rows.size, -1), **_pair_columns(table, c_model, r_model),
+                   "score_chosen": scores[rows, c_slot], "score_rejected": scores[rows, r_slot]}
+    else:
+        usable, midx = usable_slots(batch, table, counts, require_rated=True)
+        usable &= keep_rows[:, None]
+        cand = np.where(usable, midx, -1)
+        sel = strategies.select(cand, table.mb_sup, table.mb_sim, cfg.strategy, cfg.tau,
+                                cfg.rank_weight, cfg.similarity_weight)
+        ranks = strategies.kinship_rank(cand, sel, table.mb_sim)
+        counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
+        counts.rows_skipped["no_pair_with_mb_sim_at_least_tau"] += int((sel.below_tau & keep_rows).sum())
+        rows = np.flatnonzero(sel.ok)
+        c_slot, r_slot = sel.chosen[rows], sel.rejected[rows]
+        c_model, r_model = sel.chosen_model[rows], sel.rejected_model[rows]
+        counts.kinship_rank.update(ranks[rows].tolist())
+        columns = {"kinship_rank": ranks[rows], **_pair_columns(table, c_model, r_model)}
+
+    counts.chosen.update(batch.model[rows, c_slot].tolist())
+    counts.rejected.update(batch.model[rows, r_slot].tolist())
+    return build_records(batch, rows, c_slot, r_slot, columns)
+
+
+def _versions() -> dict[str, str]:
+    import datasets
+    import pandas
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__,
+            "pyarrow": pa.__version__, "datasets": datasets.__version__}
+
+
+def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
+    """Run one constructor end to end; returns the meta dict also written beside the output."""
+    from tqdm.auto import tqdm
+
+    if cfg.strategy not in (*strategies.STRATEGIES, "baseline"):
+        raise ValueError(f"unknown strategy {cfg.strategy!r}")
+    if cfg.score not in ("overall", "mean-rating"):
+        raise ValueError(f"--score must be 'overall' or 'mean-rating', not {cfg.score!r}")
+    t0 = time.perf_counter()
+    table = read_benchmark(cfg.benchmark)
+    ds = load_ultrafeedback(cfg.data, limit=cfg.limit)
+    t_load = time.perf_counter() - t0
+    counts = Counts()
+    extra = [("score_chosen", pa.float64()), ("score_rejected", pa.float64())] if cfg.strategy == "baseline" else []
+    t_select = 0.0
+    with RecordWriter(cfg.output, extra) as writer, tqdm(
+        total=len(ds), unit="prompt", desc=f"binarize {cfg.strategy}", disable=not cfg.progress
+    ) as bar:
+        for arrow_batch in iter_batches(ds, cfg.batch_size):
+            t1 = time.perf_counter()
+            batch = to_batch(arrow_batch)
+            records = process_batch(batch, table, cfg, counts)
+            t_select += time.perf_counter() - t1
+            writer.write(records)
+            counts.rows_read += batch.n
+            counts.rows_written += len(records)
+            bar.update(batch.n)
+    if counts.model_not_in_table:
+        log.warning("responses skipped, model not in %s: %s", cfg.benchmark,
+                    ", ".join(f"{m} ({c})" for m, c in counts.model_not_in_table.most_common()))
+    if counts.model_missing_score:
+        log.warning("responses skipped, model has a missing score in %s: %s", cfg.benchmark,
+                    ", ".join(f"{m} ({c})" for m, c in counts.model_missing_score.most_common()))
+    meta = {
+        "settings": asdict(cfg),
+        "data": str(cfg.data) if cfg.data is not None else "shipped sample (data/ultrafeedback_sample.jsonl)",
+        "behaviour_table": {"models": list(table.models), "benchmarks": list(table.benchmarks),
+                            "excluded_missing_score": list(table.excluded),
+                            "mb_sup": dict(zip(table.models, np.round(table.mb_sup, 6).tolist()))},
+        "counts": counts.as_dict(),
+        "seconds": {"load": round(t_load, 3), "select_and_build": round(t_select, 3),
+                    "total": round(time.perf_counter() - t0, 3)},
+        "versions": _versions(),
+    }
+    write_json_atomic(f"{cfg.output}.meta.json", meta)
+    return meta
