@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zebra.errors import ZebraError
+
 log = logging.getLogger(__name__)
 
 
-class BenchmarkTableError(ValueError):
+class BenchmarkTableError(ZebraError):
     """A benchmark table that cannot be used; the message is one line naming file, row and column."""
 
 

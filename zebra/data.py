@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zebra.errors import ZebraError
+
 log = logging.getLogger(__name__)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "ultrafeedback_sample.jsonl"
@@ -31,7 +33,7 @@ ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow": "arrow"}
 
 
-class DataError(ValueError):
+class DataError(ZebraError):
     """Data that cannot be used; the message is one line naming the file and field."""
 
 

@@ -22,7 +22,8 @@ import pyarrow as pa
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
 from zebra.data import Batch, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback, prompt_id, to_batch
-from zebra.records import RecordWriter, write_json_atomic
+from zebra.errors import ZebraError
+from zebra.records import RecordWriter, output_format, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -232,9 +233,14 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     if cfg.strategy not in (*strategies.STRATEGIES, "baseline"):
-        raise ValueError(f"unknown strategy {cfg.strategy!r}")
+        raise ZebraError(f"unknown strategy {cfg.strategy!r}")
     if cfg.score not in ("overall", "mean-rating"):
-        raise ValueError(f"--score must be 'overall' or 'mean-rating', not {cfg.score!r}")
+        raise ZebraError(f"--score must be 'overall' or 'mean-rating', not {cfg.score!r}")
+    if not 0 < cfg.batch_size:
+        raise ZebraError(f"--batch-size must be positive, not {cfg.batch_size}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise ZebraError(f"--limit must be at least 1, not {cfg.limit}")
+    output_format(cfg.output)  # a bad output name fails before any work
     t0 = time.perf_counter()
     table = read_benchmark(cfg.benchmark)
     ds = load_ultrafeedback(cfg.data, limit=cfg.limit)
@@ -273,3 +279,12 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
     }
     write_json_atomic(f"{cfg.output}.meta.json", meta)
     return meta
+
+
+def summary_line(meta: dict[str, Any]) -> str:
+    """The one line a script prints after a run."""
+    c, s = meta["counts"], meta["settings"]
+    skipped = ", ".join(f"{k} {v}" for k, v in c["rows_skipped"].items() if v) or "none"
+    rank = f"; mean kinship_rank {c['kinship_rank_mean']:.2f}" if c["kinship_rank_mean"] is not None else ""
+    return (f"{s['strategy']}: wrote {c['rows_written']} of {c['rows_read']} prompts to {s['output']} "
+            f"(skipped: {skipped}{rank}) in {meta['seconds']['total']:.1f}s")

@@ -14,6 +14,8 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from zebra.errors import ZebraError
+
 FORMATS = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 _MESSAGES = pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))
@@ -34,7 +36,7 @@ SCHEMA = pa.schema([
 def output_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"{path}: unknown output format {suffix!r}; name it .json, .jsonl or .parquet")
+        raise ZebraError(f"{path}: unknown output format {suffix!r}; name it .json, .jsonl or .parquet")
     return FORMATS[suffix]
 
 
@@ -123,7 +125,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     fmt = output_format(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such records file")
+        raise ZebraError(f"{path}: no such records file")
     if fmt == "parquet":
         return pq.read_table(path).to_pylist()
     with open(path, encoding="utf-8") as fh:
@@ -131,5 +133,5 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             return [json.loads(line) for line in fh if line.strip()]
         data = json.load(fh)
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records")
+        raise ZebraError(f"{path}: expected a JSON list of records")
     return data

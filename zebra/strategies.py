@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zebra.errors import ZebraError
+
 STRATEGIES = ("sup", "sim", "sim_least", "sup_sim")
 
 
@@ -68,7 +70,7 @@ def objective(strategy: str, sup_c, sup_r, sim, rank_weight: float = 0.5, simila
         return -sim
     if strategy == "sup_sim":
         return rank_weight * (sup_c + sup_r) / 2.0 + similarity_weight * sim
-    raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    raise ZebraError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
 
 
 def _lexicographic_argmax(mask: np.ndarray, keys: list[np.ndarray]) -> np.ndarray:
@@ -92,7 +94,7 @@ def select(
 ) -> Selection:
     """Pick one chosen/rejected pair of slots per prompt with the given strategy."""
     if strategy == "sup_sim" and (rank_weight < 0 or similarity_weight < 0 or rank_weight + similarity_weight == 0):
-        raise ValueError("rank_weight and similarity_weight must be ≥ 0 and not both 0")
+        raise ZebraError("--rank-weight and --similarity-weight must be ≥ 0 and not both 0")
     n = cand.shape[0]
     valid, c_model, r_model, c_slot, r_slot = oriented_pairs(cand, mb_sup)
     sup_c, sup_r = mb_sup[c_model], mb_sup[r_model]

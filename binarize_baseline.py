@@ -1,0 +1,56 @@
+"""RLAIF baseline (Table 1's "Baseline"): pairs chosen by UltraFeedback's GPT-4 instance scores.
+
+    # on the shipped sample (no network), writing model_aware/UltraFeedback.baseline.json
+    python binarize_baseline.py
+
+    # on full UltraFeedback; Argilla's cleaned ranking (mean of the four aspect ratings)
+    python binarize_baseline.py --data openbmb/UltraFeedback --output out/baseline.json
+    python binarize_baseline.py --data openbmb/UltraFeedback --score mean-rating --output out/baseline_clean.json
+
+The recipe of HuggingFaceH4/ultrafeedback_binarized, which the paper's baseline follows: chosen =
+the response with the highest `overall_score`, rejected = one of the strictly lower-scored
+responses drawn at random (seeded; the draw depends only on seed, prompt and slot), truthful_qa
+prompts dropped. `overall_score` turns a critique score of 1 into 10 for hundreds of responses
+(found by Argilla); `--score mean-rating` ranks by the mean of the four aspect ratings instead
+(N/A ignored). Prompts whose responses all score the same give no pair and are counted.
+This is the one constructor that uses instance labels: it is the comparison, not ZEBRA.
+"""
+
+import argparse
+import logging
+
+from zebra.errors import ZebraError
+from zebra.pipeline import BinarizeConfig, binarize, summary_line
+
+BENCHMARK = "model_aware/benchmark.csv"  # only for the mb_* provenance columns (and --only-rated)
+OUTPUT = "model_aware/UltraFeedback.baseline.json"
+SCORE = "overall"  # what the paper used; "mean-rating" is Argilla's cleaned variant
+DROP_SOURCES = ("truthful_qa",)  # ultrafeedback_binarized drops them (TruthfulQA is an eval set)
+SEED = 42  # picks the random rejected response
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="hub id, .json/.jsonl/.parquet/.arrow file or folder (default: shipped sample)")
+    ap.add_argument("--benchmark", default=BENCHMARK, help="behaviour table CSV (default: %(default)s)")
+    ap.add_argument("--output", default=OUTPUT, help=".json, .jsonl or .parquet (default: %(default)s)")
+    ap.add_argument("--score", choices=("overall", "mean-rating"), default=SCORE, help="instance score (default: %(default)s)")
+    ap.add_argument("--keep-truthful-qa", action="store_true", help="do not drop truthful_qa prompts")
+    ap.add_argument("--only-rated", action="store_true",
+                    help="use only responses of models in the behaviour table (same pool as ZEBRA: no ultralm-65b)")
+    ap.add_argument("--tau", type=float, default=None, help="ignored: the baseline pairs by instance score, not MB-SIM")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    ap.add_argument("--seed", type=int, default=SEED, help="seed of the random rejected response (default: %(default)s)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        meta = binarize(BinarizeConfig("baseline", args.output, args.data, args.benchmark, seed=args.seed,
+                                       limit=args.limit, score=args.score, only_rated=args.only_rated,
+                                       drop_sources=() if args.keep_truthful_qa else DROP_SOURCES))
+    except ZebraError as err:
+        raise SystemExit(f"error: {err}")
+    print(summary_line(meta))
+
+
+if __name__ == "__main__":
+    main()
