@@ -36,18 +36,21 @@ _STYLE["unknown"] = [f"mis{i}" for i in range(12)]
 
 
 def _text(rng: np.random.Generator, words: int, topic: list[str], style: list[str]) -> str:
-    pool = np.array(_FILLER * 3 + topic * 4 + style * 2)
-    return " ".join(pool[rng.integers(0, len(pool), size=max(words, 1))]).capitalize() + "."
+    # A plain list indexed from Python ints: joining numpy str_ scalars (the first version) made
+    # full-size generation take minutes; the draws, and so the bytes written, are unchanged.
+    pool = _FILLER * 3 + topic * 4 + style * 2
+    return " ".join([pool[j] for j in rng.integers(0, len(pool), size=max(words, 1)).tolist()]).capitalize() + "."
 
 
 def _rating(quality: float, rng: np.random.Generator) -> int:
-    return int(np.clip(np.rint(1 + 4 * quality + rng.normal(0, 0.9)), 1, 5))
+    # Python's round() rounds half to even like np.rint; scalar numpy calls cost ~1 µs each.
+    return min(max(round(1 + 4 * quality + rng.normal(0, 0.9)), 1), 5)
 
 
 def _completion(model: str, prompt: str, topic: list[str], rng: np.random.Generator, words: int) -> dict:
     quality, family = MODELS.get(model, (0.5, "unknown"))
     ratings = [_rating(quality, rng) for _ in ASPECTS]
-    fine = float(np.mean(ratings))
+    fine = sum(ratings) / len(ratings)  # exact for four small integers, as np.mean was
     return {
         "annotations": {
             "helpfulness": {"Rating": str(ratings[0]), "Rationale": "Made-up rationale.",
@@ -61,7 +64,7 @@ def _completion(model: str, prompt: str, topic: list[str], rng: np.random.Genera
         "custom_system_prompt": "You are a helpful assistant.",
         "fine-grained_score": fine,
         "model": model,
-        "overall_score": float(np.clip(np.round(2 * fine + rng.normal(0, 1.0)) / 1.0, 1, 10)),
+        "overall_score": float(min(max(round(2 * fine + rng.normal(0, 1.0)), 1), 10)),
         "principle": "helpfulness",
         "response": _text(rng, int(words * rng.uniform(0.5, 1.5)), topic, _STYLE[family]),
     }
