@@ -1,0 +1,383 @@
+"""SFT and DPO with trl: settings, data, model, trainer, and what a run leaves behind.
+
+`train_sft.py` and `train_dpo.py` are thin: they parse flags into `TrainSettings` and call, in
+order, `resolve_bf16` → `load_examples` → `load_policy` → `sft_config`/`dpo_config` →
+(`WeightedDPOTrainer` | trl's trainer) → `train` → `save_run`. No training loop is written here.
+
+`WeightedDPOTrainer` is the one piece of new maths: per-example weights on the DPO loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zebra.errors import ZebraError
+from zebra.formats import convert_records
+from zebra.models import resolve_model_path, set_chat_template
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_KEY = "weight"  # the column name trl examples carry, whatever the user's field is called
+
+
+@dataclass
+class TrainSettings:
+    """Everything that decides a run; saved as `settings.json` next to the model."""
+
+    method: str  # "sft" | "dpo"
+    data: str
+    model: str
+    output_dir: str
+    gguf_file: str | None = None
+    chat_template: str | None = None
+    epochs: float = 1.0
+    max_steps: int = -1  # -1: run `epochs`
+    batch_size: int = 6
+    grad_accum: int = 4
+    lr: float = 5e-5
+    warmup_steps: int = 500
+    bf16: bool = True
+    beta: float = 0.1  # DPO only
+    max_length: int | None = 1024
+    seed: int = 42
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    weight_column: str | None = None  # DPO only
+    gradient_checkpointing: bool = True
+    logging_steps: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.method == "sft":  # DPO-only settings would only mislead in an SFT run's record
+            out.pop("beta")
+            out.pop("weight_column")
+        return out
+
+    def check(self) -> None:
+        """Fail early, naming the flag, on settings trl would only reject deep inside."""
+        if self.method not in ("sft", "dpo"):
+            raise ZebraError(f"method {self.method!r}: expected 'sft' or 'dpo'")
+        for flag, value in (("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum)):
+            if value < 1:
+                raise ZebraError(f"{flag} {value}: must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ZebraError(f"--max-steps {self.max_steps}: use a positive number, or -1 to run --epochs")
+        if self.max_steps == -1 and self.epochs <= 0:
+            raise ZebraError(f"--epochs {self.epochs}: must be > 0 when --max-steps is not set")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            raise ZebraError(f"--lr {self.lr} / --warmup-steps {self.warmup_steps}: need lr > 0 and warm-up >= 0")
+        if self.method == "dpo" and self.beta <= 0:
+            raise ZebraError(f"--beta {self.beta}: must be > 0")
+        if self.method == "sft" and self.weight_column:
+            raise ZebraError("--weight-column: per-example weights are implemented for DPO only (train_dpo.py)")
+        if self.max_length is not None and self.max_length < 8:
+            raise ZebraError(f"--max-length {self.max_length}: too short to hold a prompt and a response")
+        if self.lora and (self.lora_r < 1 or self.lora_alpha <= 0):
+            raise ZebraError(f"--lora-r {self.lora_r} / --lora-alpha {self.lora_alpha}: need r >= 1 and alpha > 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# hardware
+
+
+def bf16_available() -> bool:
+    """True where transformers accepts bf16 mixed precision without `use_cpu`: a bf16-capable GPU."""
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def resolve_bf16(requested: bool, available: bool | None = None) -> tuple[bool, str | None]:
+    """(use bf16, one-line notice or None). The paper trains in bf16; CPUs and pre-Ampere GPUs cannot."""
+    available = bf16_available() if available is None else available
+    if requested and not available:
+        return False, "bf16 off: no bf16-capable GPU here (the paper used bf16 on L40s); training in fp32"
+    return requested, None
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak GPU memory allocated by torch (GiB), and this process's peak resident memory (GiB)."""
+    out = {}
+    if torch.cuda.is_available():
+        out["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes
+    out["peak_rss_gib"] = round(rss / (2**30 if platform.system() == "Darwin" else 2**20), 3)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# data and model
+
+
+def load_examples(path: str, method: str, weight_column: str | None = None):
+    """Binarized records file → (datasets.Dataset in trl's conversational format, counts)."""
+    from datasets import Dataset
+
+    from zebra.records import read_records
+
+    records = read_records(path)
+    examples, counts = convert_records(records, method, weight_column=weight_column, source=str(path))
+    if not examples:
+        raise ZebraError(f"{path}: no usable records ({counts}); is it a binarize_*.py output?")
+    return Dataset.from_list(examples), counts
+
+
+def load_policy(settings: TrainSettings, bf16: bool):
+    """(model, tokenizer, model_path) ready for trl. `model_path` is a plain HF folder or hub id.
+
+    A GGUF checkpoint is dequantised once into the cache first: trl rebuilds the DPO reference
+    model from the policy's path, which must therefore load without `gguf_file`.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(settings.model, settings.gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    set_chat_template(tokenizer, settings.chat_template, model_name=f"--model {settings.model}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # bf16 weights as in alignment-handbook's recipes: halves memory on the GPU box; fp32 elsewhere.
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    return model, tokenizer, path
+
+
+def lora_config(settings: TrainSettings):
+    """peft LoRA on every linear layer except the LM head (trl's DPO reads lm_head.weight directly)."""
+    if not settings.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def _common_args(settings: TrainSettings, bf16: bool) -> dict[str, Any]:
+    return dict(
+        output_dir=settings.output_dir,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        learning_rate=settings.lr,
+        warmup_steps=settings.warmup_steps,
+        bf16=bf16,
+        max_length=settings.max_length,
+        seed=settings.seed,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        logging_steps=settings.logging_steps,
+        # the final model is saved once by save_run; intermediate checkpoints of an 8B full
+        # fine-tune (weights + Adam) would fill the disk for no use in this study
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+
+
+def dpo_config(settings: TrainSettings, bf16: bool):
+    from trl import DPOConfig
+
+    return DPOConfig(beta=settings.beta, **_common_args(settings, bf16))
+
+
+def sft_config(settings: TrainSettings, bf16: bool):
+    from trl import SFTConfig
+
+    return SFTConfig(**_common_args(settings, bf16))
+
+
+# ---------------------------------------------------------------------------------------------
+# weighted DPO
+
+
+@functools.cache
+def _weighted_dpo_trainer_class():
+    # Built lazily so importing zebra.training does not import trl (slow) for settings-only use.
+    from trl import DPOTrainer
+
+    class WeightedDPOTrainer(DPOTrainer):
+        """DPOTrainer whose loss weighs each preference pair by the dataset's `weight` column.
+
+        For a batch of pairs (x_i, y_w,i, y_l,i) with weights w_i ≥ 0 (loss_type "sigmoid"):
+
+            ℓ_i = −log σ(β [log πθ(y_w,i|x_i)/π_ref(y_w,i|x_i) − log πθ(y_l,i|x_i)/π_ref(y_l,i|x_i)])
+            L   = Σ_i w_i ℓ_i / Σ_i w_i            (0 when every weight in the batch is 0)
+
+        i.e. DPO (Rafailov et al. 2023, eq. 7) with the batch mean replaced by a weighted mean,
+        as in reliability-aware alignment (SPEC §9, seed 003). With all w_i equal, L is trl's loss.
+
+        The smallest override: trl (1.16) averages the per-pair losses inside its ~300-line
+        `_compute_loss` without exposing them (a `weight` column was proposed in trl#5613 and
+        not merged), so each pair is passed to trl's own `_compute_loss` as a batch of one and the
+        results are combined here. Everything else (reference model, other loss types, metrics)
+        is trl's. Cost: B forward passes of one pair instead of one of B pairs.
+        """
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.data_collator = _WeightCollator(self.data_collator)
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            # keep the column through Trainer's remove_unused_columns
+            if WEIGHT_KEY not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, WEIGHT_KEY]
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            inputs = dict(inputs)
+            weights = inputs.pop(WEIGHT_KEY, None)
+            if weights is None or return_outputs:
+                return super()._compute_loss(model, inputs, return_outputs)
+            n = weights.shape[0]
+            losses = torch.stack([super(WeightedDPOTrainer, self)._compute_loss(model, _one_pair(inputs, i, n), False)
+                                  for i in range(n)])
+            weights = weights.to(losses.device, losses.dtype)
+            return (weights * losses).sum() / weights.sum().clamp_min(torch.finfo(losses.dtype).tiny)
+
+    return WeightedDPOTrainer
+
+
+class _WeightCollator:
+    """Wrap trl's preference collator: same batch, plus a float `weight` tensor of shape (B,)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __call__(self, examples):
+        batch = self.base(examples)
+        if examples and WEIGHT_KEY in examples[0]:
+            batch[WEIGHT_KEY] = torch.tensor([float(e[WEIGHT_KEY]) for e in examples], dtype=torch.float32)
+        return batch
+
+
+def _one_pair(inputs: dict, i: int, n: int) -> dict:
+    """Pair i of a trl preference batch (rows 0..n-1 chosen, n..2n-1 rejected), padding trimmed."""
+    rows = torch.tensor([i, n + i])
+    out = {}
+    for key, value in inputs.items():
+        if not torch.is_tensor(value) or value.dim() == 0:
+            out[key] = value
+        elif value.shape[0] == 2 * n:
+            out[key] = value[rows.to(value.device)]
+        elif value.shape[0] == n:
+            out[key] = value[i : i + 1]
+        else:
+            raise ValueError(f"cannot split batch field {key!r} of shape {tuple(value.shape)} into {n} pairs")
+    # trl pads on the right; drop the columns that are padding in both rows
+    if "attention_mask" in out:
+        length = int(out["attention_mask"].sum(dim=1).max())
+        seq = out["attention_mask"].shape[1]
+        for key, value in out.items():
+            if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == seq:
+                out[key] = value[:, :length]
+    return out
+
+
+def __getattr__(name: str):
+    # `from zebra.training import WeightedDPOTrainer` works, trl imported on first use only
+    if name == "WeightedDPOTrainer":
+        return _weighted_dpo_trainer_class()
+    raise AttributeError(name)
+
+
+def make_trainer(settings: TrainSettings, model, tokenizer, dataset, bf16: bool):
+    """trl's SFTTrainer / DPOTrainer, or WeightedDPOTrainer when a weight column is set."""
+    peft_config = lora_config(settings)
+    if settings.method == "sft":
+        from trl import SFTTrainer
+
+        return SFTTrainer(model=model, args=sft_config(settings, bf16), train_dataset=dataset,
+                          processing_class=tokenizer, peft_config=peft_config)
+    if settings.weight_column:
+        trainer_cls = _weighted_dpo_trainer_class()
+    else:
+        from trl import DPOTrainer as trainer_cls
+    return trainer_cls(model=model, args=dpo_config(settings, bf16), train_dataset=dataset,
+                       processing_class=tokenizer, peft_config=peft_config)
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+
+def _last_logged(log_history: list[dict], key: str):
+    for entry in reversed(log_history):
+        if key in entry:
+            return entry[key]
+    return None
+
+
+def run_metrics(trainer, train_output, n_examples: int, wall_s: float) -> dict[str, Any]:
+    """The short summary a comparison table needs; the full curve is in log_history.json."""
+    history = trainer.state.log_history
+    args = trainer.args
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    epochs = args.num_train_epochs if args.max_steps <= 0 else float("inf")
+    examples_seen = int(min(trainer.state.global_step * per_step, n_examples * epochs))
+    runtime = train_output.metrics.get("train_runtime") or wall_s
+    tokens = _last_logged(history, "num_tokens")
+    metrics = {
+        "final_loss": _last_logged(history, "loss"),
+        "train_loss": train_output.training_loss,
+        "steps": trainer.state.global_step,
+        "examples_seen": examples_seen,
+        "train_examples": n_examples,
+        "tokens_seen": tokens,
+        "tokens_per_s": round(tokens / runtime, 2) if tokens and runtime else None,
+        "train_runtime_s": round(runtime, 2),
+        "s_per_step": round(runtime / max(trainer.state.global_step, 1), 3),
+    }
+    for key in ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected"):
+        value = _last_logged(history, key)
+        if value is not None:
+            metrics["final_" + key.replace("/", "_")] = value
+    metrics.update(peak_memory())
+    return metrics
+
+
+def save_run(trainer, tokenizer, settings: TrainSettings, extra: dict[str, Any], metrics: dict[str, Any]) -> Path:
+    """Write the model (adapter or full), tokenizer, settings.json, log_history.json and metrics.json."""
+    from zebra.records import write_json_atomic
+
+    out = Path(settings.output_dir)
+    trainer.save_model(str(out))  # on multi-GPU this gathers FSDP / ZeRO-3 shards; only rank 0 writes
+    if not trainer.is_world_process_zero():
+        return out
+    tokenizer.save_pretrained(out)
+    write_json_atomic(out / "settings.json", {**settings.to_dict(), **extra})
+    write_json_atomic(out / "log_history.json", trainer.state.log_history)
+    write_json_atomic(out / "metrics.json", metrics)
+    return out
+
+
+def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
+    """One full run, start to saved folder. Returns (output_dir, metrics)."""
+    settings.check()
+    bf16, notice = resolve_bf16(settings.bf16)
+    if notice:
+        logger.warning(notice)
+    dataset, counts = load_examples(settings.data, settings.method, settings.weight_column)
+    logger.info("%s: %s", settings.data, json.dumps(counts))
+    model, tokenizer, model_path = load_policy(settings, bf16)
+    trainer = make_trainer(settings, model, tokenizer, dataset, bf16)
+    start = time.perf_counter()
+    train_output = trainer.train()
+    metrics = run_metrics(trainer, train_output, len(dataset), time.perf_counter() - start)
+    extra = {"bf16_used": bf16, "resolved_model_path": model_path, "data_counts": counts,
+             "trainer": type(trainer).__name__}
+    return save_run(trainer, tokenizer, settings, extra, metrics), metrics
