@@ -267,7 +267,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         log.warning("responses skipped, model has a missing score in %s: %s", cfg.benchmark,
                     ", ".join(f"{m} ({c})" for m, c in counts.model_missing_score.most_common()))
     meta = {
-        "settings": asdict(cfg),
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "data": str(cfg.data) if cfg.data is not None else "shipped sample (data/ultrafeedback_sample.jsonl)",
         "behaviour_table": {"models": list(table.models), "benchmarks": list(table.benchmarks),
                             "excluded_missing_score": list(table.excluded),

@@ -1,0 +1,131 @@
+"""The behaviour table reproduces the paper's printed numbers, and bad tables fail clearly."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from zebra.behaviour import BenchmarkTableError, mb_sim, parse_benchmark_table, read_benchmark
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "model_aware" / "benchmark.csv"
+DATA = Path(__file__).resolve().parent / "data"
+
+# Table 4, "Average Score" column, as printed in the paper.
+TABLE4_AVERAGE = {
+    "gpt-4": 0.99, "gpt-3.5-turbo": 0.77, "bard": 0.86, "llama-2-7b-chat": 0.41, "llama-2-13b-chat": 0.45,
+    "llama-2-70b-chat": 0.58, "ultralm-13b": 0.40, "wizardlm-7b": 0.34, "wizardlm-13b": 0.45,
+    "wizardlm-70b": 0.58, "vicuna-33b": 0.57, "alpaca-7b": 0.16, "falcon-40b-instruct": 0.47,
+    "mpt-30b-chat": 0.38, "starchat": 0.05, "pythia-12b": 0.07,
+}
+
+
+def paper_tsv(name: str) -> pd.DataFrame:
+    return pd.read_csv(DATA / name, sep="\t", comment="#", index_col=0)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return read_benchmark(TABLE)
+
+
+def test_shipped_table_is_the_original_file():
+    original = ROOT.parent / "shared" / "reference" / "benchmark_original.csv"
+    if not original.exists():
+        pytest.skip("shared/reference not beside this checkout")
+    assert TABLE.read_bytes() == original.read_bytes()
+
+
+def test_ultralm_65b_is_excluded_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        t = read_benchmark(TABLE)
+    assert t.excluded == ("ultralm-65b",)
+    assert "ultralm-65b" not in t.models and len(t.models) == 16
+    assert "ultralm-65b" in caplog.text and "1 model(s)" in caplog.text
+
+
+def test_table4_average_score(table):
+    got = dict(zip(table.models, np.round(table.mb_sup, 2)))
+    assert got == pytest.approx(TABLE4_AVERAGE, abs=1e-9)
+
+
+def test_figure10_normalised_table(table):
+    paper = paper_tsv("paper_figure10_normalised.tsv")
+    assert list(paper.index) == list(table.models)
+    np.testing.assert_array_equal(np.round(table.normalised, 3), paper.to_numpy())
+
+
+def test_figure10_mb_sim_matrix(table):
+    paper = paper_tsv("paper_figure10_mb_sim.tsv")
+    assert list(paper.index) == list(table.models) == list(paper.columns)
+    np.testing.assert_array_equal(np.round(table.mb_sim, 3), paper.to_numpy())
+
+
+def test_units_do_not_matter_within_a_column(tmp_path):
+    # MMLU written as fractions instead of percentages, IFEval as percentages: same table.
+    df = pd.read_csv(TABLE, dtype=str, keep_default_na=False)
+    mmlu = df["MMLU"].str.rstrip("%")
+    df["MMLU"] = [f"{float(v) / 100:.4f}" if v else "" for v in mmlu]
+    df.iloc[:, 1] = [f"{v}%" if v else "" for v in df.iloc[:, 1]]
+    other = parse_benchmark_table(df, "edited")
+    ref = read_benchmark(TABLE)
+    np.testing.assert_allclose(other.normalised, ref.normalised, atol=1e-12)
+
+
+def test_any_number_of_models_and_benchmarks():
+    df = pd.DataFrame({"Model": ["a", "b", "c", "d"], "x": ["1", "2", "3", "4"], "y": ["10%", "40%", "20%", "30%"],
+                       "z": ["0.5", "0.1", "0.9", "0.3"], "w": ["7", "8", "9", "1"]})
+    t = parse_benchmark_table(df, "mine.csv")
+    assert t.benchmarks == ("x", "y", "z", "w") and t.models == ("a", "b", "c", "d")
+    np.testing.assert_allclose(t.normalised[:, 0], [0, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(t.mb_sup, t.normalised.mean(axis=1))
+    v = t.normalised
+    cos = v @ v.T / np.outer(np.linalg.norm(v, axis=1), np.linalg.norm(v, axis=1))
+    np.testing.assert_allclose(t.mb_sim, cos)
+
+
+def test_zero_vector_model_has_zero_similarity():
+    sim = mb_sim(np.array([[0.0, 0.0], [1.0, 0.5], [0.5, 1.0]]))
+    assert sim[0, 1] == 0 and sim[0, 2] == 0 and sim[0, 0] == 1
+    assert not np.isnan(sim).any()
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ({"Model": ["a", "b", "a"], "x": ["1", "2", "3"]}, "'a' appears twice (rows 2 and 4)"),
+        ({"Model": ["a", "b", "c"], "x": ["1", "two", "3"]}, "row 3 (b), column 'x': 'two' is not a number"),
+        ({"Model": ["a", "b", "c"], "x": ["1", "2", "3"], "y": ["5", "5", "5"]}, "column 'y' has the same value"),
+        ({"Model": ["a", "b", "c"], "x": ["", "", ""]}, "no benchmark column has any value"),
+        ({"Model": ["a", "b", "c"]}, "at least one benchmark column"),
+        ({"Model": ["a", "b", "c"], "x": ["50%", "60", "70%"]}, "row 3 (b), column 'x': plain '60' beside '%'"),
+        ({"Model": ["a", "b", "c"], "x": ["1", "", ""]}, "fewer than two models"),
+        ({"Model": ["a", "", "c"], "x": ["1", "2", "3"]}, "row 3 has no model name"),
+    ],
+)
+def test_bad_tables_fail_with_one_line_naming_the_place(rows, message):
+    with pytest.raises(BenchmarkTableError) as err:
+        parse_benchmark_table(pd.DataFrame(rows), "t.csv")
+    text = str(err.value)
+    assert message in text and text.startswith("t.csv") and "\n" not in text
+
+
+def test_missing_file_names_the_flag(tmp_path):
+    with pytest.raises(BenchmarkTableError, match="--benchmark"):
+        read_benchmark(tmp_path / "nope.csv")
+
+
+def test_bom_is_tolerated(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufeffModel,x,y\na,1,2\nb,2,1\nc,3,3\n".encode("utf-8"))
+    assert read_benchmark(p).models == ("a", "b", "c")
+
+
+def test_subset_renormalises(table):
+    knowledge = table.subset(["MMLU", "MMLU-pro"])
+    assert knowledge.normalised.shape == (16, 2)
+    np.testing.assert_allclose(knowledge.normalised, table.normalised[:, [1, 2]])
+    with pytest.raises(BenchmarkTableError, match="no benchmark column 'nope'"):
+        table.subset(["nope"])

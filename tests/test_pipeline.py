@@ -1,0 +1,325 @@
+"""End to end: the shipped sample's awkward cases, every input and output format, atomic writes,
+the meta file, and the four scripts from the shell."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+
+from zebra import pipeline
+from zebra.data import SAMPLE, DataError, load_ultrafeedback, prompt_id
+from zebra.errors import ZebraError
+from zebra.pipeline import BinarizeConfig, binarize
+from zebra.records import read_records
+from zebra.synthetic import AWKWARD, UNKNOWN_MODEL, make_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = str(ROOT / "model_aware" / "benchmark.csv")
+STRATEGIES = ["sup", "sim", "sim_least", "sup_sim", "baseline"]
+
+
+def run(strategy, out, **kw):
+    kw.setdefault("benchmark", BENCH)
+    kw.setdefault("progress", False)
+    if strategy == "baseline":
+        kw.setdefault("drop_sources", ("truthful_qa",))
+    return binarize(BinarizeConfig(strategy, str(out), **kw))
+
+
+@pytest.fixture(scope="module")
+def sample_rows():
+    return [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("out")
+    return {s: (run(s, d / f"{s}.json"), read_records(d / f"{s}.json")) for s in STRATEGIES}
+
+
+def test_sample_is_what_the_generator_makes():
+    # The shipped file is reproducible: same rows from the generator with its defaults.
+    rows = [json.dumps(r, ensure_ascii=False) for r in make_rows(300, 0, 40, 0.05)]
+    assert SAMPLE.read_text(encoding="utf-8").splitlines() == rows
+
+
+def test_sample_holds_every_awkward_case(sample_rows):
+    first = sample_rows[: len(AWKWARD)]
+    by_case = dict(zip(AWKWARD, first))
+    assert "ultralm-65b" in [c["model"] for c in by_case["ultralm-65b"]["completions"]]
+    assert len(by_case["two-completions"]["completions"]) == 2
+    assert len(by_case["three-completions"]["completions"]) == 3
+    shuffled = by_case["shuffled-order"]
+    assert [c["model"] for c in shuffled["completions"]] != shuffled["models"]
+    assert by_case["empty-response"]["completions"][2]["response"].strip() == ""
+    dup = by_case["duplicate-response"]["completions"]
+    assert dup[3]["response"] == dup[1]["response"]
+    assert UNKNOWN_MODEL in [c["model"] for c in by_case["unknown-model"]["completions"]]
+    assert by_case["na-ratings"]["completions"][0]["annotations"]["honesty"]["Rating"] == "N/A"
+    assert by_case["truthful-qa"]["source"] == "truthful_qa"
+
+
+def test_awkward_cases_are_counted(outputs, sample_rows):
+    meta, _ = outputs["sup"]
+    c = meta["counts"]
+    n_65b = sum(c_["model"] == "ultralm-65b" for r in sample_rows for c_ in r["completions"])
+    n_unknown = sum(c_["model"] == UNKNOWN_MODEL for r in sample_rows for c_ in r["completions"])
+    n_empty = sum(not c_["response"].strip() for r in sample_rows for c_ in r["completions"])
+    assert c["model_missing_score"] == {"ultralm-65b": n_65b} and n_65b > 0
+    assert c["model_not_in_table"] == {UNKNOWN_MODEL: n_unknown} and n_unknown > 0
+    assert c["responses"]["empty"] == n_empty >= 1
+    assert c["responses"]["duplicate_response"] >= 1
+    assert c["responses"]["total"] == sum(len(r["completions"]) for r in sample_rows)
+    assert c["rows_read"] == 300
+    assert c["rows_written"] + sum(c["rows_skipped"].values()) == 300
+    assert c["rows_written"] == len(outputs["sup"][1])
+
+
+def test_no_record_uses_an_unrated_model_or_an_empty_or_identical_pair(outputs):
+    for strategy in ("sup", "sim", "sim_least", "sup_sim"):
+        for r in outputs[strategy][1]:
+            chosen, rejected = r["chosen"][1]["content"], r["rejected"][1]["content"]
+            assert chosen.strip() and rejected.strip() and chosen != rejected
+            assert not set(r["most_similar_pair"]) & {"ultralm-65b", UNKNOWN_MODEL}
+            assert r["mb_sup_chosen"] >= r["mb_sup_rejected"]
+
+
+def test_responses_are_matched_by_their_own_model_field(outputs, sample_rows):
+    rows = {r["instruction"]: r for r in sample_rows}
+    for strategy in STRATEGIES:
+        for rec in outputs[strategy][1]:
+            row = rows[rec["prompt"]]
+            by_model = {c["model"]: c["response"] for c in row["completions"]}
+            chosen_model, rejected_model = rec["most_similar_pair"]
+            assert rec["chosen"][1]["content"] == by_model[chosen_model]
+            assert rec["rejected"][1]["content"] == by_model[rejected_model]
+            assert rec["chosen"][0] == {"content": rec["prompt"], "role": "user"}
+            assert rec["rejected"][0] == {"content": rec["prompt"], "role": "user"}
+            assert rec["prompt_id"] == prompt_id(rec["prompt"])
+
+
+def test_record_format(outputs):
+    rec = outputs["sup"][1][0]
+    assert list(rec)[:9] == ["prompt", "prompt_id", "most_similar_pair", "chosen", "rejected", "kinship_rank",
+                             "mb_sup_chosen", "mb_sup_rejected", "mb_sim"]
+    assert [m["role"] for m in rec["chosen"]] == ["user", "assistant"]
+    assert isinstance(rec["kinship_rank"], int) and rec["kinship_rank"] >= 1
+
+
+def test_sim_pairs_are_more_alike_than_least_and_sup_pairs_better(outputs):
+    mean = lambda s, f: np.mean([r[f] for r in outputs[s][1]])  # noqa: E731
+    assert mean("sim", "mb_sim") > mean("sup_sim", "mb_sim") > mean("sim_least", "mb_sim")
+    assert mean("sup", "mb_sup_chosen") >= mean("sup_sim", "mb_sup_chosen") >= mean("sim", "mb_sup_chosen")
+    assert all(r["kinship_rank"] == 1 for r in outputs["sim"][1])
+
+
+def test_baseline(outputs, sample_rows):
+    meta, recs = outputs["baseline"]
+    n_tqa = sum(r["source"] == "truthful_qa" for r in sample_rows)
+    assert meta["counts"]["rows_skipped"]["dropped_source"] == n_tqa > 0
+    assert all(r["score_chosen"] > r["score_rejected"] for r in recs)
+    rows = {r["instruction"]: r for r in sample_rows}
+    for rec in recs:
+        scores = [c["overall_score"] for c in rows[rec["prompt"]]["completions"] if c["response"].strip()]
+        assert rec["score_chosen"] == max(scores)
+        assert rows[rec["prompt"]]["source"] != "truthful_qa"
+
+
+def test_baseline_is_reproducible_and_survives_batching(tmp_path):
+    a = read_records_after(run("baseline", tmp_path / "a.json", seed=1))
+    b = read_records_after(run("baseline", tmp_path / "b.json", seed=1, batch_size=7))
+    c = read_records_after(run("baseline", tmp_path / "c.json", seed=2))
+    assert a == b
+    assert [r["most_similar_pair"] for r in a] != [r["most_similar_pair"] for r in c]
+
+
+def read_records_after(meta):
+    return read_records(meta["settings"]["output"])
+
+
+def test_baseline_mean_rating_ignores_na(tmp_path, sample_rows):
+    meta = run("baseline", tmp_path / "m.json", score="mean-rating")
+    rows = {r["instruction"]: r for r in sample_rows}
+    for rec in read_records(tmp_path / "m.json"):
+        comp = {c["model"]: c for c in rows[rec["prompt"]]["completions"]}
+        ratings = [float(a["Rating"]) for a in comp[rec["most_similar_pair"][0]]["annotations"].values()
+                   if a["Rating"] != "N/A"]
+        assert rec["score_chosen"] == pytest.approx(np.mean(ratings))
+    assert meta["counts"]["rows_written"] > 250
+
+
+def test_selection_does_not_depend_on_batch_size(tmp_path):
+    for strategy in ("sup", "sup_sim"):
+        a = read_records_after(run(strategy, tmp_path / "a.json"))
+        b = read_records_after(run(strategy, tmp_path / "b.json", batch_size=13))
+        assert a == b
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "parquet"])
+def test_output_formats_round_trip(tmp_path, outputs, fmt):
+    run("sup", tmp_path / f"x.{fmt}")
+    assert read_records(tmp_path / f"x.{fmt}") == outputs["sup"][1]
+
+
+def test_input_formats(tmp_path, outputs):
+    """json list, jsonl, parquet, arrow and a save_to_disk folder all give the same pairs."""
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()][:60]
+    (tmp_path / "list.json").write_text(json.dumps(rows))
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_parquet(str(tmp_path / "rows.parquet"))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "saved_dict"))
+    arrow_file = next((tmp_path / "saved").glob("*.arrow"))
+    expected = outputs["sup"][1][: len(read_records_after(run("sup", tmp_path / "ref.json", limit=60)))]
+    for source in ("list.json", "rows.jsonl", "rows.parquet", "saved", "saved_dict", str(arrow_file)):
+        got = read_records_after(run("sup", tmp_path / "o.json", data=str(tmp_path / source)))
+        assert got == expected, source
+
+
+def test_bad_data_fails_clearly(tmp_path):
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_ultrafeedback(tmp_path / "missing.jsonl")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="unknown data format"):
+        load_ultrafeedback(tmp_path / "x.csv")
+    (tmp_path / "wrong.jsonl").write_text(json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
+    with pytest.raises(DataError, match="no 'instruction' field"):
+        load_ultrafeedback(tmp_path / "wrong.jsonl")
+
+
+def test_interrupted_run_leaves_no_file(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = pipeline.process_batch
+
+    def explode(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "process_batch", explode)
+    for fmt in ("json", "parquet"):
+        calls["n"] = 0
+        with pytest.raises(KeyboardInterrupt):
+            run("sup", tmp_path / f"out.{fmt}", batch_size=20)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_survives_a_failed_run(tmp_path, monkeypatch):
+    out = tmp_path / "out.json"
+    run("sup", out)
+    before = out.read_bytes()
+    monkeypatch.setattr(pipeline, "build_records", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        run("sup", out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.json.meta.json"]
+
+
+def test_meta_file(outputs, tmp_path):
+    meta = run("sup_sim", tmp_path / "c.json", rank_weight=0.3, similarity_weight=0.7, tau=0.2)
+    on_disk = json.loads((tmp_path / "c.json.meta.json").read_text())
+    assert on_disk == meta
+    assert meta["settings"]["rank_weight"] == 0.3 and meta["settings"]["tau"] == 0.2
+    c = meta["counts"]
+    assert sum(c["chosen_by_model"].values()) == sum(c["rejected_by_model"].values()) == c["rows_written"]
+    hist = {int(k): v for k, v in c["kinship_rank_histogram"].items()}
+    assert sum(hist.values()) == c["rows_written"]
+    assert c["kinship_rank_mean"] == pytest.approx(sum(k * v for k, v in hist.items()) / c["rows_written"])
+    assert meta["behaviour_table"]["excluded_missing_score"] == ["ultralm-65b"]
+    assert set(meta["versions"]) >= {"python", "numpy", "pyarrow", "datasets"}
+    assert meta["seconds"]["total"] > 0
+
+
+def test_unknown_models_skipped_with_a_named_warning(tmp_path, caplog):
+    run("sup", tmp_path / "o.json")
+    assert f"model not in {BENCH}: {UNKNOWN_MODEL} (" in caplog.text
+    assert "missing score" in caplog.text and "ultralm-65b (" in caplog.text
+
+
+def test_own_table_with_fewer_models(tmp_path):
+    """A user's table: three models only, other benchmark names. Everything else is skipped, counted."""
+    table = tmp_path / "mine.csv"
+    table.write_text("Model,A,B\ngpt-4,90%,0.8\nalpaca-7b,40%,0.3\nstarchat,30%,0.5\n")
+    meta = run("sup", tmp_path / "o.json", benchmark=str(table))
+    recs = read_records(tmp_path / "o.json")
+    assert recs and all(set(r["most_similar_pair"]) <= {"gpt-4", "alpaca-7b", "starchat"} for r in recs)
+    assert "llama-2-7b-chat" in meta["counts"]["model_not_in_table"]
+    assert meta["counts"]["rows_skipped"]["fewer_than_two_usable"] > 100
+
+
+def test_bad_settings_fail_before_work(tmp_path):
+    with pytest.raises(ZebraError, match="unknown output format"):
+        run("sup", tmp_path / "o.txt")
+    with pytest.raises(ZebraError, match="--limit"):
+        run("sup", tmp_path / "o.json", limit=0)
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_fresh_generated_data_matches_per_row_reading(tmp_path):
+    """On data the tests did not hand-build (another seed), SUP/SIM agree with a per-row reading of SPEC §4."""
+    from zebra.behaviour import read_benchmark
+
+    path = tmp_path / "fresh.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in make_rows(150, seed=123)))
+    t = read_benchmark(BENCH)
+    for strategy in ("sup", "sim"):
+        recs = {r["prompt"]: r for r in read_records_after(run(strategy, tmp_path / "o.json", data=str(path)))}
+        for row in make_rows(150, seed=123):
+            seen, usable = set(), []
+            for c in row["completions"]:
+                if c["model"] in t.index and c["response"].strip() and c["response"] not in seen:
+                    usable.append(c["model"])
+                    seen.add(c["response"])
+            if len(usable) < 2:
+                assert row["instruction"] not in recs
+                continue
+            i = [t.index[m] for m in usable]
+            if strategy == "sup":
+                order = sorted(i, key=lambda m: (-t.mb_sup[m], m))
+                want = [t.models[order[0]], t.models[order[1]]]
+            else:
+                pairs = [(t.mb_sim[a, b], a, b) for x, a in enumerate(i) for b in i[x + 1:]]
+                _, a, b = max(pairs, key=lambda p: p[0])
+                want = sorted([t.models[a], t.models[b]], key=lambda m: -t.mb_sup[t.index[m]])
+            assert recs[row["instruction"]]["most_similar_pair"] == want
+
+
+@pytest.mark.parametrize("script, args, default_out", [
+    ("binarize_score.py", [], "UltraFeedback.similarity.anchor.json"),
+    ("binarize_similarity.py", [], "UltraFeedback.most.score_ranking.no_ultra65.json"),
+    ("binarize_similarity.py", ["--order", "least"], "UltraFeedback.least.score_ranking.no_ultra65.json"),
+    ("binarize_combined.py", ["--rank-weight", "1", "--similarity-weight", "0"], "UltraFeedback.combined.json"),
+    ("binarize_baseline.py", ["--score", "mean-rating"], "UltraFeedback.baseline.json"),
+])
+def test_scripts_from_the_shell(tmp_path, script, args, default_out):
+    out = tmp_path / "o.jsonl"
+    proc = subprocess.run([sys.executable, str(ROOT / script), "--output", str(out), "--limit", "80", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and str(out) in proc.stdout
+    recs = read_records(out)
+    assert 60 < len(recs) <= 80
+    assert json.loads(Path(f"{out}.meta.json").read_text())["settings"]["limit"] == 80
+    help_text = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60).stdout
+    if "least" not in args:  # the least name is shown only in the docstring
+        assert default_out in help_text.replace("\n", "").replace(" ", "")
+
+
+def test_scripts_bad_input_is_one_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Model,x\na,1\nb,oops\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "binarize_score.py"), "--benchmark", str(bad),
+                           "--output", str(tmp_path / "o.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "row 3 (b), column 'x': 'oops' is not a number" in last
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.json").exists()
