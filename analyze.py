@@ -1,0 +1,355 @@
+"""The paper's analyses and figures (Figures 4, 6, 8, 10, 11, the TF–IDF check, Table 3), plus
+what the paper never reports: how often each strategy's chosen response is the one GPT-4 prefers.
+
+    # everything, on the shipped sample: runs the five binarize_*.py scripts into OUT/binarized
+    python analyze.py all --output out/analysis
+
+    # only what the behaviour table needs (no data); this made the README's figures
+    python analyze.py behaviour --output docs/figures --figures-only
+
+    # one analysis at a time; several may be named
+    python analyze.py dendrogram --cut 0.4 --cluster-metric rms --linkage complete --output out/analysis
+    python analyze.py radar --anchor llama-2-13b-chat --output out/analysis
+    python analyze.py cost --instances 63967 --tokens-in 6000 --tokens-out 1200 --price-in 30 --price-out 60
+
+    # full UltraFeedback: binarize here from a local copy (or the hub id on a machine that reaches it) ...
+    python analyze.py all --data ~/mirror/ultrafeedback.parquet --output out/analysis_full
+    # ... or reuse binarize outputs already made (sup, sim, sim_least, sup_sim, baseline .json/.jsonl/.parquet)
+    python analyze.py tfidf agreement --data ~/mirror/ultrafeedback.parquet --binarized out/binarized
+
+Analyses: table (Fig. 10), radar (Fig. 4), pca (Fig. 6), dendrogram (Fig. 11), frequency (Fig. 8),
+kinship, tfidf, agreement, cost (Table 3); `behaviour` = the first four, `all` = every one.
+Each writes a PNG and the numbers behind it (CSV/JSON) into --output, and `summary.json` there
+records the settings, counts and headline numbers of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
+DATA = None  # None: the shipped sample data/ultrafeedback_sample.jsonl; or a file, folder or hub id
+OUTPUT = "out/analysis"
+BINARIZED = None  # None: run the binarize scripts on --data into OUTPUT/binarized
+LIMIT = None  # use only the first N prompts (binarize and GPT-4 labels alike)
+# Figure 11's groups (paper Fig. 3 / App. D); names match columns exactly or by their (short) label.
+GROUPS = {
+    "knowledge": ["MMLU", "MMLU-pro"],
+    "reasoning": ["Hellaswag", "ARC-easy", "ARC-Challenge"],
+    "instruction-following": ["IFeval"],
+}
+CUT = 0.4  # the paper's dendrogram threshold (Fig. 11)
+CLUSTER_METRIC = "rms"  # RMS difference of normalised scores: one meaning for 1, 2, 3 or 6 benchmarks (zebra/analysis.py)
+LINKAGE = "complete"  # makes the cut a bound on every cluster's diameter
+ANCHOR = None  # Figure 4: None = the table's most and least MB-similar pairs; a model = its nearest and farthest
+N_BOOT = 2000  # bootstrap resamples for the TF–IDF intervals; the 3rd decimal of a 95% bound is stable at this size
+SEED = 0
+JOBS = 2  # binarize scripts run at once; each loads --data, so mind memory on full UltraFeedback
+DPI = 100  # committed README figures stay small
+# Table 3. GPT-4 (8k) list price in 2023, USD per 1M tokens; 6,000 in + 1,200 out per instance is
+# an assumed split (e.g. 4 aspect calls × 1,500 in / 300 out) that gives the paper's $0.252.
+INSTANCES = None  # None: 64,000 as in the paper
+TOKENS_IN = 6000
+TOKENS_OUT = 1200
+PRICE_IN = 30.0
+PRICE_OUT = 60.0
+RUN_COST = 0.0  # USD per (model, benchmark) evaluation; 0 when published scores are reused, as the paper does
+
+# strategy label -> (script, extra flags, output stem)
+BINARIZE = {
+    "SUP": ("binarize_score.py", [], "sup"),
+    "SIM": ("binarize_similarity.py", ["--order", "most"], "sim"),
+    "SIM-least": ("binarize_similarity.py", ["--order", "least"], "sim_least"),
+    "SUP+SIM": ("binarize_combined.py", [], "sup_sim"),
+    "Baseline": ("binarize_baseline.py", [], "baseline"),
+}
+BEHAVIOUR = ["table", "radar", "pca", "dendrogram"]
+RECORDS = ["frequency", "kinship", "tfidf", "agreement"]
+ANALYSES = [*BEHAVIOUR, *RECORDS, "cost"]
+
+log = logging.getLogger("analyze")
+
+
+class Run:
+    """The resolved settings of one invocation, and what it has loaded and written so far."""
+
+    def __init__(self, args: argparse.Namespace):
+        from zebra.behaviour import read_benchmark
+
+        self.args = args
+        self.out = Path(args.output)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.table = read_benchmark(args.benchmark)
+        self.written: list[str] = []
+        self.summary: dict = {}
+        self._pairs = None
+        self._dataset = None
+
+    def save_frame(self, df, name: str) -> None:
+        if not self.args.figures_only:
+            df.to_csv(self.out / name, index=False, float_format="%.6g")
+            self.written.append(name)
+
+    def save_json(self, obj, name: str) -> None:
+        if not self.args.figures_only:
+            (self.out / name).write_text(json.dumps(obj, indent=2, default=float) + "\n", encoding="utf-8")
+            self.written.append(name)
+
+    def figure(self, name: str) -> Path:
+        self.written.append(name)
+        return self.out / name
+
+    def dataset(self):
+        from zebra.data import load_ultrafeedback
+
+        if self._dataset is None:
+            self._dataset = load_ultrafeedback(self.args.data, limit=self.args.limit)
+        return self._dataset
+
+    def pairs(self) -> dict:
+        """strategy -> pairs frame, binarizing first when no --binarized folder was given."""
+        from zebra.analysis import load_records, pairs_frame
+
+        if self._pairs is None:
+            folder = Path(self.args.binarized) if self.args.binarized else binarize_all(self.args, self.out / "binarized")
+            self._pairs = {}
+            for strategy, (_, _, stem) in BINARIZE.items():
+                found = [folder / f"{stem}{ext}" for ext in (".json", ".jsonl", ".parquet") if (folder / f"{stem}{ext}").is_file()]
+                if not found:
+                    log.warning("%s: no %s.json/.jsonl/.parquet; %s is left out", folder, stem, strategy)
+                    continue
+                self._pairs[strategy] = pairs_frame(load_records(found[0]), str(found[0]))
+        return self._pairs
+
+
+def binarize_all(args: argparse.Namespace, folder: Path) -> Path:
+    """Run every binarize script on --data with its own defaults (τ, weights, baseline recipe),
+    `--jobs` at a time; as subprocesses, so the scripts' command lines are the only contract."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def one(strategy: str) -> str:
+        script, extra, stem = BINARIZE[strategy]
+        cmd = [sys.executable, str(ROOT / script), "--benchmark", args.benchmark, "--output", str(folder / f"{stem}.json"), *extra]
+        cmd += ["--data", str(args.data)] if args.data is not None else []
+        cmd += ["--limit", str(args.limit)] if args.limit is not None else []
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise SystemExit(f"analyze.py: {script} {' '.join(extra)} failed for {strategy}: {tail}")
+        return (done.stdout.strip().splitlines() or [""])[-1]
+
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        for strategy, line in zip(BINARIZE, pool.map(one, BINARIZE)):
+            log.info("binarized %s: %s", strategy, line)
+    return folder
+
+
+# ------------------------------------------------------------------------- behaviour table
+
+
+def run_table(run: Run) -> dict:
+    from zebra.figures import plot_figure10
+
+    run.save_frame(run.table.frame().reset_index(names="model"), "fig10_normalised.csv")
+    run.save_frame(run.table.sim_frame().reset_index(names="model"), "fig10_mb_sim.csv")
+    plot_figure10(run.table, run.figure("fig10_table.png"), run.args.dpi)
+    return {"models": len(run.table.models), "benchmarks": len(run.table.benchmarks), "excluded": list(run.table.excluded)}
+
+
+def run_radar(run: Run) -> dict:
+    from zebra.analysis import radar_pairs
+    from zebra.figures import plot_radar
+
+    pairs = radar_pairs(run.table, run.args.anchor)
+    result = {k: {"models": [a, b], "mb_sim": s} for k, (a, b, s) in pairs.items()}
+    run.save_json({"anchor": run.args.anchor, **result}, "fig4_radar.json")
+    plot_radar(run.table, pairs, run.figure("fig4_radar.png"), run.args.dpi)
+    return result
+
+
+def run_pca(run: Run) -> dict:
+    import pandas as pd
+
+    from zebra.analysis import behaviour_pca, cluster_models
+    from zebra.figures import plot_pca
+
+    pca = behaviour_pca(run.table)
+    clusters = cluster_models(run.table, "all", run.args.cluster_metric, run.args.linkage, run.args.cut)
+    run.save_frame(pd.DataFrame({"model": pca.models, "pc1": pca.coords[:, 0], "pc2": pca.coords[:, 1],
+                                 "cluster": clusters.labels}), "fig6_pca.csv")
+    result = {"explained_variance_ratio": pca.explained_variance_ratio.round(6).tolist(),
+              "loadings": {f"pc{k + 1}": dict(zip(pca.benchmarks, c.round(6).tolist())) for k, c in enumerate(pca.components)},
+              "clusters": clusters.clusters}
+    run.save_json(result, "fig6_pca.json")
+    plot_pca(pca, clusters, run.figure("fig6_pca.png"), run.args.dpi)
+    return {"explained_variance_ratio": result["explained_variance_ratio"][:2], "clusters": clusters.clusters}
+
+
+def run_dendrogram(run: Run) -> dict:
+    import pandas as pd
+
+    from zebra.analysis import cluster_groups
+    from zebra.figures import plot_dendrograms
+
+    results = cluster_groups(run.table, run.args.groups, run.args.cluster_metric, run.args.linkage, run.args.cut)
+    run.save_frame(pd.DataFrame([{"group": r.name, "model": m, "cluster": int(c)} for r in results
+                                 for m, c in zip(r.models, r.labels)]), "fig11_clusters.csv")
+    out = {r.name: {"benchmarks": list(r.benchmarks), "clusters": r.clusters} for r in results}
+    run.save_json({"metric": run.args.cluster_metric, "linkage": run.args.linkage, "cut": run.args.cut, "groups": out},
+                  "fig11_clusters.json")
+    plot_dendrograms(results, run.figure("fig11_dendrograms.png"), run.args.dpi)
+    return {name: g["clusters"] for name, g in out.items()}
+
+
+# ------------------------------------------------------------------------- binarize outputs
+
+
+def run_frequency(run: Run) -> dict:
+    from zebra.analysis import choice_frequency
+    from zebra.figures import plot_frequency
+
+    freq = choice_frequency(run.pairs(), run.table.models)
+    run.save_frame(freq, "fig8_frequency.csv")
+    plot_frequency(freq, run.figure("fig8_frequency.png"), run.args.dpi)
+    return {s: {"records": int(len(df))} for s, df in run.pairs().items()}
+
+
+def run_kinship(run: Run) -> dict:
+    from zebra.analysis import kinship_distribution
+    from zebra.figures import plot_kinship
+
+    # the baseline is not chosen by MB-SIM, so it has no kinship_rank
+    pairs = {s: df for s, df in run.pairs().items() if df["kinship_rank"].notna().any()}
+    dist, stats = kinship_distribution(pairs)
+    run.save_frame(dist, "kinship_rank.csv")
+    run.save_json(stats, "kinship_rank.json")
+    plot_kinship(dist, stats, run.figure("kinship_rank.png"), run.args.dpi)
+    return stats
+
+
+def run_tfidf(run: Run) -> dict:
+    from zebra.analysis import tfidf_check
+    from zebra.figures import plot_tfidf
+
+    pairs = run.pairs()
+    if "SIM" not in pairs or "SIM-least" not in pairs:
+        raise SystemExit(f"analyze.py tfidf: needs the SIM and SIM-least outputs (sim, sim_least) in {run.args.binarized}")
+    result, per_record = tfidf_check(pairs["SIM"], pairs["SIM-least"], run.args.n_boot, run.args.seed)
+    run.save_frame(per_record, "tfidf_pairs.csv")
+    run.save_json({**result, "paper": {"most": 0.4623, "least": 0.4129}}, "tfidf.json")
+    plot_tfidf(per_record, result, run.figure("tfidf.png"), run.args.dpi)
+    return {k: result[k] for k in ("most", "least", "paired_gap")}
+
+
+def run_agreement(run: Run) -> dict:
+    from zebra.analysis import agreement_outcomes, agreement_summary, ratings_frame
+    from zebra.figures import plot_agreement
+
+    ratings = ratings_frame(run.dataset())
+    outcomes = {s: agreement_outcomes(df, ratings) for s, df in run.pairs().items()}
+    summary = agreement_summary(outcomes)
+    run.save_frame(summary, "agreement.csv")
+    run.save_frame(agreement_summary(outcomes, by_pair=True), "agreement_by_pair.csv")
+    plot_agreement(summary, run.figure("agreement.png"), run.args.dpi)
+    headline = {s: {r["label"]: {"agreement": r["agreement"], "tie": r["tie"], "records": r["records"], "missing": r["missing"]}
+                    for _, r in part.iterrows()} for s, part in summary.groupby("strategy", sort=False)}
+    run.save_json(headline, "agreement.json")
+    return {s: {"overall_score": v["overall_score"], "mean_rating": v["mean_rating"]} for s, v in headline.items()}
+
+
+def run_cost(run: Run) -> dict:
+    from zebra.cost import Price, cost_table, estimate_tokens, markdown_table, text_lengths
+
+    a = run.args
+    instances = a.instances if a.instances is not None else 64_000
+    # lengths of --data's texts give a second, measured token estimate beside the assumed one
+    measured = estimate_tokens(*text_lengths(run.dataset()))
+    df = cost_table(instances, a.tokens_in, a.tokens_out, Price(a.price_in, a.price_out), len(run.table.models),
+                    len(run.table.benchmarks), a.run_cost, measured)
+    run.save_frame(df, "table3_cost.csv")
+    if not a.figures_only:
+        (run.out / "table3_cost.md").write_text(markdown_table(df), encoding="utf-8")
+        run.written.append("table3_cost.md")
+    return {"rows": df[["method", "units", "unit_cost_usd", "total_cost_usd"]].to_dict(orient="records"),
+            "measured_tokens_per_instance": measured}
+
+
+RUNNERS = {name: globals()[f"run_{name}"] for name in ANALYSES}
+
+
+def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
+    if not items:
+        return GROUPS
+    groups = {}
+    for item in items:
+        name, sep, cols = item.partition("=")
+        if not sep or not name.strip() or not cols.strip():
+            raise SystemExit(f"analyze.py: --group {item!r} must look like NAME=BENCH[,BENCH...], e.g. knowledge=MMLU,MMLU-pro")
+        groups[name.strip()] = [c.strip() for c in cols.split(",") if c.strip()]
+    return groups
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("analyses", nargs="+", choices=[*ANALYSES, "behaviour", "all"], metavar="ANALYSIS",
+                    help=f"one or more of {', '.join(ANALYSES)}, behaviour, all")
+    ap.add_argument("--benchmark", default=BENCHMARK, help="behaviour table CSV (default: %(default)s)")
+    ap.add_argument("--data", default=DATA, help="UltraFeedback-schema file, folder or hub id (default: the shipped sample)")
+    ap.add_argument("--output", default=OUTPUT, help="folder for figures and numbers (default: %(default)s)")
+    ap.add_argument("--binarized", default=BINARIZED,
+                    help="folder with sup/sim/sim_least/sup_sim/baseline .json|.jsonl|.parquet (default: binarize --data into OUTPUT/binarized)")
+    ap.add_argument("--limit", type=int, default=LIMIT, help="only the first N prompts")
+    ap.add_argument("--group", action="append", metavar="NAME=B1,B2", help="a Figure 11 group (repeat; default: knowledge, reasoning, instruction-following)")
+    ap.add_argument("--cut", type=float, default=CUT, help="dendrogram distance threshold (default: %(default)s)")
+    ap.add_argument("--cluster-metric", default=CLUSTER_METRIC, choices=["rms", "euclidean", "cosine"])
+    ap.add_argument("--linkage", default=LINKAGE, choices=["complete", "average", "single", "ward"])
+    ap.add_argument("--anchor", default=ANCHOR, help="Figure 4: compare this model with its nearest and farthest by MB-SIM")
+    ap.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--instances", type=int, default=INSTANCES, help="Table 3: instances to label (default: 64,000)")
+    ap.add_argument("--tokens-in", type=float, default=TOKENS_IN, help="Table 3: prompt tokens per instance (default: %(default)s)")
+    ap.add_argument("--tokens-out", type=float, default=TOKENS_OUT, help="Table 3: output tokens per instance (default: %(default)s)")
+    ap.add_argument("--price-in", type=float, default=PRICE_IN, help="Table 3: USD per 1M input tokens (default: %(default)s)")
+    ap.add_argument("--price-out", type=float, default=PRICE_OUT, help="Table 3: USD per 1M output tokens (default: %(default)s)")
+    ap.add_argument("--run-cost", type=float, default=RUN_COST, help="Table 3: USD per (model, benchmark) evaluation for ZEBRA (default: %(default)s)")
+    ap.add_argument("--jobs", type=int, default=JOBS, help="binarize scripts to run at once (default: %(default)s)")
+    ap.add_argument("--dpi", type=int, default=DPI)
+    ap.add_argument("--figures-only", action="store_true", help="write the PNGs only (how docs/figures is made)")
+    args = ap.parse_args()
+    args.groups = parse_groups(args.group)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    names = []
+    for a in args.analyses:
+        names += ANALYSES if a == "all" else BEHAVIOUR if a == "behaviour" else [a]
+    names = list(dict.fromkeys(names))
+    if args.figures_only:
+        names = [n for n in names if n != "cost"]  # Table 3 is a table, not a figure
+    from zebra.errors import ZebraError
+
+    t0 = time.perf_counter()
+    try:
+        run = Run(args)
+        for name in names:
+            t1 = time.perf_counter()
+            run.summary[name] = RUNNERS[name](run)
+            log.info("%s: %s (%.1fs)", name, json.dumps(run.summary[name], default=float)[:300], time.perf_counter() - t1)
+    except ZebraError as err:
+        raise SystemExit(f"analyze.py: {err}") from None
+    settings = {k: v for k, v in vars(args).items() if k not in ("group", "analyses")}
+    run.save_json({"analyses": names, "settings": settings, "results": run.summary, "files": run.written,
+                   "seconds": round(time.perf_counter() - t0, 2)}, "summary.json")
+    log.info("wrote %d files to %s in %.1fs", len(run.written), run.out, time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Matplotlib drawings of the analyses in `zebra.analysis`; each takes computed numbers and a
+path, draws one figure with the Agg backend and saves it. No computation happens here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from zebra.analysis import ClusterResult, PCAResult, short_label  # noqa: E402
+from zebra.behaviour import BehaviourTable  # noqa: E402
+
+DPI = 100  # small PNGs: they are committed and shown in the README
+CMAP = "YlGnBu"
+
+
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _annotated_heatmap(ax, values: np.ndarray, rows: Sequence[str], cols: Sequence[str], fmt: str, size: float) -> None:
+    im = ax.imshow(values, cmap=CMAP, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for (i, j), v in np.ndenumerate(values):
+        # dark cells get white text so every value stays readable
+        ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=size, color="white" if v > 0.6 else "black")
+    return im
+
+
+def plot_figure10(table: BehaviourTable, path: str | Path, dpi: int = DPI) -> Path:
+    """Figure 10: the min–max normalised table with MB-SUP, and the MB-SIM matrix, values printed."""
+    n = len(table.models)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7 + 0.55 * n, 0.42 * n + 1.6),
+                                      gridspec_kw={"width_ratios": [len(table.benchmarks) + 1.5, n]})
+    norm = np.column_stack([table.normalised, table.mb_sup])
+    _annotated_heatmap(left, norm, table.models, [short_label(b) for b in table.benchmarks] + ["MB-SUP"], ".3f", 7)
+    left.axvline(len(table.benchmarks) - 0.5, color="black", lw=1.5)
+    left.set_title("Normalised (min–max) and MB-SUP", fontsize=10)
+    im = _annotated_heatmap(right, table.mb_sim, table.models, table.models, ".3f", 5.5)
+    right.set_yticklabels([])
+    right.set_title("MB-SIM (cosine of normalised vectors)", fontsize=10)
+    fig.colorbar(im, ax=right, fraction=0.04, pad=0.02)
+    return _save(fig, path, dpi)
+
+
+def plot_radar(table: BehaviourTable, pairs: Mapping[str, tuple[str, str, float]], path: str | Path, dpi: int = DPI) -> Path:
+    """Figure 4: radar profiles of a similar and a different pair of models."""
+    labels = [short_label(b) for b in table.benchmarks]
+    angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False)
+    closed = np.append(angles, angles[0])
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.8), subplot_kw={"projection": "polar"})
+    fig.subplots_adjust(wspace=0.45)
+    for ax, (kind, (a, b, sim)) in zip(np.atleast_1d(axes), pairs.items()):
+        ax.set_theta_offset(np.pi / 2)  # first benchmark at the top, clockwise: the paper's hexagon
+        ax.set_theta_direction(-1)
+        for model, colour in ((a, "tab:blue"), (b, "tab:red")):
+            v = table.normalised[table.index[model]]
+            ax.plot(closed, np.append(v, v[0]), color=colour, lw=2, label=model)
+            ax.fill(closed, np.append(v, v[0]), color=colour, alpha=0.15)
+        ax.set_xticks(angles, labels, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0.25, 0.5, 0.75], ["", "", ""])
+        ax.set_title(f"{kind}: MB-SIM = {sim:.3f}", fontsize=10, pad=14)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, fontsize=8, frameon=False)
+    return _save(fig, path, dpi)
+
+
+def plot_pca(pca: PCAResult, clusters: ClusterResult, path: str | Path, dpi: int = DPI) -> Path:
+    """Figure 6: models on the first two principal components, coloured by cluster."""
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    colours = plt.get_cmap("tab10")
+    for c, members in enumerate(clusters.clusters, start=1):
+        idx = [pca.models.index(m) for m in members]
+        ax.scatter(pca.coords[idx, 0], pca.coords[idx, 1], s=70, color=colours((c - 1) % 10), label=f"cluster {c}",
+                   edgecolor="black", lw=0.5, zorder=3)
+    _label_points(ax, pca.coords[:, :2], pca.models)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.axvline(0, color="grey", lw=0.6)
+    ev = pca.explained_variance_ratio
+    ax.set_xlabel(f"PC1 ({ev[0]:.1%} of variance; higher MB-SUP to the left, as in the paper)")
+    ax.set_ylabel(f"PC2 ({ev[1]:.1%} of variance)")
+    ax.set_title(f"PCA of behaviour vectors; colours: {clusters.method}-linkage {clusters.metric} clusters at {clusters.cut:g}",
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(0.15)
+    return _save(fig, path, dpi)
+
+
+def _label_points(ax, xy: np.ndarray, names: Sequence[str], size: float = 7.5) -> None:
+    """Name each point, moving a label to the next free spot when it would cover one already
+    placed (close models, e.g. the LLaMA-2 chats, otherwise print on top of each other)."""
+    ax.figure.canvas.draw()
+    to_px = ax.transData.transform
+    placed: list[tuple[float, float, float, float]] = []
+    char_w, line_h = size * 0.62, size * 1.5  # pixels at 100 dpi, roughly
+    for (x, y), name in zip(xy, names):
+        px, py = to_px((x, y))
+        w = char_w * len(name)
+        for dx, dy in ((4, 3), (4, -12), (-w - 4, 3), (-w - 4, -12), (4, 14), (4, -23), (-w - 4, 14), (-w - 4, -23)):
+            box = (px + dx, py + dy, px + dx + w, py + dy + line_h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset pixels", fontsize=size)
+
+
+def plot_dendrograms(results: Sequence[ClusterResult], path: str | Path, dpi: int = DPI) -> Path:
+    """Figure 11: one dendrogram per benchmark group, coloured below the cut, cut drawn dotted."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.6 * len(results), 5.2))
+    fig.subplots_adjust(wspace=0.75)  # leaf labels sit between the panels
+    for ax, res in zip(np.atleast_1d(axes), results):
+        dendrogram(res.linkage, labels=list(res.models), orientation="left", color_threshold=res.cut,
+                   above_threshold_color="grey", ax=ax, leaf_font_size=8)
+        ax.axvline(res.cut, color="red", ls=":", lw=1.5)
+        bench = ", ".join(short_label(b) for b in res.benchmarks)
+        ax.set_title(f"{res.name} ({bench})\n{len(res.clusters)} clusters at {res.cut:g}", fontsize=9)
+        ax.set_xlabel(f"{res.metric} distance, {res.method} linkage", fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def plot_frequency(freq: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path:
+    """Figure 8: how often each model is chosen and rejected, one panel per strategy."""
+    strategies = list(dict.fromkeys(freq["strategy"]))
+    models = list(dict.fromkeys(freq["model"]))
+    fig, axes = plt.subplots(1, len(strategies), figsize=(2.6 * len(strategies) + 1.6, 0.3 * len(models) + 1.5),
+                             sharey=True, squeeze=False)
+    y = np.arange(len(models))
+    for ax, strategy in zip(axes[0], strategies):
+        part = freq[freq["strategy"] == strategy].set_index("model").reindex(models).fillna(0)
+        ax.barh(y - 0.2, part["chosen"], height=0.4, color="tab:blue", label="chosen")
+        ax.barh(y + 0.2, part["rejected"], height=0.4, color="tab:orange", label="rejected")
+        ax.set_title(strategy, fontsize=10)
+        ax.set_xlabel("records", fontsize=8)
+        ax.tick_params(labelsize=8)
+    axes[0][0].set_yticks(y, models)
+    axes[0][0].invert_yaxis()
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    return _save(fig, path, dpi)
+
+
+def plot_kinship(dist: pd.DataFrame, stats: Mapping[str, Mapping], path: str | Path, dpi: int = DPI) -> Path:
+    """kinship_rank distribution per strategy (share of records at each rank)."""
+    strategies = [s for s in stats if stats[s]["n"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ranks = sorted(dist["kinship_rank"].unique()) if len(dist) else []
+    width = 0.8 / max(len(strategies), 1)
+    for k, strategy in enumerate(strategies):
+        part = dist[dist["strategy"] == strategy].set_index("kinship_rank")["count"].reindex(ranks).fillna(0)
+        ax.bar(np.arange(len(ranks)) + (k - (len(strategies) - 1) / 2) * width, part / part.sum(), width,
+               label=f"{strategy} (mean {stats[strategy]['mean']:.2f}, n={stats[strategy]['n']})")
+    ax.set_xticks(range(len(ranks)), [str(r) for r in ranks])
+    ax.set_xlabel("kinship_rank of the rejected model (1 = most MB-similar to the chosen)")
+    ax.set_ylabel("share of records")
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def plot_tfidf(per_record: pd.DataFrame, result: Mapping, path: str | Path, dpi: int = DPI) -> Path:
+    """TF–IDF cosine of the two responses, most- vs least-MB-SIM pairs, with the means and CIs."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(0, 1, 26)
+    for name, colour in (("most", "tab:blue"), ("least", "tab:orange")):
+        r = result[name]
+        ax.hist(per_record.loc[per_record["pairing"] == name, "cosine"], bins=bins, alpha=0.5, color=colour,
+                label=f"{name}-similar pair: mean {r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+        ax.axvline(r["mean"], color=colour, lw=2)
+    g = result["paired_gap"]
+    ax.set_title(f"paired gap {g['mean']:+.4f} [{g['ci_low']:+.4f}, {g['ci_high']:+.4f}] over {g['n']} prompts "
+                 "(paper: 0.4623 vs 0.4129)", fontsize=9)
+    ax.set_xlabel("TF–IDF cosine(chosen, rejected)")
+    ax.set_ylabel("records")
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def plot_agreement(summary: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path:
+    """Agreement with GPT-4 per strategy and label (ties apart), with Wilson 95% intervals, and
+    the full outcome split for overall_score."""
+    strategies = list(dict.fromkeys(summary["strategy"]))
+    labels = list(dict.fromkeys(summary["label"]))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.3), gridspec_kw={"width_ratios": [2.2, 1]})
+    width = 0.8 / len(strategies)
+    x = np.arange(len(labels))
+    for k, strategy in enumerate(strategies):
+        part = summary[summary["strategy"] == strategy].set_index("label").reindex(labels)
+        err = np.vstack([part["agreement"] - part["ci_low"], part["ci_high"] - part["agreement"]])
+        ax.bar(x + (k - (len(strategies) - 1) / 2) * width, part["agreement"], width, yerr=np.nan_to_num(err),
+               capsize=2, label=strategy)
+    ax.axhline(0.5, color="grey", ls="--", lw=1)
+    ax.set_xticks(x, labels, rotation=15, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("agree / (agree + disagree)")
+    ax.set_title("GPT-4 prefers the chosen response (ties excluded)", fontsize=10)
+    ax.legend(fontsize=8, ncol=len(strategies), loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+    overall = summary[summary["label"] == "overall_score"].set_index("strategy").reindex(strategies)
+    left = np.zeros(len(strategies))
+    for outcome, colour in (("agree", "tab:green"), ("tie", "tab:grey"), ("disagree", "tab:red"), ("missing", "white")):
+        share = overall[outcome] / overall["records"]
+        ax2.barh(strategies, share, left=left, color=colour, edgecolor="black", lw=0.4, label=outcome)
+        left += share.to_numpy()
+    ax2.invert_yaxis()
+    ax2.set_xlim(0, 1)
+    ax2.set_xlabel("share of records")
+    ax2.set_title("overall_score outcomes", fontsize=10)
+    ax2.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+    return _save(fig, path, dpi)
