@@ -198,9 +198,9 @@ def run_dendrogram(run: Run) -> dict:
     import pandas as pd
 
     from zebra.analysis import cluster_groups
-    from zebra.figures import plot_dendrograms
 
     results = cluster_groups(run.table, run.args.groups, run.args.cluster_metric, run.args.linkage, run.args.cut)
+    from zebra.figures import plot_dendrograms  # after the groups resolved: a typo fails before matplotlib loads
     run.save_frame(pd.DataFrame([{"group": r.name, "model": m, "cluster": int(c)} for r in results
                                  for m, c in zip(r.models, r.labels)]), "fig11_clusters.csv")
     out = {r.name: {"benchmarks": list(r.benchmarks), "clusters": r.clusters} for r in results}

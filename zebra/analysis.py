@@ -94,19 +94,19 @@ def behaviour_pca(table: BehaviourTable, n_components: int = 2) -> PCAResult:
     the paper's Figure 6 describes them (small models in the first, GPT-4/3.5/Bard in the
     second, LLaMA-based and >10B models in the third and fourth).
     """
-    from sklearn.decomposition import PCA
-
     x = table.normalised
-    full = PCA().fit(x)
-    comps = full.components_.copy()
-    sup = table.mb_sup - table.mb_sup.mean()
     centred = x - x.mean(axis=0)
+    # PCA is the SVD of the centred matrix; numpy's is enough and spares importing scikit-learn
+    _, sv, comps = np.linalg.svd(centred, full_matrices=False)
+    ratio = sv**2 / (sv**2).sum()
+    sup = table.mb_sup - table.mb_sup.mean()
     for k in range(comps.shape[0]):
         ref = (centred @ comps[k]) @ sup if k == 0 else comps[k][np.argmax(np.abs(comps[k]))]
-        if (ref > 0) if k == 0 else (ref < 0):
+        flip = ref > 0 if k == 0 else ref < 0  # PC1: high MB-SUP on the left, as in the paper
+        if flip:
             comps[k] = -comps[k]
     k = min(n_components, comps.shape[0])
-    return PCAResult(table.models, centred @ comps[:k].T, full.explained_variance_ratio_, comps[:k], table.benchmarks)
+    return PCAResult(table.models, centred @ comps[:k].T, ratio, comps[:k], table.benchmarks)
 
 
 def pairwise_distance(normalised: np.ndarray, metric: str = "rms") -> np.ndarray:
@@ -410,7 +410,7 @@ def wilson_interval(k, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
         p = k / n
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)  # rounding can leave 0 by 1e-17
 
 
 def agreement_summary(outcomes: Mapping[str, pd.DataFrame], by_pair: bool = False) -> pd.DataFrame:
