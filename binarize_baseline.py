@@ -7,6 +7,10 @@
     python binarize_baseline.py --data openbmb/UltraFeedback --output out/baseline.json
     python binarize_baseline.py --data openbmb/UltraFeedback --score mean-rating --output out/baseline_clean.json
 
+    # only GPT-4 pairs the benchmarks also take a clear side on (vote entropy <= the run's median);
+    # pairs with a model outside the behaviour table have no votes: weight 1, dropped by a cut
+    python binarize_baseline.py --entropy-quantile 0.5 --output out/baseline_reliable.json
+
 The recipe of HuggingFaceH4/ultrafeedback_binarized, which the paper's baseline follows: chosen =
 the response with the highest `overall_score`, rejected = one of the strictly lower-scored
 responses drawn at random (seeded; the draw depends only on seed, prompt and slot), truthful_qa
@@ -27,6 +31,10 @@ OUTPUT = "model_aware/UltraFeedback.baseline.json"
 SCORE = "overall"  # what the paper used; "mean-rating" is Argilla's cleaned variant
 DROP_SOURCES = ("truthful_qa",)  # ultrafeedback_binarized drops them (TruthfulQA is an eval set)
 SEED = 42  # picks the random rejected response
+# Benchmark-agreement reliability (zebra.reliability, seed 003): a cut drops pairs the benchmarks split on.
+MAX_ENTROPY = None  # e.g. 0.5 keeps six-benchmark votes of 6–0 and 5–1 (entropy 0 and 0.451 nats)
+ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of this run's pairs
+RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
 def main() -> None:
@@ -41,12 +49,17 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=None, help="ignored: the baseline pairs by instance score, not MB-SIM")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     ap.add_argument("--seed", type=int, default=SEED, help="seed of the random rejected response (default: %(default)s)")
+    ap.add_argument("--max-entropy", type=float, default=MAX_ENTROPY, help="drop pairs whose benchmark-vote entropy (nats) is above this")
+    ap.add_argument("--entropy-quantile", type=float, default=ENTROPY_QUANTILE, help="drop pairs above this entropy quantile of the run (0.5: seed 003)")
+    ap.add_argument("--reliability-temperature", type=float, default=RELIABILITY_TEMPERATURE, help="softmax temperature of `weight` (default: %(default)s)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         meta = binarize(BinarizeConfig("baseline", args.output, args.data, args.benchmark, seed=args.seed,
                                        limit=args.limit, score=args.score, only_rated=args.only_rated,
-                                       drop_sources=() if args.keep_truthful_qa else DROP_SOURCES))
+                                       drop_sources=() if args.keep_truthful_qa else DROP_SOURCES,
+                                       max_entropy=args.max_entropy, entropy_quantile=args.entropy_quantile,
+                                       reliability_temperature=args.reliability_temperature))
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
     print(summary_line(meta))

@@ -10,6 +10,10 @@
     # on full UltraFeedback (hub id on a machine that reaches it, or a local copy)
     python binarize_combined.py --data openbmb/UltraFeedback --output out/sup_sim.json
 
+    # only pairs the benchmarks agree on (vote entropy <= the run's median, as seed 003);
+    # every record always carries `agreement`, `entropy` and `weight` (train_dpo.py --weight-column weight)
+    python binarize_combined.py --entropy-quantile 0.5 --output out/sup_sim_reliable.json
+
 For every admissible pair (MB-SIM ≥ τ) of a prompt's rated responses this maximises
 
     rank_weight · (MB-SUP(i) + MB-SUP(j)) / 2  +  similarity_weight · MB-SIM(i, j)
@@ -31,6 +35,10 @@ RANK_WEIGHT = 0.5  # weight of the pair's mean MB-SUP (quality); the paper gives
 SIMILARITY_WEIGHT = 0.5  # weight of the pair's MB-SIM (similarity); the paper gives no value
 TAU = 0.1  # paper §3.6; the original README says 0.9 and the original code applies none
 SEED = 42  # SUP+SIM draws nothing at random; the flag exists so every binarize script takes the same ones
+# Benchmark-agreement reliability (zebra.reliability, seed 003): a cut drops pairs the benchmarks split on.
+MAX_ENTROPY = None  # e.g. 0.5 keeps six-benchmark votes of 6–0 and 5–1 (entropy 0 and 0.451 nats)
+ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of this run's pairs
+RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
 def main() -> None:
@@ -43,12 +51,17 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=TAU, help="admit a pair only if MB-SIM >= tau (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--max-entropy", type=float, default=MAX_ENTROPY, help="drop pairs whose benchmark-vote entropy (nats) is above this")
+    ap.add_argument("--entropy-quantile", type=float, default=ENTROPY_QUANTILE, help="drop pairs above this entropy quantile of the run (0.5: seed 003)")
+    ap.add_argument("--reliability-temperature", type=float, default=RELIABILITY_TEMPERATURE, help="softmax temperature of `weight` (default: %(default)s)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         meta = binarize(BinarizeConfig("sup_sim", args.output, args.data, args.benchmark, tau=args.tau,
                                        rank_weight=args.rank_weight, similarity_weight=args.similarity_weight,
-                                       seed=args.seed, limit=args.limit))
+                                       seed=args.seed, limit=args.limit, max_entropy=args.max_entropy,
+                                       entropy_quantile=args.entropy_quantile,
+                                       reliability_temperature=args.reliability_temperature))
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
     print(summary_line(meta))

@@ -24,6 +24,8 @@ from zebra.behaviour import BehaviourTable, read_benchmark
 from zebra.data import Batch, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback, prompt_id, to_batch
 from zebra.errors import ZebraError
 from zebra.records import RecordWriter, output_format, write_json_atomic
+from zebra.reliability import TEMPERATURE, PairReliability
+from zebra.reliability import check_settings as check_reliability_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,11 @@ class BinarizeConfig:
     only_rated: bool = False  # baseline: keep only responses of models in the behaviour table
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # Benchmark-agreement reliability (zebra.reliability, seed 003): every record gets
+    # `agreement`, `entropy`, `weight`; these drop pairs whose entropy is above a cut.
+    max_entropy: float | None = None  # keep pairs with entropy <= this (nats, 0 … ln 2)
+    entropy_quantile: float | None = None  # or: the cut is this quantile of the run's pairs (seed 003: 0.5)
+    reliability_temperature: float = TEMPERATURE
 
 
 @dataclass
@@ -171,8 +178,14 @@ def _row_hashes(instructions: list[str]) -> np.ndarray:
     return np.array([int(prompt_id(p)[:16], 16) for p in instructions], dtype=np.uint64)
 
 
-def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, counts: Counts) -> list[dict[str, Any]]:
-    """Select one pair per usable prompt of a batch and return its records."""
+def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, counts: Counts,
+                  reliability: PairReliability | None = None, pairs_only: bool = False) -> list[dict[str, Any]]:
+    """Select one pair per usable prompt of a batch and return its records.
+
+    `reliability` (zebra.reliability) adds `agreement`, `entropy`, `weight` and applies its
+    entropy cut, if any; without it: the default temperature and no cut. `pairs_only`: count
+    the selected pairs into `reliability` and build no records (binarize's first pass).
+    """
     n = batch.n
     keep_rows = np.ones(n, dtype=bool)
     if cfg.drop_sources:
@@ -212,8 +225,25 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
         rows = np.flatnonzero(sel.ok)
         c_slot, r_slot = sel.chosen[rows], sel.rejected[rows]
         c_model, r_model = sel.chosen_model[rows], sel.rejected_model[rows]
-        counts.kinship_rank.update(ranks[rows].tolist())
         columns = {"kinship_rank": ranks[rows], **_pair_columns(table, c_model, r_model)}
+
+    # Reliability from benchmark agreement (zebra.reliability): the entropy cut, then the weights.
+    if reliability is None:
+        reliability = PairReliability.from_raw(table.raw, cfg.reliability_temperature)
+    reliability.observe(c_model, r_model)
+    if pairs_only:
+        return []
+    keep = reliability.keep(c_model, r_model)
+    if not keep.all():
+        rated = (c_model >= 0) & (r_model >= 0)
+        counts.rows_skipped["entropy_above_max"] += int((rated & ~keep).sum())
+        if not rated.all():  # baseline pairs with a model outside the table have no votes
+            counts.rows_skipped["no_benchmark_votes"] += int((~rated).sum())
+        rows, c_slot, r_slot, c_model, r_model = (a[keep] for a in (rows, c_slot, r_slot, c_model, r_model))
+        columns = {k: v[keep] for k, v in columns.items()}
+    columns.update(reliability.columns(c_model, r_model))
+    if cfg.strategy != "baseline":
+        counts.kinship_rank.update(columns["kinship_rank"].tolist())
 
     counts.chosen.update(batch.model[rows, c_slot].tolist())
     counts.rejected.update(batch.model[rows, r_slot].tolist())
@@ -241,6 +271,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
     if cfg.limit is not None and cfg.limit < 1:
         raise ZebraError(f"--limit must be at least 1, not {cfg.limit}")
     output_format(cfg.output)  # a bad output name fails before any work
+    check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
     t0 = time.perf_counter()
     table = read_benchmark(cfg.benchmark)
     ds = load_ultrafeedback(cfg.data, limit=cfg.limit)
@@ -248,18 +279,32 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
     counts = Counts()
     extra = [("score_chosen", pa.float64()), ("score_rejected", pa.float64())] if cfg.strategy == "baseline" else []
     t_select = 0.0
+    t1 = time.perf_counter()
+    reliability = PairReliability.from_raw(table.raw, cfg.reliability_temperature)
+    seen = None
+    if cfg.entropy_quantile is not None:
+        # First pass, selection only (no texts, no records): the pairs this run would write,
+        # so that the entropy quantile is taken over exactly those pairs (memory: an M×M count).
+        for arrow_batch in iter_batches(ds, cfg.batch_size):
+            process_batch(to_batch(arrow_batch), table, cfg, Counts(), reliability, pairs_only=True)
+        seen = reliability.pair_counts
+    reliability = reliability.resolved(cfg.max_entropy, cfg.entropy_quantile)
+    t_select += time.perf_counter() - t1
     with RecordWriter(cfg.output, extra) as writer, tqdm(
         total=len(ds), unit="prompt", desc=f"binarize {cfg.strategy}", disable=not cfg.progress
     ) as bar:
         for arrow_batch in iter_batches(ds, cfg.batch_size):
             t1 = time.perf_counter()
             batch = to_batch(arrow_batch)
-            records = process_batch(batch, table, cfg, counts)
+            records = process_batch(batch, table, cfg, counts, reliability)
             t_select += time.perf_counter() - t1
             writer.write(records)
             counts.rows_read += batch.n
             counts.rows_written += len(records)
             bar.update(batch.n)
+        if seen is not None and not np.array_equal(seen, reliability.pair_counts):  # inside the writer: no output is left
+            raise ZebraError("the two passes over the data selected different pairs (is the data changing?); "
+                             "the entropy quantile would be wrong, so nothing was written")
     if counts.model_not_in_table:
         log.warning("responses skipped, model not in %s: %s", cfg.benchmark,
                     ", ".join(f"{m} ({c})" for m, c in counts.model_not_in_table.most_common()))
@@ -273,6 +318,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
                             "excluded_missing_score": list(table.excluded),
                             "mb_sup": dict(zip(table.models, np.round(table.mb_sup, 6).tolist()))},
         "counts": counts.as_dict(),
+        "reliability": reliability.summary(),
         "seconds": {"load": round(t_load, 3), "select_and_build": round(t_select, 3),
                     "total": round(time.perf_counter() - t0, 3)},
         "versions": _versions(),

@@ -30,6 +30,10 @@ SCHEMA = pa.schema([
     ("mb_sup_chosen", pa.float64()),
     ("mb_sup_rejected", pa.float64()),
     ("mb_sim", pa.float64()),
+    # benchmark-agreement reliability (zebra.reliability); null where a side has no benchmark scores
+    ("agreement", pa.float64()),
+    ("entropy", pa.float64()),
+    ("weight", pa.float64()),
 ])
 
 
