@@ -256,6 +256,11 @@ def run_agreement(run: Run) -> dict:
 
     ratings = ratings_frame(run.dataset())
     outcomes = {s: agreement_outcomes(df, ratings) for s, df in run.pairs().items()}
+    for strategy, out in outcomes.items():
+        missing = int((out["overall_score"] == "missing").sum())
+        if missing > 0.5 * len(out):
+            log.warning("agreement: %d of %d %s records have no GPT-4 label in --data %s; were they binarized from it?",
+                        missing, len(out), strategy, run.args.data or "(shipped sample)")
     summary = agreement_summary(outcomes)
     run.save_frame(summary, "agreement.csv")
     run.save_frame(agreement_summary(outcomes, by_pair=True), "agreement_by_pair.csv")

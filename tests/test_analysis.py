@@ -233,6 +233,9 @@ def test_agreement_counts_on_a_hand_made_set(labelled):
     assert out["helpfulness"].tolist() == out["instruction_following"].tolist() == ["agree", "tie", "agree", "missing"]
     assert out["truthfulness"].tolist() == ["agree", "missing", "agree", "missing"]
     assert out["mean_rating"].tolist() == ["agree", "agree", "agree", "missing"]  # p2: 4.0 vs 3.25
+    no_id = _record("p1", "gpt-4", "bard", "g1", "b1")
+    del no_id["prompt_id"]  # the original project's records: the id comes from the prompt
+    assert A.agreement_outcomes(A.pairs_frame([no_id]), labelled)["overall_score"].tolist() == ["agree"]
     # the same pair the other way round: every decided outcome flips, ties and missing stay
     flipped = A.agreement_outcomes(A.pairs_frame([_record("p1", "bard", "gpt-4", "b1", "g1"),
                                                   _record("p2", "bard", "gpt-4", "b2", "g2")]), labelled)

@@ -220,7 +220,13 @@ def _assistant_text(messages, where: str) -> str:
 
 
 def pairs_frame(records: Sequence[Mapping], source: str = "<records>") -> pd.DataFrame:
-    """One row per record: prompt_id, prompt, chosen/rejected model and text, kinship_rank."""
+    """One row per record: prompt_id, prompt, chosen/rejected model and text, kinship_rank.
+
+    A record without `prompt_id` (e.g. the original project's outputs) gets the id of its
+    `prompt`, computed as the binarize scripts do, so it can still be joined to GPT-4 labels.
+    """
+    from zebra.data import prompt_id
+
     rows = []
     for k, rec in enumerate(records):
         where = f"{source}: record {k}"
@@ -229,7 +235,7 @@ def pairs_frame(records: Sequence[Mapping], source: str = "<records>") -> pd.Dat
             raise AnalysisError(f"{where}: 'most_similar_pair' must be [chosen_model, rejected_model], got {pair!r}")
         rank = rec.get("kinship_rank")
         rows.append({
-            "prompt_id": rec.get("prompt_id"),
+            "prompt_id": rec.get("prompt_id") or (prompt_id(rec["prompt"]) if rec.get("prompt") else None),
             "prompt": rec.get("prompt", ""),
             "chosen_model": str(pair[0]),
             "rejected_model": str(pair[1]),
