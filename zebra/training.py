@@ -381,3 +381,69 @@ def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
     extra = {"bf16_used": bf16, "resolved_model_path": model_path, "data_counts": counts,
              "trainer": type(trainer).__name__}
     return save_run(trainer, tokenizer, settings, extra, metrics), metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# recipes: one YAML file per paper run (recipes/<model>/<method>-<strategy>.yaml)
+
+RECIPE_KEYS = {"script", "accelerate_config", "data", "args"}
+
+
+def args_to_flags(args: dict[str, Any]) -> list[str]:
+    """{"batch_size": 6, "lora": True, "bf16": False} → ["--batch-size", "6", "--lora", "--no-bf16"]."""
+    flags: list[str] = []
+    for key, value in args.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is False:
+            flags.append("--no-" + key.replace("_", "-"))
+        elif value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read and check one run recipe; errors name the file and the key."""
+    import yaml
+
+    path = Path(path)
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ZebraError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(recipe, dict):
+        raise ZebraError(f"{path}: expected a mapping with keys {sorted(RECIPE_KEYS)}")
+    missing = RECIPE_KEYS - set(recipe)
+    unknown = set(recipe) - RECIPE_KEYS
+    if missing or unknown:
+        raise ZebraError(f"{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+    if not isinstance(recipe["args"], dict) or "output_dir" not in recipe["args"] or "model" not in recipe["args"]:
+        raise ZebraError(f"{path}: `args` must be a mapping with at least model and output_dir")
+    if recipe["script"] not in ("train_sft.py", "train_dpo.py"):
+        raise ZebraError(f"{path}: script {recipe['script']!r} is neither train_sft.py nor train_dpo.py")
+    return {**recipe, "name": f"{path.parent.name}/{path.stem}"}
+
+
+def recipe_command(recipe: dict[str, Any], num_processes: int | None = None, extra: list[str] = ()) -> list[str]:
+    """`accelerate launch --config_file ... train_x.py --data ... --model ...` for one recipe."""
+    cmd = ["accelerate", "launch", "--config_file", recipe["accelerate_config"]]
+    if num_processes:
+        cmd += ["--num_processes", str(num_processes)]
+    cmd += [recipe["script"], "--data", str(recipe["data"]), *args_to_flags(recipe["args"]), *extra]
+    return cmd
+
+
+def data_commands(entries: dict[str, Any], needed: list[str], ultrafeedback: str | None) -> list[list[str]]:
+    """binarize commands that make the data files in `needed` (recipes/data.yaml entries)."""
+    by_output = {str(e["output"]): e for e in entries.values()}
+    commands = []
+    for output in dict.fromkeys(needed):
+        entry = by_output.get(str(output))
+        if entry is None:
+            raise ZebraError(f"recipes/data.yaml: no entry writes {output}; add one or make the file yourself")
+        cmd = ["python", entry["script"], "--output", str(output)]
+        if ultrafeedback:
+            cmd += ["--data", ultrafeedback]
+        commands.append(cmd + args_to_flags(entry.get("args") or {}))
+    return commands

