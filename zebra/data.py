@@ -80,8 +80,54 @@ def check_schema(features, source: str) -> None:
 
 
 def iter_batches(ds, batch_size: int = 16384) -> Iterator[pa.Table]:
-    """Arrow tables of `batch_size` rows: memory stays bounded by the batch, not the dataset."""
-    yield from ds.with_format("arrow").iter(batch_size=batch_size)
+    """Arrow tables of `batch_size` rows: memory stays bounded by the batch, not the dataset.
+
+    `datasets` memory-maps its cache, and every page a pass touches stays in the process's
+    resident set until the kernel needs it back, so iterating the mapping makes RSS grow with
+    the dataset (~3.4 GB at 10× UltraFeedback). When `ds` is exactly its cache files (no
+    slice, cast or index mapping), they are read front to back with ordinary reads instead.
+    """
+    files = _whole_cache_files(ds)
+    if files is None:
+        yield from ds.with_format("arrow").iter(batch_size=batch_size)
+        return
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for path in files:
+        with pa.OSFile(path) as fh:
+            for record_batch in pa.ipc.open_stream(fh):
+                pending.append(record_batch)
+                rows += record_batch.num_rows
+                while rows >= batch_size:
+                    table = pa.Table.from_batches(pending)
+                    yield table.slice(0, batch_size).replace_schema_metadata(ds.data.schema.metadata)
+                    pending = table.slice(batch_size).to_batches()
+                    rows -= batch_size
+    if rows:
+        yield pa.Table.from_batches(pending).replace_schema_metadata(ds.data.schema.metadata)
+
+
+def _whole_cache_files(ds) -> list[str] | None:
+    """The Arrow files whose rows, read in order, are exactly `ds`; None if that cannot be shown."""
+    from datasets.table import ConcatenationTable, MemoryMappedTable
+
+    if getattr(ds, "_indices", None) is not None:
+        return None
+    data = getattr(ds, "data", None)
+    if isinstance(data, MemoryMappedTable):
+        blocks = [data]
+    elif isinstance(data, ConcatenationTable) and all(len(row) == 1 for row in data.blocks):
+        blocks = [row[0] for row in data.blocks]
+    else:
+        return None
+    # A replay is an operation `datasets` applies on top of the file (slice, cast, …): then the
+    # file is not `ds`. Only the features metadata it always rewrites leaves the data as it is.
+    if not all(isinstance(b, MemoryMappedTable) and all(op == "replace_schema_metadata" for op, *_ in b.replays)
+               for b in blocks):
+        return None
+    if any(not b.schema.equals(data.schema, check_metadata=False) for b in blocks):
+        return None
+    return [b.path for b in blocks]
 
 
 def prompt_id(text: str) -> str:
