@@ -141,3 +141,21 @@ def test_every_binarize_output_format_converts_the_same(tmp_path, suffix):
     examples, counts = convert_records(read_records(path), "dpo")
     assert counts["kept"] == 2
     assert examples == convert_records(json.loads(json.dumps(records)), "dpo")[0]
+
+
+def test_the_shipped_sample_sup_output_converts_without_loss(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "sup.jsonl"
+    done = subprocess.run([sys.executable, "binarize_score.py", "--output", str(out)], cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = read_records(out)
+    for method in ("dpo", "sft"):
+        examples, counts = convert_records(records, method, source=str(out))
+        assert counts["kept"] == counts["records"] == len(records) > 100
+        assert [e["prompt"] for e in examples] == [[{"role": "user", "content": r["prompt"]}] for r in records]
+    assert examples[0]["completion"][0]["content"] == records[0]["chosen"][1]["content"]

@@ -26,6 +26,7 @@ from zebra.training import (
     recipe_command,
     resolve_bf16,
     train,
+    trainer_args,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,8 +64,9 @@ def settings(method, data, model, out, **kw):
 
 def trainer_for(s):
     dataset, _ = load_examples(s.data, s.method, s.weight_column)
+    args = trainer_args(s, bf16=False)
     model, tokenizer, _ = load_policy(s, bf16=False)
-    return make_trainer(s, model, tokenizer, dataset, bf16=False)
+    return make_trainer(s, model, tokenizer, dataset, args)
 
 
 def test_dpo_on_separable_toy_set_learns(tiny, toy, tmp_path):

@@ -124,9 +124,12 @@ def prepare_hf_folder(model: str, gguf_file: str, out_dir: str | Path) -> Path:
     lm.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / _READY_MARKER).write_text(json.dumps(source))
-    if out_dir.exists():
-        import shutil
+    import shutil
 
+    if is_prepared(out_dir, model, gguf_file):  # another process (e.g. a second GPU rank) finished first
+        shutil.rmtree(tmp)
+        return out_dir
+    if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir

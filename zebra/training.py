@@ -1,8 +1,9 @@
 """SFT and DPO with trl: settings, data, model, trainer, and what a run leaves behind.
 
-`train_sft.py` and `train_dpo.py` are thin: they parse flags into `TrainSettings` and call, in
-order, `resolve_bf16` → `load_examples` → `load_policy` → `sft_config`/`dpo_config` →
-(`WeightedDPOTrainer` | trl's trainer) → `train` → `save_run`. No training loop is written here.
+`train_sft.py` and `train_dpo.py` are thin: they parse flags into `TrainSettings` and call
+`train`, which reads top to bottom: `resolve_bf16` → `load_examples` → `trainer_args` →
+`load_policy` → `make_trainer` (trl's SFTTrainer / DPOTrainer, or `WeightedDPOTrainer`) →
+`trainer.train()` → `run_metrics` → `save_run`. No training loop is written here.
 
 `WeightedDPOTrainer` is the one piece of new maths: per-example weights on the DPO loss.
 """
@@ -295,20 +296,26 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def make_trainer(settings: TrainSettings, model, tokenizer, dataset, bf16: bool):
+def trainer_args(settings: TrainSettings, bf16: bool):
+    """trl's DPOConfig / SFTConfig. Build it before loading the model: it initialises the
+    distributed state that FSDP's cpu_ram_efficient_loading and ZeRO-3's zero.Init rely on."""
+    return sft_config(settings, bf16) if settings.method == "sft" else dpo_config(settings, bf16)
+
+
+def make_trainer(settings: TrainSettings, model, tokenizer, dataset, args):
     """trl's SFTTrainer / DPOTrainer, or WeightedDPOTrainer when a weight column is set."""
     peft_config = lora_config(settings)
     if settings.method == "sft":
         from trl import SFTTrainer
 
-        return SFTTrainer(model=model, args=sft_config(settings, bf16), train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=peft_config)
+        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=peft_config)
     if settings.weight_column:
         trainer_cls = _weighted_dpo_trainer_class()
     else:
         from trl import DPOTrainer as trainer_cls
-    return trainer_cls(model=model, args=dpo_config(settings, bf16), train_dataset=dataset,
-                       processing_class=tokenizer, peft_config=peft_config)
+    return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                       peft_config=peft_config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,8 +380,9 @@ def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
         logger.warning(notice)
     dataset, counts = load_examples(settings.data, settings.method, settings.weight_column)
     logger.info("%s: %s", settings.data, json.dumps(counts))
+    args = trainer_args(settings, bf16)
     model, tokenizer, model_path = load_policy(settings, bf16)
-    trainer = make_trainer(settings, model, tokenizer, dataset, bf16)
+    trainer = make_trainer(settings, model, tokenizer, dataset, args)
     start = time.perf_counter()
     train_output = trainer.train()
     metrics = run_metrics(trainer, train_output, len(dataset), time.perf_counter() - start)
