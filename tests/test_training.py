@@ -119,6 +119,20 @@ def test_weighted_dpo_with_unit_weights_equals_trl(tiny, mixed, tmp_path):
     torch.testing.assert_close(grad_w, grad_p, rtol=1e-4, atol=1e-6)
 
 
+def test_weights_reach_the_loss_through_trainers_dataloader(tiny, mixed, tmp_path):
+    rows = json.loads(Path(mixed).read_text())
+    for row, w in zip(rows, [0.5, 1.5, 2.0, 3.0]):
+        row["w"] = w
+    data = tmp_path / "weighted.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    weighted = trainer_for(settings("dpo", str(data), tiny, tmp_path, weight_column="w", batch_size=4))
+    batch = next(iter(weighted.get_train_dataloader()))
+    assert sorted(batch["weight"].tolist()) == [0.5, 1.5, 2.0, 3.0]  # survived remove_unused_columns
+    batch.pop("weight")
+    with pytest.raises(ZebraError, match="batch without a 'weight'"):
+        weighted.compute_loss(weighted.model, batch)
+
+
 def test_zero_weight_removes_an_example_and_weights_normalise(tiny, mixed, tmp_path):
     weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path, weight_column="w"))
     single = [_loss_and_grads(weighted, [i]) for i in range(2)]  # each pair alone, weight 1

@@ -34,7 +34,10 @@ WEIGHT_KEY = "weight"  # the column name trl examples carry, whatever the user's
 
 @dataclass
 class TrainSettings:
-    """Everything that decides a run; saved as `settings.json` next to the model."""
+    """Everything that decides a run; saved as `settings.json` next to the model.
+
+    The defaults mirror the constants of train_sft.py / train_dpo.py, which pass every field.
+    """
 
     method: str  # "sft" | "dpo"
     data: str
@@ -242,8 +245,10 @@ def _weighted_dpo_trainer_class():
         def _compute_loss(self, model, inputs, return_outputs):
             inputs = dict(inputs)
             weights = inputs.pop(WEIGHT_KEY, None)
-            if weights is None or return_outputs:
+            if return_outputs:
                 return super()._compute_loss(model, inputs, return_outputs)
+            if weights is None:  # never train unweighted by accident: the column was lost on the way
+                raise ZebraError(f"WeightedDPOTrainer: batch without a {WEIGHT_KEY!r} tensor; keep the column in the dataset")
             n = weights.shape[0]
             losses = torch.stack([super(WeightedDPOTrainer, self)._compute_loss(model, _one_pair(inputs, i, n), False)
                                   for i in range(n)])
