@@ -234,6 +234,9 @@ def _weighted_dpo_trainer_class():
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            if {"aot", "aot_unpaired"} & set(self.loss_types):
+                # these sort the pairs of a batch against each other: no per-pair loss to weigh
+                raise ZebraError(f"--weight-column: loss_type {self.loss_types} has no per-pair loss; use sigmoid")
             self.data_collator = _WeightCollator(self.data_collator)
 
         def _set_signature_columns_if_needed(self):
