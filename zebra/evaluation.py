@@ -1,0 +1,332 @@
+"""Prediction-based evaluation as in the paper (§5, App. B): prompt, generate, extract, score.
+
+- Prompt (Figure 7): `Q: {question} Options: (A) {opt1} (B) {opt2} ... Output:`, sent as the
+  user turn through the model's chat template; IFEval the same without the options part.
+- Decoding: greedy, batched, left padding (transformers), or vLLM when installed and asked for.
+- Answer extraction (MMLU-Pro's `compute_accuracy.py` chain, patterns verbatim):
+  1. `answer is \\(?([A-J])\\)?`, 2. `.*[aA]nswer:\\s*([A-J])`, 3. the last standalone A–J.
+  An answer none of them finds is **unparseable and scored wrong** (MMLU-Pro draws a random
+  letter instead; a random guess would add noise to the paired tests of Table 2). Summaries
+  count unparseable answers per benchmark.
+- IFEval: Google's instruction checkers as packaged by `if-verifiable` (strict = the response as
+  is, loose = also with first/last line dropped and `*` removed). Per prompt, `score` is the
+  prompt-level strict result (all instructions followed); summaries report all four metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from zebra.benchmarks import BENCHMARKS, LETTERS, Item
+
+log = logging.getLogger(__name__)
+
+NLTK_DATA = Path(__file__).with_name("nltk_data")  # English punkt_tab, shipped (see NOTICE.md)
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def render_prompt(item: Item) -> str:
+    """Figure 7's template. Options are lettered by position: (A), (B), …"""
+    if not item.options:
+        return f"Q: {item.question} Output:"
+    options = " ".join(f"({LETTERS[i]}) {opt}" for i, opt in enumerate(item.options))
+    return f"Q: {item.question} Options: {options} Output:"
+
+
+def chat_text(tokenizer, prompt: str, system: str | None = None) -> str:
+    """The prompt as the user turn of the model's chat template, ready for the assistant's reply."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"tokenizer of {getattr(tokenizer, 'name_or_path', '?')} has no chat template; "
+            "evaluate an instruct/chat model or add a template to its tokenizer_config.json"
+        )
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+# ----------------------------------------------------------------------------- extraction
+
+_ANSWER_IS = re.compile(r"answer is \(?([A-J])\)?")
+_ANSWER_COLON = re.compile(r".*[aA]nswer:\s*([A-J])")
+_LAST_LETTER = re.compile(r"\b[A-J]\b(?!.*\b[A-J]\b)", re.DOTALL)
+
+
+def extract_answer(text: str) -> str | None:
+    """MMLU-Pro's extraction chain (`extract_answer` → `extract_again` → `extract_final`).
+
+    Faithful quirks: the first two patterns are case-sensitive on the letter and `.` in the
+    second does not cross newlines; the fallback takes the last standalone capital A–J anywhere,
+    so "I think…" yields "I" — the MMLU-Pro authors accept that noise, and so do we.
+    """
+    for pattern in (_ANSWER_IS, _ANSWER_COLON):
+        m = pattern.search(text)
+        if m:
+            return m.group(1)
+    m = _LAST_LETTER.search(text)
+    return m.group(0) if m else None
+
+
+# ----------------------------------------------------------------------------- IFEval
+
+
+def ensure_nltk_data() -> None:
+    """Put the shipped punkt_tab model on NLTK's path (IFEval counts sentences and words with it)."""
+    import nltk
+
+    if str(NLTK_DATA) not in nltk.data.path:
+        nltk.data.path.insert(0, str(NLTK_DATA))
+
+
+def _ifeval_registry() -> dict:
+    ensure_nltk_data()
+    from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+
+    return INSTRUCTION_DICT
+
+
+def ifeval_score(response: str, item: Item) -> dict[str, Any]:
+    """Strict and loose, prompt- and instruction-level results of one response.
+
+    Unknown instruction ids are an error here (if-verifiable would skip them silently and
+    inflate the score).
+    """
+    from if_verifiable.common import evaluate_instructions
+
+    registry = _ifeval_registry()
+    ids = item.extra["instruction_id_list"]
+    unknown = [i for i in ids if i not in registry]
+    if unknown:
+        raise ValueError(f"ifeval key {item.id}: unknown instruction ids {unknown}; is this google/IFEval?")
+    results, _ = evaluate_instructions(
+        response=response,
+        instruction_id_list=ids,
+        kwargs_list=item.extra["kwargs"],
+        prompt=item.question,
+        instruction_registry=registry,
+    )
+    # an empty response follows nothing (if-verifiable then returns no per-instruction results)
+    strict = [r.strict_pass for r in results] if results else [False] * len(ids)
+    loose = [r.loose_pass for r in results] if results else [False] * len(ids)
+    return {
+        "prompt_strict": all(strict),
+        "prompt_loose": all(loose),
+        "inst_strict": strict,
+        "inst_loose": loose,
+    }
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def score_item(item: Item, kind: str, generation: str) -> dict[str, Any]:
+    """One per-prompt record (without `prompt`, filled by the caller): prediction, gold, score."""
+    if kind == "ifeval":
+        res = ifeval_score(generation, item)
+        return {
+            "id": item.id,
+            "generation": generation,
+            "prediction": res["inst_strict"],
+            "gold": item.extra["instruction_id_list"],
+            "score": float(res["prompt_strict"]),
+            "score_loose": float(res["prompt_loose"]),
+            "inst_loose": res["inst_loose"],
+        }
+    prediction = extract_answer(generation)
+    return {
+        "id": item.id,
+        "generation": generation,
+        "prediction": prediction,
+        "gold": item.gold,
+        "score": float(prediction is not None and prediction == item.gold),
+    }
+
+
+def summarise(records: list[dict], kind: str) -> dict[str, Any]:
+    """Accuracy (mean `score`), counts, and for IFEval the four official metrics."""
+    n = len(records)
+    out: dict[str, Any] = {"n": n, "accuracy": sum(r["score"] for r in records) / n if n else math.nan}
+    if kind == "ifeval":
+        inst_strict = [x for r in records for x in r["prediction"]]
+        inst_loose = [x for r in records for x in r["inst_loose"]]
+        out.update(
+            metric="prompt_level_strict_acc",
+            prompt_level_strict_acc=out["accuracy"],
+            inst_level_strict_acc=sum(inst_strict) / len(inst_strict) if inst_strict else math.nan,
+            prompt_level_loose_acc=sum(r["score_loose"] for r in records) / n if n else math.nan,
+            inst_level_loose_acc=sum(inst_loose) / len(inst_loose) if inst_loose else math.nan,
+        )
+    else:
+        out.update(metric="accuracy", unparseable=sum(r["prediction"] is None for r in records))
+    return out
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 512
+    batch_size: int = 8
+    seed: int = 0
+
+
+def generate_transformers(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    progress: Callable | None = None,
+) -> list[str]:
+    """Greedy continuations of chat-formatted `texts`, batched with left padding.
+
+    Texts are batched longest first (less padding, and an out-of-memory error shows up at once);
+    outputs come back in input order. Special tokens are stripped from the decoded replies.
+    """
+    import torch
+
+    tokenizer.padding_side = "left"  # decoder-only: the reply must start right after the prompt
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    outputs: list[str] = [""] * len(texts)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    device = next(model.parameters()).device
+    gen_kwargs = dict(
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        # instruct checkpoints ship sampling defaults; greedy decoding ignores them, say so explicitly
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
+    iterator = progress(batches) if progress else batches
+    model.eval()
+    for batch in iterator:
+        # the chat template already holds BOS and role tokens: do not add them a second time
+        enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.inference_mode():
+            out = model.generate(**enc, **gen_kwargs)
+        new = out[:, enc["input_ids"].shape[1] :]
+        for i, seq in zip(batch, new):
+            outputs[i] = tokenizer.decode(seq, skip_special_tokens=True).strip()
+    return outputs
+
+
+def generate_vllm(model_path: str, tokenizer, texts: Sequence[str], max_new_tokens: int, seed: int) -> list[str]:
+    """The same prompts through vLLM (token ids from our tokenizer, so both backends see the
+    same input); temperature 0 is greedy."""
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=model_path, seed=seed)
+    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    prompts = [{"prompt_token_ids": tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
+    outs = llm.generate(prompts, params)
+    return [o.outputs[0].text.strip() for o in outs]
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose_backend(requested: str, model: str, gguf_file: str | None) -> str:
+    """`auto` → vLLM on a CUDA box that has it, for plain HF checkpoints; transformers otherwise."""
+    if requested not in ("auto", "transformers", "vllm"):
+        raise ValueError(f"--backend must be auto, transformers or vllm, got {requested!r}")
+    plain_checkpoint = gguf_file is None and not (Path(model) / "adapter_config.json").exists()
+    if requested == "vllm":
+        if not vllm_available():
+            raise ValueError("--backend vllm: vllm is not installed or no CUDA device; use --backend transformers")
+        if not plain_checkpoint:
+            raise ValueError(f"--backend vllm: {model} is a GGUF file or a LoRA adapter; merge it first or use --backend transformers")
+        return "vllm"
+    if requested == "auto" and plain_checkpoint and vllm_available():
+        return "vllm"
+    return "transformers"
+
+
+# ----------------------------------------------------------------------------- a whole run
+
+
+@dataclass
+class RunIdentity:
+    """What `evaluate.py table` groups by: the base model, the training method and the strategy."""
+
+    model: str
+    method: str = "base"  # base | sft | dpo
+    strategy: str = "none"  # none (untrained) | baseline | sup | sim | sup_sim
+
+
+RUN_METADATA_FILES = ("run.json", "settings.json", "zebra_run.json")
+
+
+def read_run_identity(model: str, run_model: str | None, run_method: str | None, run_strategy: str | None) -> RunIdentity:
+    """Flags first; else `run.json`/`settings.json` in a trained model folder (keys `model` or
+    `base_model`, `method`, `strategy`); else the model name, method `base`, strategy `none`."""
+    meta: dict = {}
+    folder = Path(model)
+    if folder.is_dir():
+        for name in RUN_METADATA_FILES:
+            if (folder / name).is_file():
+                try:
+                    meta = json.loads((folder / name).read_text(encoding="utf-8"))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{folder / name}: not JSON ({e.msg}); fix it or pass --run-model/--run-method/--run-strategy") from e
+                break
+    base = meta.get("base_model") or meta.get("model")
+    ident = RunIdentity(
+        model=run_model or (str(base) if base else model),
+        method=run_method or str(meta.get("method") or ("base" if not meta else "unknown")),
+        strategy=run_strategy or str(meta.get("strategy") or ("none" if not meta else "unknown")),
+    )
+    return ident
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def evaluate_benchmark(
+    name: str,
+    items: list[Item],
+    generate: Callable[[list[str]], list[str]],
+    to_chat: Callable[[str], str],
+) -> tuple[list[dict], dict]:
+    """Generate for every item of one benchmark, score, and summarise. `generate` maps chat texts
+    to replies; it is a parameter so tests can score canned replies without a model."""
+    kind = BENCHMARKS[name].kind
+    prompts = [render_prompt(it) for it in items]
+    generations = generate([to_chat(p) for p in prompts])
+    records = []
+    for item, prompt, gen in zip(items, prompts, generations):
+        rec = score_item(item, kind, gen)
+        records.append({"id": rec.pop("id"), "prompt": prompt, **rec})
+    return records, summarise(records, kind)
+
+
+def write_summary(output_dir: Path, results: dict, settings: dict, run: RunIdentity, elapsed_s: float) -> Path:
+    path = output_dir / "summary.json"
+    payload = {"run": asdict(run), "results": results, "settings": settings, "elapsed_s": round(elapsed_s, 1)}
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def now() -> float:
+    return time.perf_counter()
