@@ -1,0 +1,337 @@
+"""Evaluation: fixtures in each dataset's schema, Figure 7 prompts, MMLU-Pro extraction, IFEval
+scoring, batched generation, and evaluate.py / compare / table end to end on a tiny model."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from zebra.benchmarks import (
+    BENCHMARKS,
+    BenchmarkDataError,
+    Item,
+    arc_item,
+    ifeval_item,
+    load_items,
+    parse_benchmarks,
+    sample_items,
+)
+from zebra.evaluation import (
+    chat_text,
+    evaluate_benchmark,
+    extract_answer,
+    ifeval_score,
+    read_run_identity,
+    render_prompt,
+    score_item,
+    summarise,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "data" / "eval"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _script():
+    # loaded by path: `import evaluate` could find Hugging Face's `evaluate` package instead
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is (C).", "C"),
+        ("the answer is B because", "B"),
+        ("Answer: D", "D"),
+        ("answer:   E", "E"),
+        ("The answer is (A). Answer: B", "A"),  # level 1 wins over level 2
+        ("Let me think.\nAnswer: C\nFinal Answer: D", "C"),  # level 2: first line that matches
+        ("B and C are wrong, so A", "A"),  # level 3: last standalone letter
+        ("(B)", "B"),
+        ("I am not sure.", "I"),  # MMLU-Pro's fallback quirk, kept on purpose
+        ("A:", "A"),  # SmolLM2 often answers in the Q:/A: style of the prompt
+        ("The Answer is C", "C"),  # level 1 is case-sensitive; level 3 still finds C
+        ("The answer is (K)", None),  # K is outside A–J and there is no other letter
+        ("answer is a", None),  # lower-case letters are not answers
+        ("ABC DEF", None),  # no standalone letter
+        ("", None),
+    ],
+)
+def test_extract_answer_follows_mmlu_pro_chain(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_unparseable_answer_scores_zero_and_is_counted():
+    item = Item("q1", "2+2?", ("3", "4"), "B")
+    records = [
+        {**score_item(item, "choice", "The answer is (B)."), "prompt": ""},
+        {**score_item(item, "choice", "no idea"), "prompt": ""},
+        {**score_item(item, "choice", "The answer is (A)."), "prompt": ""},
+    ]
+    assert [r["score"] for r in records] == [1.0, 0.0, 0.0]
+    assert records[1]["prediction"] is None
+    summary = summarise(records, "choice")
+    assert summary == {"n": 3, "accuracy": pytest.approx(1 / 3), "metric": "accuracy", "unparseable": 1}
+
+
+# ----------------------------------------------------------------------------- fixtures and prompts
+
+
+def test_fixtures_load_in_their_own_schemas():
+    items = {name: load_items(name, FIXTURES) for name in BENCHMARKS}
+    assert {n: len(v) for n, v in items.items()} == {
+        "mmlu_stem": 6,  # the fixture's marketing row is not STEM and is dropped
+        "mmlu_pro": 5,
+        "arc_easy": 5,
+        "arc_challenge": 5,
+        "hellaswag": 4,
+        "ifeval": 5,
+    }
+    arc = {it.id: it for it in items["arc_easy"] + items["arc_challenge"]}
+    assert arc["NYSEDREGENTS_2015_4_8"].gold == "A"  # answerKey "1"
+    assert arc["NYSEDREGENTS_2012_4_21"].gold == "D"  # answerKey "4"
+    assert arc["NYSEDREGENTS_2010_8_31"].gold == "C"  # answerKey "3"
+    assert len(arc["Mercury_SC_401120"].options) == 3 and arc["Mercury_SC_401120"].gold == "C"
+    assert len(arc["Mercury_7041650"].options) == 5
+    mmlu = {it.id: it.gold for it in items["mmlu_stem"]}
+    assert mmlu["abstract_algebra/0"] == "D" and mmlu["elementary_mathematics/1"] == "B"
+    assert [it.gold for it in items["mmlu_pro"]] == ["B", "D", "A", "E", "J"]
+    assert [it.gold for it in items["hellaswag"]] == ["D", "A", "B", "C"]
+    assert items["ifeval"][2].extra["kwargs"] == [{"relation": "less than", "num_words": 50}, {"keywords": ["light"]}]
+
+
+def test_figure7_prompt_rendering():
+    item = load_items("arc_easy", FIXTURES)[2]
+    assert render_prompt(item) == (
+        "Q: Which tool is best for measuring the length of a pencil? Options: (A) a ruler "
+        "(B) a thermometer (C) a balance (D) a graduated cylinder Output:"
+    )
+    hs = load_items("hellaswag", FIXTURES)[0]
+    assert render_prompt(hs).startswith("Q: Roof shingle removal: A man is sitting on a roof. He Options: (A) is using wrap")
+    ife = load_items("ifeval", FIXTURES)[0]
+    assert render_prompt(ife) == (
+        "Q: Write a short note to a friend about your weekend. Do not use any commas in your response. Output:"
+    )
+
+
+def test_chat_template_wraps_the_prompt_as_the_user_turn():
+    from tests.tiny import make_tiny_tokenizer
+
+    tok = make_tiny_tokenizer()
+    text = chat_text(tok, "Q: x Output:")
+    assert text == "<|im_start|>user\nQ: x Output:<|im_end|>\n<|im_start|>assistant\n"
+    tok.chat_template = None
+    with pytest.raises(ValueError, match="no chat template"):
+        chat_text(tok, "Q: x Output:")
+
+
+def test_row_errors_name_the_row():
+    row = {"id": "X1", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "C"}
+    with pytest.raises(BenchmarkDataError, match=r"arc id X1: answerKey 'C' is not among the labels"):
+        arc_item(row, 0)
+    with pytest.raises(BenchmarkDataError, match="unknown \\['mmlu'\\]"):
+        parse_benchmarks("mmlu,ifeval")
+    with pytest.raises(BenchmarkDataError, match="no arc_easy.jsonl"):
+        load_items("arc_easy", FIXTURES / "missing")
+
+
+def test_local_parquet_and_save_to_disk_layouts(tmp_path):
+    import datasets
+
+    rows = [json.loads(line) for line in (FIXTURES / "mmlu_pro.jsonl").read_text().splitlines()]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "mmlu_pro.parquet"))
+    assert [it.id for it in load_items("mmlu_pro", tmp_path)] == ["70", "71", "72", "73", "74"]
+    hs = [json.loads(line) for line in (FIXTURES / "hellaswag.jsonl").read_text().splitlines()]
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list(hs)}).save_to_disk(str(tmp_path / "hellaswag"))
+    assert [it.gold for it in load_items("hellaswag", tmp_path)] == ["D", "A", "B", "C"]
+
+
+def test_limit_draws_the_same_prompts_for_every_model():
+    items = load_items("mmlu_stem", FIXTURES)
+    first = [it.id for it in sample_items(items, 3, seed=0)]
+    assert first == [it.id for it in sample_items(items, 3, seed=0)]
+    assert len(first) == 3 and len(set(first)) == 3
+    # kept in dataset order, and a different seed draws a different subset
+    order = [it.id for it in items]
+    assert first == sorted(first, key=order.index)
+    assert any([it.id for it in sample_items(items, 3, seed=s)] != first for s in range(1, 6))
+    assert len(sample_items(items, 100, seed=0)) == len(items)
+
+
+# ----------------------------------------------------------------------------- IFEval
+
+
+def _ifeval(key: int) -> Item:
+    return {it.id: it for it in load_items("ifeval", FIXTURES)}[str(key)]
+
+
+def test_ifeval_scores_known_good_and_bad_responses():
+    good = {
+        1000: "I went hiking on Saturday and we swam in the lake on Sunday. See you soon!",
+        1001: "the cat is soft and sleepy. it likes warm windows.",
+        1002: "Sunlight scatters off air molecules and blue light scatters most.",
+        1003: "* Sleep well.\n* Take breaks.\n* Test yourself.",
+        1004: "<<The Sea>>\nThe sea is wide. It sings at night.",
+    }
+    bad = {
+        1000: "I went hiking, swam, and slept.",
+        1001: "The cat is soft.",
+        1002: "Air scatters short waves. " * 20,  # over 50 words and no 'light'
+        1003: "* Sleep well.\n* Take breaks.",
+        1004: "The sea is wide and blue",
+    }
+    for key, text in good.items():
+        res = ifeval_score(text, _ifeval(key))
+        assert res["prompt_strict"] and all(res["inst_strict"]), (key, res)
+    for key, text in bad.items():
+        res = ifeval_score(text, _ifeval(key))
+        assert not res["prompt_strict"] and not res["prompt_loose"], (key, res)
+    partial = ifeval_score("Air scatters blue waves most.", _ifeval(1002))
+    assert partial["inst_strict"] == [True, False]  # short enough, but no 'light' (a substring check)
+
+
+def test_ifeval_loose_forgives_a_preamble_line_and_markdown():
+    item = _ifeval(1001)
+    res = ifeval_score("Sure! Here it is:\nthe cat is soft and sleepy.", item)
+    assert res["prompt_strict"] is False and res["prompt_loose"] is True
+    item = _ifeval(1000)
+    res = ifeval_score("*Note*\nhello friend\nBye, see you", item)
+    assert (res["prompt_strict"], res["prompt_loose"]) == (False, True)  # last line dropped
+
+
+def test_ifeval_hub_schema_rows_with_null_kwargs_and_summary_metrics():
+    # the hub's Arrow schema gives every instruction every kwarg name, unset ones as None
+    names = ["num_highlights", "relation", "num_words", "keywords", "language", "num_sentences"]
+    row = {
+        "key": 7,
+        "prompt": "Say hi in at least 3 words.",
+        "instruction_id_list": ["length_constraints:number_words"],
+        "kwargs": [{**{n: None for n in names}, "relation": "at least", "num_words": 3}],
+    }
+    item = ifeval_item(row, 0)
+    assert item.extra["kwargs"] == [{"relation": "at least", "num_words": 3}]
+    recs = [
+        {**score_item(item, "ifeval", "hi there my friend"), "prompt": ""},
+        {**score_item(_ifeval(1002), "ifeval", "Air scatters blue waves most."), "prompt": ""},
+    ]
+    s = summarise(recs, "ifeval")
+    assert s["prompt_level_strict_acc"] == s["accuracy"] == 0.5
+    assert s["inst_level_strict_acc"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="unknown instruction ids"):
+        ifeval_score("x", Item("9", "p", extra={"instruction_id_list": ["made:up"], "kwargs": [{}]}))
+    assert ifeval_score("", _ifeval(1000))["inst_strict"] == [False]
+
+
+def test_evaluate_benchmark_scores_canned_replies():
+    items = load_items("mmlu_pro", FIXTURES)
+    replies = {f"Q: {it.question}": f"The answer is ({it.gold})." for it in items}
+
+    def generate(texts):
+        return [next(v for k, v in replies.items() if k in t) if i else "no idea" for i, t in enumerate(texts)]
+
+    records, summary = evaluate_benchmark("mmlu_pro", items, generate, lambda p: f"<user>{p}</user>")
+    assert [r["id"] for r in records] == ["70", "71", "72", "73", "74"]
+    assert set(records[0]) == {"id", "prompt", "generation", "prediction", "gold", "score"}
+    assert [r["score"] for r in records] == [0.0, 1.0, 1.0, 1.0, 1.0]
+    assert summary["accuracy"] == pytest.approx(0.8) and summary["unparseable"] == 1
+
+
+def test_run_identity_from_flags_or_run_json(tmp_path):
+    assert read_run_identity("org/M", None, None, None).__dict__ == {"model": "org/M", "method": "base", "strategy": "none"}
+    folder = tmp_path / "trained"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"base_model": "org/M", "method": "dpo", "strategy": "sup"}))
+    assert read_run_identity(str(folder), None, None, None).__dict__ == {"model": "org/M", "method": "dpo", "strategy": "sup"}
+    assert read_run_identity(str(folder), "Llama-3B", None, "sim").__dict__ == {"model": "Llama-3B", "method": "dpo", "strategy": "sim"}
+
+
+# ----------------------------------------------------------------------------- with a model
+
+
+def test_batched_left_padded_generation_matches_one_by_one(tmp_path):
+    import torch
+
+    from tests.tiny import make_tiny_model_dir
+    from zebra.evaluation import generate_transformers
+    from zebra.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(str(make_tiny_model_dir(tmp_path / "tiny")))
+    torch.manual_seed(0)
+    with torch.no_grad():  # a random tiny model only repeats itself; larger weights make replies vary
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    texts = [chat_text(tok, p) for p in ["Q: hi Output:", "Q: a much longer prompt than that Output:", "Q: 2+2 Output:"]]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see evaluate.py CPU_THREADS: ~10x faster on the 2-core machines
+    try:
+        batched = generate_transformers(model, tok, texts, max_new_tokens=6, batch_size=3)
+        single = generate_transformers(model, tok, texts, max_new_tokens=6, batch_size=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert batched == single
+    assert len(set(batched)) == 3 and all(batched)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """evaluate.py twice on every fixture benchmark with a tiny random model: same prompts."""
+    from tests.tiny import make_tiny_model_dir
+
+    root = tmp_path_factory.mktemp("eval")
+    model = make_tiny_model_dir(root / "tiny")
+    script = _script()
+    runs = {}
+    for strategy in ("baseline", "sup"):
+        out = root / "evals" / f"dpo-{strategy}"
+        script.evaluate_main(
+            ["--model", str(model), "--data-dir", str(FIXTURES), "--limit", "3", "--seed", "1",
+             "--max-new-tokens", "4", "--ifeval-max-new-tokens", "4", "--batch-size", "4",
+             "--threads", "0", "--output-dir", str(out), "--run-model", "tiny", "--run-method", "dpo", "--run-strategy", strategy]
+        )  # fmt: skip
+        runs[strategy] = out
+    return script, root, runs
+
+
+def test_evaluate_script_writes_records_and_summary(tiny_runs):
+    _, _, runs = tiny_runs
+    out = runs["sup"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"] == {"model": "tiny", "method": "dpo", "strategy": "sup"}
+    assert list(summary["results"]) == list(BENCHMARKS)
+    assert summary["settings"]["limit"] == 3 and summary["settings"]["backend"] == "transformers"
+    for name in BENCHMARKS:
+        records = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        assert len(records) == 3 == summary["results"][name]["n"]
+        assert all(set(r) >= {"id", "prompt", "generation", "prediction", "gold", "score"} for r in records)
+        expected = [it.id for it in sample_items(load_items(name, FIXTURES), 3, 1)]
+        assert [r["id"] for r in records] == expected
+        acc = sum(r["score"] for r in records) / 3
+        assert summary["results"][name]["accuracy"] == pytest.approx(acc)
+        if name != "ifeval":
+            unparseable = sum(r["prediction"] is None for r in records)
+            assert summary["results"][name]["unparseable"] == unparseable
+
+
+def test_compare_and_table_commands_on_evaluate_outputs(tiny_runs, capsys):
+    script, root, runs = tiny_runs
+    script.compare_main([str(runs["baseline"]), str(runs["sup"]), "--json", str(root / "cmp.json"), "--permutations", "200"])
+    cmp = json.loads((root / "cmp.json").read_text())
+    # a deterministic model scored twice on the same prompts: no difference anywhere
+    assert set(cmp) == set(BENCHMARKS) | {"pooled"}
+    assert cmp["pooled"] == {"n": 15, "t": 0.0, "p_t": 1.0, "mean_delta": 0.0, "p_perm": 1.0}
+    assert "| pooled | 15 |" in capsys.readouterr().out
+
+    script.table_main([str(root / "evals"), "--output-dir", str(root / "tables"), "--permutations", "200"])
+    for stem in ("table1", "table2", "table5"):
+        assert (root / "tables" / f"{stem}.md").exists() and (root / "tables" / f"{stem}.csv").exists()
+    t1 = (root / "tables" / "table1.md").read_text()
+    assert "| Baseline |" in t1 and "(+0.0000)" in t1
+    assert "SUP vs BL" in (root / "tables" / "table2.md").read_text()
