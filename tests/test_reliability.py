@@ -227,3 +227,26 @@ def test_script_flags(tmp_path):
     bad = subprocess.run([sys.executable, "binarize_score.py", "--max-entropy", "0.5", "--entropy-quantile", "0.5",
                           "--output", str(tmp_path / "x.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: give --max-entropy")
+
+
+def test_variant_recipes():
+    """recipes/variants/<model>/dpo-sup-{weighted,reliable,potential}.yaml: the paper's dpo-sup plus one change."""
+    import yaml
+
+    from zebra.training import load_recipe, recipe_command
+
+    paths = sorted((ROOT / "recipes" / "variants").glob("*/*.yaml"))
+    assert len(paths) == 12
+    for p in paths:
+        r = load_recipe(p)
+        paper = yaml.safe_load((ROOT / "recipes" / p.parent.name / "dpo-sup.yaml").read_text())
+        variant = p.stem.rsplit("-", 1)[1]
+        changed = {k for k in set(r["args"]) | set(paper["args"]) if r["args"].get(k) != paper["args"].get(k)}
+        assert changed == ({"output_dir", "weight_column"} if variant == "weighted" else {"output_dir"}), p
+        assert r["accelerate_config"] == paper["accelerate_config"]
+        expected_data = {"weighted": "out/data/sup.json", "reliable": "out/data/sup_reliable.json",
+                         "potential": f"out/data/{p.parent.name}/sup_potential.json"}[variant]
+        assert r["data"] == expected_data
+        cmd = recipe_command(r)
+        if variant == "weighted":
+            assert cmd[cmd.index("--weight-column") + 1] == "weight"
