@@ -144,7 +144,7 @@ def evaluate_main(argv: list[str]) -> None:
         write_jsonl(out_dir / f"{name}.jsonl", records)
         results[name] = summary
         # rewritten after each benchmark so an interrupted run still leaves a readable summary
-        write_summary(out_dir, results, settings, run, now() - start)
+        write_summary(out_dir, results, settings, run, now() - start, finished=len(results) == len(items))
         extra = f", unparseable {summary['unparseable']}" if "unparseable" in summary else ""
         print(f"{name}: accuracy {summary['accuracy']:.4f} over {summary['n']}{extra}")
     print(f"wrote {out_dir}/summary.json ({run.model} / {run.method} / {run.strategy})")

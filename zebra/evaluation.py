@@ -272,12 +272,38 @@ class RunIdentity:
     strategy: str = "none"  # none (untrained) | baseline | sup | sim | sup_sim
 
 
-RUN_METADATA_FILES = ("run.json", "settings.json", "zebra_run.json")
+RUN_METADATA_FILES = ("run.json", "settings.json")  # settings.json: what train_sft/train_dpo.py write
+STRATEGY_ALIASES = {
+    "baseline": "baseline", "rlaif": "baseline",
+    "sup": "sup", "score": "sup",
+    "sim": "sim", "similarity": "sim",
+    "sup_sim": "sup_sim", "supsim": "sup_sim", "sup+sim": "sup_sim", "sup-sim": "sup_sim", "combined": "sup_sim",
+    "none": "none",
+}  # fmt: skip
+
+
+def canonical_strategy(name: str) -> str:
+    """`supsim` (the training grid's spelling), `SUP+SIM`, … → one name per strategy."""
+    return STRATEGY_ALIASES.get(name.strip().lower(), name)
+
+
+def _strategy_from(meta: dict, folder: Path) -> str | None:
+    """`strategy` in the metadata, else the `<method>-<strategy>` folder name the training grid
+    uses (runs/<model>/dpo-sup), else the data file's stem (out/data/sup.json)."""
+    if meta.get("strategy"):
+        return str(meta["strategy"])
+    m = re.fullmatch(r"(?:sft|dpo)-(.+)", folder.name)
+    if m and m.group(1).lower() in STRATEGY_ALIASES:
+        return m.group(1)
+    stem = Path(str(meta.get("data") or "")).stem.split(".")[0].lower()
+    return stem if stem in STRATEGY_ALIASES else None
 
 
 def read_run_identity(model: str, run_model: str | None, run_method: str | None, run_strategy: str | None) -> RunIdentity:
-    """Flags first; else `run.json`/`settings.json` in a trained model folder (keys `model` or
-    `base_model`, `method`, `strategy`); else the model name, method `base`, strategy `none`."""
+    """Flags first; else `run.json`/`settings.json` in a trained model folder (keys `base_model`
+    or `model` (a GGUF base is named by its file), `method`, `strategy` or else the folder/data
+    name); else the model name, method `base`, strategy `none`. A trained folder whose strategy
+    cannot be told is `unknown` (pass --run-strategy)."""
     meta: dict = {}
     folder = Path(model)
     if folder.is_dir():
@@ -288,13 +314,13 @@ def read_run_identity(model: str, run_model: str | None, run_method: str | None,
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{folder / name}: not JSON ({e.msg}); fix it or pass --run-model/--run-method/--run-strategy") from e
                 break
-    base = meta.get("base_model") or meta.get("model")
-    ident = RunIdentity(
+    base = meta.get("base_model") or (Path(meta["gguf_file"]).stem if meta.get("gguf_file") else meta.get("model"))
+    strategy = run_strategy or _strategy_from(meta, folder) or ("unknown" if meta else "none")
+    return RunIdentity(
         model=run_model or (str(base) if base else model),
-        method=run_method or str(meta.get("method") or ("base" if not meta else "unknown")),
-        strategy=run_strategy or str(meta.get("strategy") or ("none" if not meta else "unknown")),
+        method=run_method or str(meta.get("method") or ("unknown" if meta else "base")),
+        strategy=canonical_strategy(strategy),
     )
-    return ident
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -321,9 +347,18 @@ def evaluate_benchmark(
     return records, summarise(records, kind)
 
 
-def write_summary(output_dir: Path, results: dict, settings: dict, run: RunIdentity, elapsed_s: float) -> Path:
+def write_summary(
+    output_dir: Path, results: dict, settings: dict, run: RunIdentity, elapsed_s: float, finished: bool
+) -> Path:
+    """`finished` is false while benchmarks remain (reproduce.py re-runs unfinished evaluations)."""
     path = output_dir / "summary.json"
-    payload = {"run": asdict(run), "results": results, "settings": settings, "elapsed_s": round(elapsed_s, 1)}
+    payload = {
+        "run": asdict(run),
+        "results": results,
+        "settings": settings,
+        "elapsed_s": round(elapsed_s, 1),
+        "finished": finished,
+    }
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 

@@ -338,7 +338,8 @@ def to_markdown(df: pd.DataFrame, digits: int = 4) -> str:
     index_names = [n or "" for n in (df.index.names if df.index.nlevels > 1 else [df.index.name])]
     header = [*index_names, *[str(c) for c in df.columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(index_names) + "---:|" * len(df.columns)]
-    for idx, row in df.iterrows():
+    # itertuples keeps each column's type (iterrows would turn counts into floats)
+    for idx, *row in df.itertuples(index=True, name=None):
         keys = list(idx) if isinstance(idx, tuple) else [idx]
         cells = []
         for v in row:

