@@ -319,3 +319,19 @@ def test_smollm2_dpo_cli_on_the_shipped_sample(tmp_path):
                                            return_dict=True, return_tensors="pt")
     text = tokenizer.decode(model.generate(**prompt, max_new_tokens=20, do_sample=False)[0][prompt["input_ids"].shape[1]:])
     assert "4" in text or "four" in text.lower()
+
+
+def test_data_commands_make_inputs_first(tmp_path):
+    from zebra.training import data_commands
+
+    entries = {
+        "sup": {"script": "binarize_score.py", "output": str(tmp_path / "sup.json")},
+        "pot": {"script": "select_potential.py", "input": str(tmp_path / "sup.json"),
+                "output": str(tmp_path / "pot.json"), "args": {"keep": 0.4}},
+    }
+    cmds = data_commands(entries, [str(tmp_path / "pot.json")], "openbmb/UltraFeedback")
+    assert [c[1] for c in cmds] == ["binarize_score.py", "select_potential.py"]
+    assert cmds[0][-2:] == ["--data", "openbmb/UltraFeedback"]
+    assert cmds[1][cmds[1].index("--data") + 1] == str(tmp_path / "sup.json") and "--keep" in cmds[1]
+    (tmp_path / "sup.json").write_text("[]")  # input already there: only the second command
+    assert [c[1] for c in data_commands(entries, [str(tmp_path / "pot.json")], None)] == ["select_potential.py"]

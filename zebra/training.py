@@ -451,15 +451,33 @@ def recipe_command(recipe: dict[str, Any], num_processes: int | None = None, ext
 
 
 def data_commands(entries: dict[str, Any], needed: list[str], ultrafeedback: str | None) -> list[list[str]]:
-    """binarize commands that make the data files in `needed` (recipes/data.yaml entries)."""
+    """Commands that make the data files in `needed` (recipes/data.yaml entries), inputs first.
+
+    An entry reads UltraFeedback (`--data <ultrafeedback>`) unless it names an `input:`, another
+    entry's output (e.g. select_potential.py re-scores SUP data): that file is made first when
+    missing.
+    """
     by_output = {str(e["output"]): e for e in entries.values()}
-    commands = []
-    for output in dict.fromkeys(needed):
-        entry = by_output.get(str(output))
+    commands: list[list[str]] = []
+    planned: set[str] = set()
+
+    def plan(output: str) -> None:
+        if output in planned:
+            return
+        entry = by_output.get(output)
         if entry is None:
             raise ZebraError(f"recipes/data.yaml: no entry writes {output}; add one or make the file yourself")
-        cmd = ["python", entry["script"], "--output", str(output)]
-        if ultrafeedback:
+        cmd = ["python", entry["script"], "--output", output]
+        if entry.get("input"):
+            source = str(entry["input"])
+            if not Path(source).exists():
+                plan(source)
+            cmd += ["--data", source]
+        elif ultrafeedback:
             cmd += ["--data", ultrafeedback]
+        planned.add(output)
         commands.append(cmd + args_to_flags(entry.get("args") or {}))
+
+    for output in dict.fromkeys(needed):
+        plan(str(output))
     return commands
