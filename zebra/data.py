@@ -202,14 +202,20 @@ def to_batch(table: pa.Table) -> Batch:
     pos[row_of, slot_of] = np.arange(len(row_of))
 
     responses = flat.field("response")
-    trimmed_len = pc.fill_null(pc.utf8_length(pc.utf8_trim_whitespace(responses)), 0).to_numpy(zero_copy_only=False)
+    # "has non-whitespace text" = not (empty or all whitespace); utf8_is_space stops at the first
+    # other character, where trimming copied every response (same Unicode whitespace).
+    blank = pc.or_(pc.utf8_is_space(responses), pc.equal(pc.binary_length(responses), 0))
+    has_text = pc.fill_null(pc.invert(blank), False).to_numpy(zero_copy_only=False)
     length = pc.fill_null(pc.utf8_length(responses), -1).to_numpy(zero_copy_only=False)
-    model_flat = np.asarray(flat.field("model").to_pylist(), dtype=object)
+    # One Python string per distinct model name, shared by every slot, not one per response.
+    enc = flat.field("model").dictionary_encode()
+    names = np.asarray(enc.dictionary.to_pylist() + [None], dtype=object)
+    model_flat = names[pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)]  # −1: the None
 
     model = np.full((n, k), None, dtype=object)
     model[row_of, slot_of] = model_flat
     nonempty = np.zeros((n, k), dtype=bool)
-    nonempty[row_of, slot_of] = trimmed_len > 0
+    nonempty[row_of, slot_of] = has_text
     lengths = np.full((n, k), -1, dtype=np.int64)
     lengths[row_of, slot_of] = length
     source = (

@@ -90,16 +90,23 @@ def model_index(batch: Batch, table: BehaviourTable) -> np.ndarray:
 
     Names are looked up once per distinct name, not once per response.
     """
-    names, inverse = np.unique(batch.model.astype(str), return_inverse=True)
-    lookup = np.array([table.index.get(name, -1) for name in names], dtype=np.int64)
-    idx = lookup[inverse.reshape(batch.model.shape)]
-    return np.where(batch.model == None, -1, idx)  # noqa: E711  (elementwise on object array)
+    codes, names = _factorize(batch.model)
+    lookup = np.array([table.index.get(name, -1) for name in names] + [-1], dtype=np.int64)
+    return lookup[codes]  # code −1 (absent) picks the trailing −1
 
 
 def _name_codes(batch: Batch) -> np.ndarray:
     """(n, K) an integer per distinct model name (−1 where absent), for duplicate checks."""
-    names, inverse = np.unique(batch.model.astype(str), return_inverse=True)
-    return np.where(batch.model == None, -1, inverse.reshape(batch.model.shape))  # noqa: E711
+    return _factorize(batch.model)[0]
+
+
+def _factorize(models: np.ndarray) -> tuple[np.ndarray, list]:
+    """(codes shaped like `models`, −1 for None; distinct names). pandas hashes; np.unique on
+    the names as fixed-width strings sorted them, most of the selection step's time."""
+    import pandas as pd
+
+    codes, names = pd.factorize(models.ravel(), use_na_sentinel=True)
+    return codes.reshape(models.shape).astype(np.int64), list(names)
 
 
 def usable_slots(batch: Batch, table: BehaviourTable, counts: Counts, require_rated: bool) -> tuple[np.ndarray, np.ndarray]:

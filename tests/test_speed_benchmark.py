@@ -1,0 +1,105 @@
+"""The speed benchmark runs, and the fast path writes the same pairs as the per-row reference.
+
+No timing is asserted here: timings belong to benchmarks/binarize_speed.py and its results file.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.reference_iterrows import reference_binarize
+from zebra.pipeline import BinarizeConfig, binarize
+from zebra.records import read_records
+from zebra.synthetic import make_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    logging.disable(logging.WARNING)
+    yield
+    logging.disable(logging.NOTSET)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    """Many awkward rows (short rows, repeats, unknown models, N/A ratings, truthful_qa)."""
+    path = tmp_path_factory.mktemp("speed") / "uf.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in make_rows(400, seed=3, response_words=6, awkward_rate=0.4):
+            fh.write(json.dumps(row) + "\n")
+    return str(path)
+
+
+def _pairs(path):
+    # pandas' to_json (the reference's writer, as in the original) keeps 10 significant digits
+    rounded = lambda v: None if v is None else round(v, 8)  # noqa: E731
+    return [(r["prompt"], tuple(r["most_similar_pair"]), r["chosen"][1]["content"], r["rejected"][1]["content"],
+             r["kinship_rank"], rounded(r.get("mb_sim")), r.get("score_chosen"), r.get("score_rejected"))
+            for r in read_records(path)]
+
+
+def _both(tmp_path, data, strategy, benchmark="model_aware/benchmark.csv", **settings):
+    ref_settings = dict(settings)
+    fast_settings = dict(settings)
+    if strategy == "baseline":
+        fast_settings["drop_sources"] = ("truthful_qa",)
+    else:
+        ref_settings.pop("score", None)
+    benchmark = str(ROOT / benchmark) if not os.path.isabs(benchmark) else benchmark
+    binarize(BinarizeConfig(strategy, str(tmp_path / "fast.jsonl"), data, benchmark, progress=False,
+                            batch_size=97, **fast_settings))  # several batches, one ragged
+    reference_binarize(data, str(tmp_path / "ref.json"), strategy, benchmark, save_every=150, **ref_settings)
+    return _pairs(tmp_path / "fast.jsonl"), _pairs(tmp_path / "ref.json")
+
+
+@pytest.mark.parametrize("strategy,settings", [
+    ("sup", {}), ("sim", {}), ("sim_least", {}), ("sup_sim", {}),
+    ("sup_sim", {"rank_weight": 0.2, "similarity_weight": 0.9, "tau": 0.9}),
+    ("sim", {"tau": 0.97}),  # many prompts lose pairs to τ
+    ("baseline", {}), ("baseline", {"score": "mean-rating", "seed": 7}),
+])
+def test_fast_and_per_row_paths_write_the_same_pairs(tmp_path, data, strategy, settings):
+    fast, ref = _both(tmp_path, data, strategy, **settings)
+    assert len(fast) > 200
+    assert fast == ref
+
+
+def test_same_pairs_when_models_tie(tmp_path, data):
+    """Two models with identical scores: equal MB-SUP and MB-SIM 1, so only the tie-breaks decide."""
+    lines = (ROOT / "model_aware/benchmark.csv").read_text(encoding="utf-8-sig").splitlines()
+    rows = {line.split(",")[0]: line for line in lines[1:]}
+    lines = [lines[0]] + [rows["wizardlm-13b"].replace("wizardlm-13b", "llama-2-13b-chat", 1) if name == "llama-2-13b-chat"
+                          else line for name, line in rows.items()]
+    table = tmp_path / "tie.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for strategy in ("sup", "sim", "sim_least", "sup_sim"):
+        fast, ref = _both(tmp_path, data, strategy, benchmark=str(table))
+        assert fast == ref, strategy
+
+
+def test_benchmark_runs_on_a_tiny_size(tmp_path):
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, "-m", "benchmarks.binarize_speed", "--rows", "40", "--response-words", "5",
+           "--scales", "1", "--modes", "cold", "warm", "--constructors", "sup", "--repeats", "1",
+           "--data-dir", str(tmp_path / "bench"), "--output", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    for mode in ("cold", "warm"):
+        runs = result["sizes"]["1"]["modes"][mode]
+        for run in (runs["fast"]["sup"], runs["reference"]["sup"], runs["floor"]):
+            assert run["rows_read"] == 40 and run["seconds"] > 0 and run["peak_rss_mb"] > 0
+        assert runs["reference"]["sup"]["same_pairs_as_fast"] is True
+        # the floor writes as many bytes as the largest constructor output
+        assert runs["floor"]["output_bytes"] == runs["fast"]["sup"]["output_bytes"] > 0
+    assert result["sizes"]["1"]["modes"]["warm"]["select"]["sup"]["stage_seconds"]["select"] >= 0
+    assert {(r["mode"], r["constructor"]) for r in result["summary"]["rows"]} == {("cold", "sup"), ("warm", "sup")}
+    assert "sup: wrote" not in done.stdout and "speedup" in done.stdout  # the table was printed
