@@ -11,6 +11,8 @@
 - IFEval: Google's instruction checkers as packaged by `if-verifiable` (strict = the response as
   is, loose = also with first/last line dropped and `*` removed). Per prompt, `score` is the
   prompt-level strict result (all instructions followed); summaries report all four metrics.
+  IFEval records: `prediction` = per-instruction strict results, `gold` = the instruction ids,
+  plus `score_loose` and `inst_loose`.
 """
 
 from __future__ import annotations
