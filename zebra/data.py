@@ -103,6 +103,7 @@ def iter_batches(ds, batch_size: int = 16384) -> Iterator[pa.Table]:
                     yield table.slice(0, batch_size).replace_schema_metadata(ds.data.schema.metadata)
                     pending = table.slice(batch_size).to_batches()
                     rows -= batch_size
+                    del table  # or the batch just used stays alive while the next one is read
     if rows:
         yield pa.Table.from_batches(pending).replace_schema_metadata(ds.data.schema.metadata)
 

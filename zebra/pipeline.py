@@ -359,6 +359,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
             counts.rows_read += batch.n
             counts.rows_written += len(records)
             bar.update(batch.n)
+            del arrow_batch, batch, records  # peak memory: one batch, not this one and the next
         if seen is not None and not np.array_equal(seen, reliability.pair_counts):  # inside the writer: no output is left
             raise ZebraError("the two passes over the data selected different pairs (is the data changing?); "
                              "the entropy quantile would be wrong, so nothing was written")

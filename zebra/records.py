@@ -76,14 +76,29 @@ def _escape(arr: pa.Array) -> pa.Array:
 
 
 def _json_strings(arr: pa.Array) -> pa.Array:
-    """Quoted JSON strings; the escape passes run only over the values that need one."""
-    needs = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
-    n_needs = pc.sum(needs).as_py() or 0
+    """Quoted JSON strings (`arr`: large_string); the escape passes run only where needed."""
+    needs = _needs_escape(arr)
+    n_needs = int(needs.sum())
     if n_needs == len(arr):
         arr = _escape(arr)
     elif n_needs:
-        arr = pc.replace_with_mask(arr, needs, _escape(arr.filter(needs)))
+        arr = pc.replace_with_mask(arr, pa.array(needs), _escape(arr.filter(pa.array(needs))))
     return pc.binary_join_element_wise(_lit('"'), arr, _lit('"'), _lit(""))
+
+
+def _needs_escape(arr: pa.Array) -> np.ndarray:
+    """(n,) bool: the value holds a byte < 0x20, `"` or `\\` (_NEEDS_ESCAPE, found on the raw
+    UTF-8 buffer: multi-byte characters never contain such bytes; 2× faster than the regex)."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr) + 1, offset=8 * arr.offset)
+    needs = np.zeros(len(arr), dtype=bool)
+    if arr.buffers()[2] is None or offsets[-1] == offsets[0]:
+        return needs
+    text = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=int(offsets[-1] - offsets[0]), offset=int(offsets[0]))
+    hits = np.flatnonzero((text < 0x20) | (text == 0x22) | (text == 0x5C)) + offsets[0]
+    needs[np.searchsorted(offsets, hits, side="right") - 1] = True
+    if arr.null_count:
+        needs &= arr.is_valid().to_numpy(zero_copy_only=False)
+    return needs
 
 
 def json_values(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
