@@ -20,11 +20,7 @@ prompts dropped. `overall_score` turns a critique score of 1 into 10 for hundred
 This is the one constructor that uses instance labels: it is the comparison, not ZEBRA.
 """
 
-import argparse
-import logging
-
-from zebra.errors import ZebraError
-from zebra.pipeline import BinarizeConfig, binarize, summary_line
+from zebra import cli
 
 BENCHMARK = "model_aware/benchmark.csv"  # only for the mb_* provenance columns (and --only-rated)
 OUTPUT = "model_aware/UltraFeedback.baseline.json"
@@ -38,31 +34,18 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=None, help="hub id, .json/.jsonl/.parquet/.arrow file or folder (default: shipped sample)")
-    ap.add_argument("--benchmark", default=BENCHMARK, help="behaviour table CSV (default: %(default)s)")
+    ap = cli.binarize_parser(__doc__, benchmark=BENCHMARK, tau=None, seed=SEED, max_entropy=MAX_ENTROPY,
+                             entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE,
+                             tau_help="ignored: the baseline pairs by instance score, not MB-SIM",
+                             seed_help="seed of the random rejected response (default: %(default)s)")
     ap.add_argument("--output", default=OUTPUT, help=".json, .jsonl or .parquet (default: %(default)s)")
     ap.add_argument("--score", choices=("overall", "mean-rating"), default=SCORE, help="instance score (default: %(default)s)")
     ap.add_argument("--keep-truthful-qa", action="store_true", help="do not drop truthful_qa prompts")
     ap.add_argument("--only-rated", action="store_true",
                     help="use only responses of models in the behaviour table (same pool as ZEBRA: no ultralm-65b)")
-    ap.add_argument("--tau", type=float, default=None, help="ignored: the baseline pairs by instance score, not MB-SIM")
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
-    ap.add_argument("--seed", type=int, default=SEED, help="seed of the random rejected response (default: %(default)s)")
-    ap.add_argument("--max-entropy", type=float, default=MAX_ENTROPY, help="drop pairs whose benchmark-vote entropy (nats) is above this")
-    ap.add_argument("--entropy-quantile", type=float, default=ENTROPY_QUANTILE, help="drop pairs above this entropy quantile of the run (0.5: seed 003)")
-    ap.add_argument("--reliability-temperature", type=float, default=RELIABILITY_TEMPERATURE, help="softmax temperature of `weight` (default: %(default)s)")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        meta = binarize(BinarizeConfig("baseline", args.output, args.data, args.benchmark, seed=args.seed,
-                                       limit=args.limit, score=args.score, only_rated=args.only_rated,
-                                       drop_sources=() if args.keep_truthful_qa else DROP_SOURCES,
-                                       max_entropy=args.max_entropy, entropy_quantile=args.entropy_quantile,
-                                       reliability_temperature=args.reliability_temperature))
-    except ZebraError as err:
-        raise SystemExit(f"error: {err}")
-    print(summary_line(meta))
+    cli.run_binarize("baseline", args.output, args, score=args.score, only_rated=args.only_rated,
+                     drop_sources=() if args.keep_truthful_qa else DROP_SOURCES)
 
 
 if __name__ == "__main__":

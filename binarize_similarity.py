@@ -16,11 +16,7 @@ one (MB-SIM ≥ τ) with the highest MB-SIM (`--order least`: the lowest); insid
 higher MB-SUP is chosen (paper §3.5, Strategy 2). Writes the records and `<output>.meta.json`.
 """
 
-import argparse
-import logging
-
-from zebra.errors import ZebraError
-from zebra.pipeline import BinarizeConfig, binarize, summary_line
+from zebra import cli
 
 BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 ORDER = "most"  # most: the paper's SIM; least: its contrast (TF-IDF check, §5.1)
@@ -36,28 +32,13 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=None, help="hub id, .json/.jsonl/.parquet/.arrow file or folder (default: shipped sample)")
-    ap.add_argument("--benchmark", default=BENCHMARK, help="behaviour table CSV (default: %(default)s)")
+    ap = cli.binarize_parser(__doc__, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+                             entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--order", choices=("most", "least"), default=ORDER, help="most or least similar pair (default: %(default)s)")
     ap.add_argument("--output", default=None, help=f".json, .jsonl or .parquet (default: {OUTPUT[ORDER]}, or the least name)")
-    ap.add_argument("--tau", type=float, default=TAU, help="admit a pair only if MB-SIM >= tau (default: %(default)s)")
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
-    ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--max-entropy", type=float, default=MAX_ENTROPY, help="drop pairs whose benchmark-vote entropy (nats) is above this")
-    ap.add_argument("--entropy-quantile", type=float, default=ENTROPY_QUANTILE, help="drop pairs above this entropy quantile of the run (0.5: seed 003)")
-    ap.add_argument("--reliability-temperature", type=float, default=RELIABILITY_TEMPERATURE, help="softmax temperature of `weight` (default: %(default)s)")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     strategy = "sim" if args.order == "most" else "sim_least"
-    try:
-        meta = binarize(BinarizeConfig(strategy, args.output or OUTPUT[args.order], args.data, args.benchmark,
-                                       tau=args.tau, seed=args.seed, limit=args.limit, max_entropy=args.max_entropy,
-                                       entropy_quantile=args.entropy_quantile,
-                                       reliability_temperature=args.reliability_temperature))
-    except ZebraError as err:
-        raise SystemExit(f"error: {err}")
-    print(summary_line(meta))
+    cli.run_binarize(strategy, args.output or OUTPUT[args.order], args)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,8 @@ settings.json, log_history.json, metrics.json; reload it with
 """
 
 import argparse
-import logging
 
-from zebra.errors import ZebraError
-from zebra.training import TrainSettings, train
+from zebra import cli
 
 # Paper App. A (Llama-3.x / Qwen2.5 Instruct on 4×L40), unless noted.
 EPOCHS = 1
@@ -42,38 +40,15 @@ LOGGING_STEPS = 1  # every optimizer step: runs are < 1,000 steps and the log is
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="binarize_*.py output: .json, .jsonl or .parquet")
-    ap.add_argument("--model", required=True, help="hub id or local HF folder; with --gguf-file, the folder holding that file")
-    ap.add_argument("--gguf-file", default=None, help="GGUF file name inside --model (e.g. SmolLM2-135M-Instruct.Q4_1.gguf)")
-    ap.add_argument("--chat-template", default=None, help="for models without one: chatml, zephyr, a .jinja file, or a template")
-    ap.add_argument("--output-dir", required=True)
-    ap.add_argument("--epochs", type=float, default=EPOCHS)
-    ap.add_argument("--max-steps", type=int, default=MAX_STEPS, help="optimizer steps; overrides --epochs (default: %(default)s)")
-    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="per device (default: %(default)s)")
-    ap.add_argument("--grad-accum", type=int, default=GRAD_ACCUM)
-    ap.add_argument("--lr", type=float, default=LR)
-    ap.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS)
-    ap.add_argument("--max-length", type=int, default=MAX_LENGTH, help="tokens, prompt + response (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--no-bf16", dest="bf16", action="store_false", default=BF16, help="train in fp32 even on a bf16 GPU")
-    ap.add_argument("--lora", action="store_true", help="train a LoRA adapter (peft) instead of all weights")
-    ap.add_argument("--lora-r", type=int, default=LORA_R)
-    ap.add_argument("--lora-alpha", type=int, default=LORA_ALPHA)
-    ap.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
-                    default=GRADIENT_CHECKPOINTING, help="faster, more memory (trl turns checkpointing on by default)")
-    ap.add_argument("--logging-steps", type=int, default=LOGGING_STEPS)
+    ap = cli.training_parser(__doc__, epochs=EPOCHS, max_steps=MAX_STEPS, batch_size=BATCH_SIZE, grad_accum=GRAD_ACCUM,
+                             lr=LR, warmup_steps=WARMUP_STEPS, max_length=MAX_LENGTH, seed=SEED, bf16=BF16,
+                             lora_r=LORA_R, lora_alpha=LORA_ALPHA, gradient_checkpointing=GRADIENT_CHECKPOINTING,
+                             logging_steps=LOGGING_STEPS)
     return ap
 
 
 def main() -> None:
-    args = parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        out, metrics = train(TrainSettings(method="sft", **vars(args)))
-    except ZebraError as err:
-        raise SystemExit(f"error: {err}")
-    print(f"sft: saved {out} | " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    cli.run_training("sft", parser().parse_args())
 
 
 if __name__ == "__main__":
