@@ -34,7 +34,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from zebra import stats
-from zebra.benchmarks import BENCHMARKS, BenchmarkDataError, load_items, parse_benchmarks, sample_items
+from zebra.benchmarks import BENCHMARKS, load_items, parse_benchmarks, sample_items
+from zebra.errors import ZebraError
 from zebra.evaluation import (
     choose_backend,
     chat_text,
@@ -214,7 +215,7 @@ def main() -> None:
             commands[argv[0]](argv[1:])
         else:
             evaluate_main(argv)
-    except (BenchmarkDataError, stats.RunError, ValueError, FileNotFoundError) as err:
+    except (ZebraError, FileNotFoundError) as err:  # BenchmarkDataError, RunError, bad settings
         sys.exit(f"error: {err}")
 
 

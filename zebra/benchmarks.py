@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from zebra.errors import ZebraError
+
 log = logging.getLogger(__name__)
 
 LETTERS = "ABCDEFGHIJ"  # MMLU-Pro has up to 10 options; the extraction patterns use A–J
@@ -39,7 +41,7 @@ MMLU_STEM_SUBJECTS = (
 )  # fmt: skip
 
 
-class BenchmarkDataError(ValueError):
+class BenchmarkDataError(ZebraError):
     """A benchmark row or file that cannot be used; the message names file/row and what to do."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from zebra.benchmarks import BENCHMARKS, LETTERS, Item
+from zebra.errors import ZebraError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def render_prompt(item: Item) -> str:
 def chat_text(tokenizer, prompt: str, system: str | None = None) -> str:
     """The prompt as the user turn of the model's chat template, ready for the assistant's reply."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise ZebraError(
             f"tokenizer of {getattr(tokenizer, 'name_or_path', '?')} has no chat template; "
             "evaluate an instruct/chat model or add a template to its tokenizer_config.json"
         )
@@ -106,7 +107,7 @@ def ifeval_score(response: str, item: Item) -> dict[str, Any]:
     ids = item.extra["instruction_id_list"]
     unknown = [i for i in ids if i not in registry]
     if unknown:
-        raise ValueError(f"ifeval key {item.id}: unknown instruction ids {unknown}; is this google/IFEval?")
+        raise ZebraError(f"ifeval key {item.id}: unknown instruction ids {unknown}; is this google/IFEval?")
     results, _ = evaluate_instructions(
         response=response,
         instruction_id_list=ids,
@@ -249,13 +250,13 @@ def vllm_available() -> bool:
 def choose_backend(requested: str, model: str, gguf_file: str | None) -> str:
     """`auto` → vLLM on a CUDA box that has it, for plain HF checkpoints; transformers otherwise."""
     if requested not in ("auto", "transformers", "vllm"):
-        raise ValueError(f"--backend must be auto, transformers or vllm, got {requested!r}")
+        raise ZebraError(f"--backend must be auto, transformers or vllm, got {requested!r}")
     plain_checkpoint = gguf_file is None and not (Path(model) / "adapter_config.json").exists()
     if requested == "vllm":
         if not vllm_available():
-            raise ValueError("--backend vllm: vllm is not installed or no CUDA device; use --backend transformers")
+            raise ZebraError("--backend vllm: vllm is not installed or no CUDA device; use --backend transformers")
         if not plain_checkpoint:
-            raise ValueError(f"--backend vllm: {model} is a GGUF file or a LoRA adapter; merge it first or use --backend transformers")
+            raise ZebraError(f"--backend vllm: {model} is a GGUF file or a LoRA adapter; merge it first or use --backend transformers")
         return "vllm"
     if requested == "auto" and plain_checkpoint and vllm_available():
         return "vllm"
@@ -314,7 +315,7 @@ def read_run_identity(model: str, run_model: str | None, run_method: str | None,
                 try:
                     meta = json.loads((folder / name).read_text(encoding="utf-8"))
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{folder / name}: not JSON ({e.msg}); fix it or pass --run-model/--run-method/--run-strategy") from e
+                    raise ZebraError(f"{folder / name}: not JSON ({e.msg}); fix it or pass --run-model/--run-method/--run-strategy") from e
                 break
     base = meta.get("base_model") or (Path(meta["gguf_file"]).stem if meta.get("gguf_file") else meta.get("model"))
     strategy = run_strategy or _strategy_from(meta, folder) or ("unknown" if meta else "none")

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from zebra.errors import ZebraError
+
 log = logging.getLogger(__name__)
 
 N_PERMUTATIONS = 10_000  # paper Table 2
@@ -47,7 +49,7 @@ METHOD_ORDER = ("base", "sft", "dpo")
 BASELINE = "baseline"
 
 
-class RunError(ValueError):
+class RunError(ZebraError):
     """An evaluation folder that cannot be read; the message names the file and what to do."""
 
 
