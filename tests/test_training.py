@@ -133,6 +133,16 @@ def test_weights_reach_the_loss_through_trainers_dataloader(tiny, mixed, tmp_pat
         weighted.compute_loss(weighted.model, batch)
 
 
+def test_weights_at_batch_size_one_warn_that_they_cancel(tiny, mixed, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="zebra.training"):
+        trainer_for(settings("dpo", mixed, tiny, tmp_path, weight_column="w", batch_size=1))
+    assert "--batch-size 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="zebra.training"):
+        trainer_for(settings("dpo", mixed, tiny, tmp_path, weight_column="w", batch_size=2))
+    assert "--batch-size 1" not in caplog.text
+
+
 def test_zero_weight_removes_an_example_and_weights_normalise(tiny, mixed, tmp_path):
     weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path, weight_column="w"))
     single = [_loss_and_grads(weighted, [i]) for i in range(2)]  # each pair alone, weight 1

@@ -319,6 +319,9 @@ def make_trainer(settings: TrainSettings, model, tokenizer, dataset, args):
         return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           peft_config=peft_config)
     if settings.weight_column:
+        if settings.batch_size == 1:  # L = Σ w_i ℓ_i / Σ w_i over one pair is ℓ_i whatever its weight
+            logger.warning("--weight-column with --batch-size 1: weights are normalised per batch, so only a "
+                        "weight of 0 changes anything; use a batch of 2 or more (the paper's is 6)")
         trainer_cls = _weighted_dpo_trainer_class()
     else:
         from trl import DPOTrainer as trainer_cls
