@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,7 +56,7 @@ LARGE_REPEATS = 1  # every run at 10× (a cold one parses 4.5 GB of JSON)
 REFERENCE_REPEATS = 1  # ~2.5 min a run; its ratio to the fast path is far from the target
 DATA_DIR = "out/bench"  # generated data, caches and outputs: large, git-ignored
 OUTPUT = "benchmarks/results/binarize_speed.json"
-BATCH_SIZE = 16384  # BinarizeConfig's default
+BATCH_SIZE = 4096  # BinarizeConfig's default (not imported: the driver stays small)
 # The targets of issue 8, at 1× warm (and the 10× memory one).
 TARGET_SPEEDUP_VS_REFERENCE = 5.0
 TARGET_RATIO_TO_FLOOR = 2.0
@@ -92,10 +93,10 @@ def worker_floor(data: str, output: str, target_bytes: int) -> dict[str, Any]:
     """Load as the pipeline does, read every batch, write `target_bytes` of its text: no selection."""
     import pyarrow.compute as pc
 
-    from zebra.data import iter_batches, load_ultrafeedback
+    from zebra.data import batch_source, iter_batches, load_ultrafeedback
 
     t0 = time.perf_counter()
-    ds = load_ultrafeedback(data)
+    ds = batch_source(load_ultrafeedback(data))  # as binarize does
     t_load = time.perf_counter() - t0
     left, rows = target_bytes, 0
     with open(output, "wb") as fh:
@@ -115,7 +116,7 @@ def worker_floor(data: str, output: str, target_bytes: int) -> dict[str, Any]:
 def worker_select(strategy: str, data: str) -> dict[str, Any]:
     """Seconds of extraction (to_batch) and of selection alone (process_batch, pairs_only)."""
     from zebra.behaviour import read_benchmark
-    from zebra.data import iter_batches, load_ultrafeedback, to_batch
+    from zebra.data import batch_source, iter_batches, load_ultrafeedback, to_batch
     from zebra.pipeline import BinarizeConfig, Counts, process_batch
     from zebra.reliability import PairReliability
 
@@ -123,7 +124,7 @@ def worker_select(strategy: str, data: str) -> dict[str, Any]:
     cfg = BinarizeConfig(strategy, "unused.jsonl", data, progress=False, drop_sources=tuple(s.get("drop_sources", ())))
     table = read_benchmark(cfg.benchmark)
     reliability = PairReliability.from_raw(table.raw, cfg.reliability_temperature)
-    ds = load_ultrafeedback(data)
+    ds = batch_source(load_ultrafeedback(data))  # as binarize does
     t_extract = t_select = 0.0
     rows = 0
     for arrow_batch in iter_batches(ds, BATCH_SIZE):
@@ -135,7 +136,8 @@ def worker_select(strategy: str, data: str) -> dict[str, Any]:
         t_extract += t1 - t0
         t_select += t2 - t1
         rows += batch.n
-    return {"rows_read": rows, "rows_written": int(reliability.pair_counts.sum()),
+    # writes nothing; the pairs between two table models (baseline pairs with others are not counted)
+    return {"rows_read": rows, "rows_written": 0, "pairs_between_table_models": int(reliability.pair_counts.sum()),
             "stage_seconds": {"extract": round(t_extract, 3), "select": round(t_select, 3)}}
 
 
@@ -146,6 +148,8 @@ def run_worker(args: argparse.Namespace) -> None:
         out = worker_reference(args.strategy, args.data, args.run_output)
     elif args.worker == "floor":
         out = worker_floor(args.data, args.run_output, args.target_bytes)
+    elif args.worker == "same_pairs":
+        out = worker_same_pairs(args.data, args.run_output)
     else:
         out = worker_select(args.strategy, args.data)
     Path(args.result).write_text(json.dumps(out))
@@ -163,13 +167,10 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    import datasets
-    import numpy
-    import pandas
-    import pyarrow
+    # From the installed metadata, not by importing: the driver must stay small (see measure()).
+    from importlib.metadata import version
 
-    return {"numpy": numpy.__version__, "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
-            "datasets": datasets.__version__}
+    return {name: version(name) for name in ("numpy", "pandas", "pyarrow", "datasets")}
 
 
 def make_data(path: Path, rows: int, response_words: int) -> None:
@@ -184,7 +185,12 @@ def make_data(path: Path, rows: int, response_words: int) -> None:
 
 def measure(kind: str, strategy: str | None, data: Path, cache: Path, work: Path,
             target_bytes: int = 0, keep_output: Path | None = None) -> dict[str, Any]:
-    """One run in a fresh process: wall seconds, peak RSS (kernel's count, wait4), output size."""
+    """One run in a fresh process: wall seconds, peak RSS (kernel's count, wait4), output size.
+
+    Linux carries a process's peak RSS across fork and exec, so a child's count is never below
+    the driver's own peak: the driver therefore imports none of the data stack and leaves every
+    large read (the pair comparison too) to children; its peak is recorded beside the results.
+    """
     suffix = ".json" if kind == "reference" else ".jsonl"
     output = keep_output or work / f"run-{kind}-{strategy or 'floor'}{suffix}"
     result = work / "result.json"
@@ -214,12 +220,22 @@ def measure(kind: str, strategy: str | None, data: Path, cache: Path, work: Path
     return out
 
 
-def same_pairs(fast_path: Path, reference_path: Path) -> bool:
+def worker_same_pairs(fast_path: str, reference_path: str) -> dict[str, Any]:
     """The two outputs hold the same pairs: prompt, chosen and rejected model, in the same order."""
     from zebra.records import read_records
 
     key = lambda r: (r["prompt"], r["most_similar_pair"][0], r["most_similar_pair"][1])  # noqa: E731
-    return [key(r) for r in read_records(fast_path)] == [key(r) for r in read_records(reference_path)]
+    fast = [key(r) for r in read_records(fast_path)]
+    return {"same_pairs": fast == [key(r) for r in read_records(reference_path)], "pairs": len(fast)}
+
+
+def same_pairs(fast_path: Path, reference_path: Path, work: Path) -> bool:
+    """worker_same_pairs in a child process: reading both outputs would raise the driver's peak RSS."""
+    result = work / "same_pairs.json"
+    cmd = [sys.executable, "-m", "benchmarks.binarize_speed", "--worker", "same_pairs", "--data", str(fast_path),
+           "--run-output", str(reference_path), "--result", str(result)]
+    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    return json.loads(result.read_text())["same_pairs"]
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -284,7 +300,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     ref_out = work / f"reference-{strategy}.json"
                     runs["reference"][strategy] = median_of(
                         [one("reference", strategy, keep=ref_out) for _ in range(args.reference_repeats)])
-                    runs["reference"][strategy]["same_pairs_as_fast"] = same_pairs(work / f"fast-{strategy}.jsonl", ref_out)
+                    runs["reference"][strategy]["same_pairs_as_fast"] = same_pairs(work / f"fast-{strategy}.jsonl", ref_out, work)
                     ref_out.unlink(missing_ok=True)
             for strategy in args.constructors:
                 (work / f"fast-{strategy}.jsonl").unlink(missing_ok=True)
@@ -292,6 +308,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(warm_cache, ignore_errors=True)  # GBs at 10×
         results["sizes"][str(scale)] = size
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    # every child's peak RSS is at least this (see measure()): it should be a few tens of MB
+    results["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["summary"] = summarise(results)
     return results
 
@@ -373,7 +391,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=DATA_DIR)
     ap.add_argument("--output", default=OUTPUT, help="results JSON (default: %(default)s)")
     # internal: one measured run (the driver starts these)
-    ap.add_argument("--worker", choices=("fast", "reference", "floor", "select"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=("fast", "reference", "floor", "select", "same_pairs"), help=argparse.SUPPRESS)
     ap.add_argument("--strategy", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--run-output", help=argparse.SUPPRESS)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from zebra import pipeline
-from zebra.data import SAMPLE, DataError, load_ultrafeedback, prompt_id
+from zebra.data import SAMPLE, CacheFiles, DataError, batch_source, iter_batches, load_ultrafeedback, prompt_id
 from zebra.errors import ZebraError
 from zebra.pipeline import BinarizeConfig, binarize
 from zebra.records import read_records
@@ -182,6 +182,26 @@ def test_input_formats(tmp_path, outputs):
         assert got == expected, source
 
 
+def test_cache_files_are_read_plainly_and_give_the_datasets_rows(tmp_path):
+    """batch_source keeps only the cache file names when they are exactly the dataset; reading
+    them batch by batch gives the rows `datasets` gives, across batch and file boundaries."""
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    ds = datasets.concatenate_datasets([datasets.Dataset.from_list(rows[:130]), datasets.Dataset.from_list(rows[130:])])
+    ds.save_to_disk(str(tmp_path / "saved"), num_shards=3)  # three cache files
+    ds = load_ultrafeedback(tmp_path / "saved")
+    source = batch_source(ds)
+    assert isinstance(source, CacheFiles) and len(source.paths) == 3 and len(source) == len(rows)
+    expected = ds.with_format("arrow").iter(batch_size=len(rows))
+    expected = next(iter(expected)).to_pylist()
+    for batch_size in (7, 64, 1000):
+        got = [r for table in iter_batches(source, batch_size) for r in table.to_pylist()]
+        assert got == expected
+        assert all(t.num_rows == batch_size for t in list(iter_batches(source, batch_size))[:-1])
+    limited = load_ultrafeedback(tmp_path / "saved", limit=50)  # a slice is not the files: read through datasets
+    assert batch_source(limited) is limited
+    assert [r for t in iter_batches(limited, 16) for r in t.to_pylist()] == expected[:50]
+
+
 def test_bad_data_fails_clearly(tmp_path):
     with pytest.raises(DataError, match="no such file or folder"):
         load_ultrafeedback(tmp_path / "missing.jsonl")
@@ -323,3 +343,36 @@ def test_scripts_bad_input_is_one_line(tmp_path):
     assert last.startswith("error: ") and "row 3 (b), column 'x': 'oops' is not a number" in last
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o.json").exists()
+
+
+def test_output_under_a_file_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    out = tmp_path / "taken" / "o.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "binarize_combined.py"), "--output", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"error: {out}: {tmp_path / 'taken'} is a file, not a folder; choose another --output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_background_writer_writes_the_same_file_and_fails_without_leaving_one(tmp_path, outputs):
+    from zebra.records import RecordWriter
+
+    records = outputs["sup"][1]
+    chunks = [records[:50], [], records[50:170], records[170:]]
+    for fmt in ("json", "jsonl", "parquet"):
+        for background in (False, True):
+            with RecordWriter(tmp_path / f"{background}.{fmt}", background=background) as writer:
+                for chunk in chunks:
+                    writer.write(chunk)
+        if fmt != "parquet":
+            assert (tmp_path / f"True.{fmt}").read_bytes() == (tmp_path / f"False.{fmt}").read_bytes()
+        assert read_records(tmp_path / f"True.{fmt}") == records
+    bad = tmp_path / "bad.jsonl"
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        with RecordWriter(bad, background=True) as writer:
+            writer.write(records[:5])
+            writer.write([{"prompt": {1, 2}}])  # fails in the thread; raised by a later call
+            writer.write(records[5:10])
+    assert not bad.exists() and not list(tmp_path.glob(".bad.jsonl*"))

@@ -103,3 +103,9 @@ def test_benchmark_runs_on_a_tiny_size(tmp_path):
     assert result["sizes"]["1"]["modes"]["warm"]["select"]["sup"]["stage_seconds"]["select"] >= 0
     assert {(r["mode"], r["constructor"]) for r in result["summary"]["rows"]} == {("cold", "sup"), ("warm", "sup")}
     assert "sup: wrote" not in done.stdout and "speedup" in done.stdout  # the table was printed
+
+
+def test_benchmark_measures_the_scripts_batch_size():
+    from benchmarks import binarize_speed
+
+    assert binarize_speed.BATCH_SIZE == BinarizeConfig.batch_size

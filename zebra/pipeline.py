@@ -21,9 +21,10 @@ import pyarrow as pa
 
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
-from zebra.data import Batch, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback, prompt_id, to_batch
+from zebra.data import (Batch, batch_source, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback,
+                        prompt_id, to_batch)
 from zebra.errors import ZebraError
-from zebra.records import RecordWriter, output_format, write_json_atomic
+from zebra.records import RecordWriter, make_parent, output_format, write_json_atomic
 from zebra.reliability import TEMPERATURE, PairReliability
 from zebra.reliability import check_settings as check_reliability_settings
 
@@ -43,7 +44,7 @@ class BinarizeConfig:
     similarity_weight: float = 0.5
     seed: int = 42
     limit: int | None = None
-    batch_size: int = 16384
+    batch_size: int = 4096  # rows per batch: peak RSS ~325 MB at 63,967 rows (~630 MB at 16,384), same speed
     score: str = "overall"  # baseline: overall | mean-rating
     drop_sources: tuple[str, ...] = ()  # baseline drops truthful_qa, as ultrafeedback_binarized does
     only_rated: bool = False  # baseline: keep only responses of models in the behaviour table
@@ -327,11 +328,12 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         raise ZebraError(f"--batch-size must be positive, not {cfg.batch_size}")
     if cfg.limit is not None and cfg.limit < 1:
         raise ZebraError(f"--limit must be at least 1, not {cfg.limit}")
-    output_format(cfg.output)  # a bad output name fails before any work
+    output_format(cfg.output)  # a bad output name or folder fails before any work
+    make_parent(cfg.output)
     check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
     t0 = time.perf_counter()
     table = read_benchmark(cfg.benchmark)
-    ds = load_ultrafeedback(cfg.data, limit=cfg.limit)
+    ds = batch_source(load_ultrafeedback(cfg.data, limit=cfg.limit))  # the file names, not the memory map
     t_load = time.perf_counter() - t0
     counts = Counts()
     extra = [("score_chosen", pa.float64()), ("score_rejected", pa.float64())] if cfg.strategy == "baseline" else []
@@ -347,7 +349,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         seen = reliability.pair_counts
     reliability = reliability.resolved(cfg.max_entropy, cfg.entropy_quantile)
     t_select += time.perf_counter() - t1
-    with RecordWriter(cfg.output, extra) as writer, tqdm(
+    with RecordWriter(cfg.output, extra, background=True) as writer, tqdm(
         total=len(ds), unit="prompt", desc=f"binarize {cfg.strategy}", disable=not cfg.progress
     ) as bar:
         for arrow_batch in iter_batches(ds, cfg.batch_size):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -151,16 +153,35 @@ def _joined_bytes(lines: pa.Array, drop_end: int) -> memoryview:
     return memoryview(lines.buffers()[2])[int(offsets[0]):int(offsets[-1]) - drop_end]
 
 
+def make_parent(path: str | Path) -> None:
+    """Create the output's folder, or stop with one line naming it (a file in the way, no permission)."""
+    parent = Path(path).parent
+    if parent.exists() and not parent.is_dir():
+        raise ZebraError(f"{path}: {parent} is a file, not a folder; choose another --output")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ZebraError(f"{path}: cannot create its folder {parent} ({err.strerror}); choose another --output") from None
+    if not os.access(parent, os.W_OK):
+        raise ZebraError(f"{path}: folder {parent} is not writable; choose another --output")
+
+
 class RecordWriter:
     """Stream record batches to `path`; the file appears only on a clean `close()`.
 
     Use as a context manager: an exception inside the block removes the temporary file.
+    `background=True`: encode and write each batch in a thread while the caller builds the
+    next one (Arrow's kernels and file writes release the GIL, so on two cores the selection
+    hides behind the writing); at most one batch waits, and a failure in the thread is raised
+    by the next `write` or by `close`.
     """
 
-    def __init__(self, path: str | Path, extra_fields: Iterable[tuple[str, pa.DataType]] = ()):
+    def __init__(self, path: str | Path, extra_fields: Iterable[tuple[str, pa.DataType]] = (),
+                 background: bool = False):
+        self._thread = None
         self.path = Path(path)
         self.format = output_format(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(self.path)
         self.tmp = _tmp_path(self.path)
         self.schema = SCHEMA
         for name, dtype in extra_fields:
@@ -170,9 +191,39 @@ class RecordWriter:
         self._fh = None if self.format == "parquet" else open(self.tmp, "w", encoding="utf-8")
         if self.format == "json":
             self._fh.write("[")
+        self._error: BaseException | None = None
+        if background:
+            self._queue: queue.Queue = queue.Queue(maxsize=1)
+            self._thread = threading.Thread(target=self._drain, name="RecordWriter", daemon=True)
+            self._thread.start()
+
+    def _drain(self) -> None:
+        while (records := self._queue.get()) is not None:
+            if self._error is None:  # after a failure: only empty the queue, so nobody blocks
+                try:
+                    self._write(records)
+                except BaseException as err:  # noqa: BLE001 (handed to the caller's thread)
+                    self._error = err
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
 
     def write(self, records: list[dict[str, Any]] | pa.Table) -> None:
         """Append records: a list of dicts, or a table of them (columns in the dicts' key order)."""
+        if self._error is not None:
+            raise self._error
+        if self._thread is not None:
+            if len(records):
+                self._queue.put(records)
+        else:
+            self._write(records)
+
+    def _write(self, records: list[dict[str, Any]] | pa.Table) -> None:
         if len(records) == 0:
             return
         columnar = isinstance(records, pa.Table)
@@ -200,6 +251,7 @@ class RecordWriter:
         self.count += len(records)
 
     def close(self) -> None:
+        self._join()
         if self.format == "parquet":
             if self._parquet is None:  # no records: still a valid, empty file
                 pq.write_table(self.schema.empty_table(), self.tmp)
@@ -211,6 +263,10 @@ class RecordWriter:
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
+        try:
+            self._join()
+        except BaseException:  # noqa: BLE001 (the caller's exception is the one to report)
+            pass
         if self._fh is not None and not self._fh.closed:
             self._fh.close()
         if self._parquet is not None:
@@ -222,7 +278,11 @@ class RecordWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:  # e.g. the background thread failed: no half file either
+                self.abort()
+                raise
         else:
             self.abort()
 
@@ -230,7 +290,7 @@ class RecordWriter:
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write a small JSON document (settings, counts) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     tmp = _tmp_path(path)
     try:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
