@@ -362,13 +362,13 @@ def ratings_frame(ds, batch_size: int = 16384) -> pd.DataFrame:
     """
     import warnings
 
-    from zebra.data import iter_batches, prompt_id, to_batch
+    from zebra.data import iter_batches, to_batch
 
     parts = []
     for arrow_batch in iter_batches(ds, batch_size):
         b = to_batch(arrow_batch)
         rows, slots = np.nonzero(b.pos >= 0)
-        ids = np.array([prompt_id(t) for t in b.instruction], dtype=object)
+        ids = np.array(b.prompt_ids, dtype=object)
         overall = b.scores("overall_score") if "overall_score" in b.flat.type.names else np.full(b.pos.shape, np.nan)
         aspects = b.ratings()[rows, slots] if "annotations" in b.flat.type.names else np.full((rows.size, len(ASPECTS)), np.nan)
         with warnings.catch_warnings():  # all four N/A: mean_rating is NaN, counted as missing

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -114,11 +115,10 @@ def iter_batches(ds, batch_size: int = 4096) -> Iterator[pa.Table]:
     UltraFeedback). When `ds` is exactly its cache files (no slice, cast or index mapping),
     they are read front to back with ordinary reads instead.
     """
-    if not isinstance(ds, CacheFiles):
-        ds = batch_source(ds)
-        if not isinstance(ds, CacheFiles):
-            yield from ds.with_format("arrow").iter(batch_size=batch_size)
-            return
+    ds = ds if isinstance(ds, CacheFiles) else batch_source(ds)
+    if not isinstance(ds, CacheFiles):  # a slice, cast or index mapping: only `datasets` can read it
+        yield from ds.with_format("arrow").iter(batch_size=batch_size)
+        return
     pending: list[pa.RecordBatch] = []
     rows = 0
     for path in ds.paths:
@@ -183,6 +183,11 @@ class Batch:
     @property
     def n(self) -> int:
         return len(self.instruction)
+
+    @cached_property
+    def prompt_ids(self) -> list[str]:
+        """prompt_id of every row, hashed once: the baseline's draw and the records both need it."""
+        return [prompt_id(p) for p in self.instruction]
 
     def texts(self, rows: np.ndarray, slots: np.ndarray) -> list[str]:
         """The response texts at (rows, slots), as Python strings."""

@@ -22,7 +22,7 @@ import pyarrow as pa
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
 from zebra.data import (Batch, batch_source, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback,
-                        prompt_id, to_batch)
+                        to_batch)
 from zebra.errors import ZebraError
 from zebra.records import RecordWriter, make_parent, output_format, write_json_atomic
 from zebra.reliability import TEMPERATURE, PairReliability
@@ -164,13 +164,13 @@ def build_records(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np
     return [
         {
             "prompt": p,
-            "prompt_id": prompt_id(p),
+            "prompt_id": batch.prompt_ids[i],
             "most_similar_pair": [c_name[j], r_name[j]],
             "chosen": _messages(p, chosen[j]),
             "rejected": _messages(p, rejected[j]),
             **{k: v[j] for k, v in cols.items()},
         }
-        for j, p in enumerate(prompts)
+        for j, (i, p) in enumerate(zip(rows.tolist(), prompts))
     ]
 
 
@@ -199,7 +199,7 @@ def build_table(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np.n
     names = np.stack([batch.model[rows, c_slot], batch.model[rows, r_slot]], axis=1).ravel()
     out = {
         "prompt": prompts,
-        "prompt_id": pa.array([prompt_id(p) for p in prompt_list], pa.string()),
+        "prompt_id": pa.array([batch.prompt_ids[i] for i in rows.tolist()], pa.string()),
         "most_similar_pair": pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * len(rows) + 1, 2, dtype=np.int32)),
                                                       pa.array(names.tolist(), pa.string())),
         "chosen": _messages_array(prompts, chosen),
@@ -230,8 +230,8 @@ def _pair_columns(table: BehaviourTable, c_model: np.ndarray, r_model: np.ndarra
     }
 
 
-def _row_hashes(instructions: list[str]) -> np.ndarray:
-    return np.array([int(prompt_id(p)[:16], 16) for p in instructions], dtype=np.uint64)
+def _row_hashes(batch: Batch) -> np.ndarray:
+    return np.array([int(h[:16], 16) for h in batch.prompt_ids], dtype=np.uint64)
 
 
 def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, counts: Counts,
@@ -261,7 +261,7 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
                 warnings.simplefilter("ignore", RuntimeWarning)
                 scores = np.nanmean(batch.ratings(), axis=-1)
         counts.responses["no_score"] += int((usable & np.isnan(scores)).sum())
-        keys = strategies.uniform_keys(_row_hashes(batch.instruction), usable.shape[1], cfg.seed)
+        keys = strategies.uniform_keys(_row_hashes(batch), usable.shape[1], cfg.seed)
         sel = strategies.select_baseline(scores, usable, keys)
         ok = sel.ok & keep_rows
         counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
