@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 from zebra.benchmarks import BENCHMARKS, LETTERS, Item
 from zebra.errors import ZebraError
+from zebra.records import RecordWriter, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -327,9 +328,9 @@ def read_run_identity(model: str, run_model: str | None, run_method: str | None,
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    """One JSON object per line, written to a temporary file and renamed (RecordWriter)."""
+    with RecordWriter(path) as writer:
+        writer.write(records)
 
 
 def evaluate_benchmark(
@@ -362,7 +363,7 @@ def write_summary(
         "elapsed_s": round(elapsed_s, 1),
         "finished": finished,
     }
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_atomic(path, payload)  # reproduce.py reads `finished`: never a half file
     return path
 
 
