@@ -318,3 +318,19 @@ def test_all_on_the_shipped_sample(tmp_path):
     agreement = pd.read_csv(out / "agreement.csv").set_index(["strategy", "label"])
     # the baseline's chosen has the highest overall_score by construction
     assert agreement.loc[("Baseline", "overall_score"), "disagree"] == 0
+
+
+def test_ratings_frame_on_empty_annotations(tmp_path):
+    """Responses converted to the UltraFeedback schema with `annotations: {}` load as an Arrow JSON
+    type, not a struct: overall_score still counts, the four aspects are missing (issue 12)."""
+    from zebra.data import DataError, iter_batches, load_ultrafeedback, to_batch
+
+    path = tmp_path / "uf.jsonl"
+    path.write_text(json.dumps({"instruction": "p", "completions": [
+        {"model": "gpt-4", "response": "a", "annotations": {}, "overall_score": 8},
+        {"model": "alpaca-7b", "response": "b", "annotations": {}, "overall_score": 3}]}) + "\n")
+    ds = load_ultrafeedback(path)
+    frame = A.ratings_frame(ds)
+    assert frame["overall_score"].tolist() == [8.0, 3.0] and frame["helpfulness"].isna().all()
+    with pytest.raises(DataError, match="no aspect ratings"):
+        to_batch(next(iter_batches(ds))).ratings()

@@ -362,6 +362,8 @@ def ratings_frame(ds, batch_size: int = 16384) -> pd.DataFrame:
     """
     import warnings
 
+    import pyarrow as pa
+
     from zebra.data import iter_batches, to_batch
 
     parts = []
@@ -370,7 +372,8 @@ def ratings_frame(ds, batch_size: int = 16384) -> pd.DataFrame:
         rows, slots = np.nonzero(b.pos >= 0)
         ids = np.array(b.prompt_ids, dtype=object)
         overall = b.scores("overall_score") if "overall_score" in b.flat.type.names else np.full(b.pos.shape, np.nan)
-        aspects = b.ratings()[rows, slots] if "annotations" in b.flat.type.names else np.full((rows.size, len(ASPECTS)), np.nan)
+        rated = "annotations" in b.flat.type.names and pa.types.is_struct(b.flat.field("annotations").type)
+        aspects = b.ratings()[rows, slots] if rated else np.full((rows.size, len(ASPECTS)), np.nan)
         with warnings.catch_warnings():  # all four N/A: mean_rating is NaN, counted as missing
             warnings.simplefilter("ignore", RuntimeWarning)
             mean_rating = np.nanmean(aspects, axis=1)

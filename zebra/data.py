@@ -214,6 +214,8 @@ class Batch:
         if "annotations" not in self.flat.type.names:
             raise DataError("completions have no 'annotations' field; --score mean-rating needs it")
         ann = self.flat.field("annotations")
+        if not pa.types.is_struct(ann.type):  # `annotations: {}` in every row loads as Arrow's JSON type
+            raise DataError("completions' 'annotations' hold no aspect ratings; --score mean-rating needs them")
         out = []
         for aspect in ASPECTS:
             if aspect not in ann.type.names or "Rating" not in ann.field(aspect).type.names:
