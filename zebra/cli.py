@@ -34,8 +34,15 @@ def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, m
     return ap
 
 
-def add_pool_flags(ap: argparse.ArgumentParser) -> None:
-    """Flags of a long-format pool (zebra.pools.PoolOptions); unset ones come from the pool's pool.json."""
+POOL_FLAGS = ("format", "instruction_field", "model_field", "response_field", "source_field", "score_field",
+              "model_names", "judgments", "judgment_kind", "judgment_model_field", "judgment_value_field")
+
+
+def add_pool_flags(ap: argparse.ArgumentParser, several_k: bool = False) -> None:
+    """Flags of a long-format pool (zebra.pools.PoolOptions); unset ones come from the pool's pool.json.
+
+    `several_k`: --models-per-prompt takes several values, each K or `all` (analyze.py's study).
+    """
     g = ap.add_argument_group("long-format pools (one row per response; zebra/pools.py)")
     g.add_argument("--format", default="auto", choices=["auto", "ultrafeedback", "long"], help="auto: long when the "
                    "folder has a pool.json or the first record has the model and response fields (default: %(default)s)")
@@ -48,8 +55,21 @@ def add_pool_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--judgment-model-field", default=None, help="judgments field of the judged model (default: generator_2)")
     g.add_argument("--judgment-value-field", default=None, help="judgments field of the value (default: preference)")
     g.add_argument("--judged-only", action="store_true", help="keep only responses that have a label")
-    g.add_argument("--models-per-prompt", type=int, default=None, metavar="K",
-                   help="draw K responses per prompt (sha256 of --seed, prompt, model; default: all)")
+    if several_k:
+        g.add_argument("--models-per-prompt", nargs="+", default=["all"], metavar="K",
+                       help="draw K responses per prompt; several values (e.g. 4 all) run the agreement study once each")
+    else:
+        g.add_argument("--models-per-prompt", type=int, default=None, metavar="K",
+                       help="draw K responses per prompt (sha256 of --seed, prompt, model; default: all)")
+
+
+def pool_flag_args(args: argparse.Namespace) -> list[str]:
+    """The pool flags of `args` that differ from their defaults, as a command line (to pass on)."""
+    out = [] if args.format == "auto" else ["--format", args.format]
+    for name in POOL_FLAGS[1:]:
+        if getattr(args, name) is not None:
+            out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    return out + (["--judged-only"] if args.judged_only else [])
 
 
 def pool_options(args: argparse.Namespace):
