@@ -452,7 +452,6 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
         pool.loc[merged["index"].astype(int).to_numpy(), "label"] = merged["label"].to_numpy()
         pool["label"] = pool["label"].astype(float)
     labelled = bool(options.judgments or score)
-    report["labelled_responses"] = int(pool["label"].notna().sum()) if labelled else 0
     if options.judged_only:
         if not labelled:
             raise PoolError("--judged-only needs labels: give --judgments or --score-field")
@@ -473,6 +472,7 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
     ds = datasets.Dataset(_to_arrow(pool, labelled))
     report["prompts"] = len(ds)
     report["responses"] = int(len(pool))
+    report["labelled_responses"] = int(pool["label"].notna().sum()) if labelled else 0
     report["models"] = dict(Counter(pool["model"]).most_common())
     log.info("pool %s: %d prompts, %d responses%s", source, report["prompts"], report["responses"],
              f", {report['labelled_responses']} labelled" if labelled else "")
