@@ -303,7 +303,7 @@ def test_script_writes_figures_and_numbers(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_all_on_the_shipped_sample(tmp_path):
+def test_all_on_the_shipped_pool(tmp_path):
     out = tmp_path / "all"
     done = subprocess.run([sys.executable, str(ROOT / "analyze.py"), "all", "--output", str(out), "--n-boot", "200"],
                           capture_output=True, text=True, cwd=ROOT)
