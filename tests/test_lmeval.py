@@ -418,3 +418,55 @@ def test_fresh_clone_command_then_binarize(tmp_path):
     assert all(sup[r["most_similar_pair"][0]] >= sup[r["most_similar_pair"][1]] for r in records)
     meta = json.loads((tmp_path / "sup.json.meta.json").read_text())
     assert meta["counts"]["rows_written"] == len(records) and meta["settings"]["benchmark"] == str(table)
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def test_compare_pairs_counts_by_hand():
+    import pandas as pd
+
+    from zebra.lmeval_study import compare_pairs
+
+    a = pd.DataFrame({"prompt_id": ["p1", "p2", "p3", "p4"], "chosen_model": ["x", "x", "x", "y"],
+                      "rejected_model": ["y", "y", "z", "z"]})
+    b = pd.DataFrame({"prompt_id": ["p1", "p2", "p3", "p5"], "chosen_model": ["x", "y", "y", "x"],
+                      "rejected_model": ["y", "x", "w", "y"]})
+    assert compare_pairs(a, b) == {"pairs_a": 4, "pairs_b": 4, "prompts_both": 3, "same": 1, "swapped": 1,
+                                   "changed": 2, "changed_other_models": 1, "only_a": 1, "only_b": 1}
+
+
+def test_restricted_table_and_spearman():
+    from zebra.lmeval_study import mb_sup_over, restrict_csv, shared_models, spearman
+
+    ours, paper = read_benchmark(ROOT / "model_aware" / "lm_eval_table.csv"), read_benchmark(ROOT / "model_aware" / "benchmark.csv")
+    models = shared_models(ours, paper)
+    assert models == list(ours.models) and len(models) == 8
+    text = restrict_csv(paper, models)
+    # the raw values as read_benchmark holds them: `%` cells as fractions, plain numbers as they are
+    assert text.splitlines()[1] == "llama-2-7b-chat,25.19,0.531,0.2032,0.675,0.7214,0.5461"
+    assert spearman(np.array([1.0, 2, 3]), np.array([10.0, 30, 20])) == pytest.approx(0.5)
+    assert spearman(mb_sup_over(ours, models), mb_sup_over(ours, models)) == pytest.approx(1.0)
+
+
+def test_study_runs_on_a_small_pool(tmp_path):
+    from zebra.lmeval_study import format_study, run_study
+
+    lines = (ROOT / "data" / "ultrafeedback_sample.jsonl").read_text(encoding="utf-8").splitlines()[:60]
+    data = tmp_path / "pool.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_study(str(ROOT / "model_aware" / "lm_eval_table.csv"), str(ROOT / "model_aware" / "benchmark.csv"),
+                       str(data), str(tmp_path / "study"), ("sup",), 0.1)
+    saved = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert saved["shared_models"] == result["shared_models"] and len(saved["shared_models"]) == 8
+    for variant in ("shared", "as_is"):
+        p = saved["comparisons"][f"{variant}/sup"]["pairs"]
+        a = read_records_count(tmp_path / "study" / variant / "a_sup.json")
+        assert p["pairs_a"] == a and p["same"] + p["changed"] == p["prompts_both"]
+        g = saved["comparisons"][f"{variant}/sup"]["gpt4"]["a_all"]
+        assert g["agree"] + g["disagree"] + g["tie"] + g["missing"] == g["records"] == a
+    assert "| shared | SUP |" in format_study(result)
+
+
+def read_records_count(path):
+    return len(json.loads(Path(path).read_text(encoding="utf-8")))
