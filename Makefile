@@ -1,5 +1,5 @@
 # Two commands do all set-up (a virtual environment in .venv, pinned packages):
-#   make demo   build the four preference datasets from the shipped sample (no network, no GPU)
+#   make demo   build the five preference datasets from the shipped real pool, data/alpaca_eval (no network, no GPU)
 #   make test   run the test suite (fast tests; `make test-slow` adds the SmolLM2 ones)
 PY ?= python3
 VENV := .venv
@@ -23,6 +23,7 @@ $(STAMP): requirements.txt
 demo: $(STAMP)
 	$(BIN)/python binarize_score.py --output $(OUT)/sup.json
 	$(BIN)/python binarize_similarity.py --output $(OUT)/sim.json
+	$(BIN)/python binarize_similarity.py --order least --output $(OUT)/sim_least.json
 	$(BIN)/python binarize_combined.py --output $(OUT)/sup_sim.json
 	$(BIN)/python binarize_baseline.py --output $(OUT)/baseline.json
 	@echo "preference data in $(OUT)/ (each with a .meta.json of settings and counts)"

@@ -1,8 +1,11 @@
 """The paper's analyses and figures (Figures 4, 6, 8, 10, 11, the TF–IDF check, Table 3), plus
 what the paper never reports: how often each strategy's chosen response is the one GPT-4 prefers.
 
-    # everything, on the shipped sample: runs the five binarize_*.py scripts into OUT/binarized
+    # everything, on the shipped real pool (data/alpaca_eval): runs the five binarize_*.py scripts into OUT/binarized
     python analyze.py all --output out/analysis
+
+    # the GPT-4 agreement study of the README: the judged models only, 4 drawn per prompt and all of them
+    python analyze.py agreement --judged-only --models-per-prompt 4 all --output out/agreement
 
     # only what the behaviour table needs (no data); this made the README's figures
     python analyze.py behaviour --output docs/figures --figures-only
@@ -31,11 +34,14 @@ import logging
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
-DATA = None  # None: the shipped sample data/ultrafeedback_sample.jsonl; or a file, folder or hub id
+DATA = "data/alpaca_eval"  # the shipped real pool (zebra/pools.py); or an UltraFeedback file, folder or hub id
+POOL_SEED = 42  # the --models-per-prompt draw: the binarize scripts' SEED, so the floor draws from the same pool
+MIN_GAP = 0.0  # agreement study: a judge-label gap must exceed this to decide a pair (0: any difference)
 OUTPUT = "out/analysis"
 BINARIZED = None  # None: run the binarize scripts on --data into OUTPUT/binarized
 LIMIT = None  # use only the first N prompts (binarize and GPT-4 labels alike)
@@ -91,6 +97,7 @@ class Run:
         self.summary: dict = {}
         self._pairs = None
         self._dataset = None
+        self.ks = parse_ks(args.models_per_prompt)
 
     def save_frame(self, df, name: str) -> None:
         if not self.args.figures_only:
@@ -106,33 +113,46 @@ class Run:
         self.written.append(name)
         return self.out / name
 
-    def dataset(self):
+    def dataset(self, k: int | None = None):
+        """--data as UltraFeedback rows; a long-format pool drawn to `k` responses per prompt."""
+        from zebra.cli import pool_options
         from zebra.data import load_ultrafeedback
 
-        if self._dataset is None:
-            self._dataset = load_ultrafeedback(self.args.data, limit=self.args.limit)
-        return self._dataset
+        self._dataset = self._dataset or {}
+        if k not in self._dataset:
+            pool = replace(pool_options(self.args), models_per_prompt=k, seed=POOL_SEED)
+            self._dataset[k] = load_ultrafeedback(self.args.data, limit=self.args.limit, pool=pool)
+        return self._dataset[k]
 
-    def pairs(self) -> dict:
-        """strategy -> pairs frame, binarizing first when no --binarized folder was given."""
+    def pairs(self, k: int | None = "first") -> dict:
+        """strategy -> pairs frame, binarizing first when no --binarized folder was given.
+
+        `k`: the --models-per-prompt draw (None = all responses); default the first value given.
+        """
         from zebra.analysis import load_records, pairs_frame
 
-        if self._pairs is None:
-            folder = Path(self.args.binarized) if self.args.binarized else binarize_all(self.args, self.out / "binarized")
-            self._pairs = {}
+        k = self.ks[0] if k == "first" else k
+        self._pairs = self._pairs or {}
+        if k not in self._pairs:
+            name = "binarized" if k is None else f"binarized_k{k}"
+            folder = Path(self.args.binarized) if self.args.binarized else binarize_all(self.args, self.out / name, k)
+            self._pairs[k] = {}
             for strategy, (_, _, stem) in BINARIZE.items():
                 found = [folder / f"{stem}{ext}" for ext in (".json", ".jsonl", ".parquet") if (folder / f"{stem}{ext}").is_file()]
                 if not found:
                     log.warning("%s: no %s.json/.jsonl/.parquet; %s is left out", folder, stem, strategy)
                     continue
-                self._pairs[strategy] = pairs_frame(load_records(found[0]), str(found[0]))
-        return self._pairs
+                self._pairs[k][strategy] = pairs_frame(load_records(found[0]), str(found[0]))
+        return self._pairs[k]
 
 
-def binarize_all(args: argparse.Namespace, folder: Path) -> Path:
+def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None) -> Path:
     """Run every binarize script on --data with its own defaults (τ, weights, baseline recipe),
-    `--jobs` at a time; as subprocesses, so the scripts' command lines are the only contract."""
+    `--jobs` at a time; as subprocesses, so the scripts' command lines are the only contract.
+    The pool flags go along, and `k` as --models-per-prompt (drawn with --seed POOL_SEED)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from zebra.cli import pool_flag_args
 
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -141,6 +161,7 @@ def binarize_all(args: argparse.Namespace, folder: Path) -> Path:
         cmd = [sys.executable, str(ROOT / script), "--benchmark", args.benchmark, "--output", str(folder / f"{stem}.json"), *extra]
         cmd += ["--data", str(args.data)] if args.data is not None else []
         cmd += ["--limit", str(args.limit)] if args.limit is not None else []
+        cmd += [*pool_flag_args(args), "--seed", str(POOL_SEED)] + (["--models-per-prompt", str(k)] if k is not None else [])
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -254,7 +275,7 @@ def run_agreement(run: Run) -> dict:
     from zebra.analysis import agreement_outcomes, agreement_summary, ratings_frame
     from zebra.figures import plot_agreement
 
-    ratings = ratings_frame(run.dataset())
+    ratings = ratings_frame(run.dataset(run.ks[0]))
     outcomes = {s: agreement_outcomes(df, ratings) for s, df in run.pairs().items()}
     for strategy, out in outcomes.items():
         missing = int((out["overall_score"] == "missing").sum())
@@ -268,7 +289,38 @@ def run_agreement(run: Run) -> dict:
     headline = {s: {r["label"]: {"agreement": r["agreement"], "tie": r["tie"], "records": r["records"], "missing": r["missing"]}
                     for _, r in part.iterrows()} for s, part in summary.groupby("strategy", sort=False)}
     run.save_json(headline, "agreement.json")
-    return {s: {"overall_score": v["overall_score"], "mean_rating": v["mean_rating"]} for s, v in headline.items()}
+    study = run_agreement_study(run)
+    return {"study": study, **{s: {"overall_score": v["overall_score"], "mean_rating": v["mean_rating"]}
+                               for s, v in headline.items()}}
+
+
+def run_agreement_study(run: Run) -> dict:
+    """The README's study: per --models-per-prompt K, each strategy's pairs plus the random floor,
+    decided by the judge's overall_score (zebra.analysis.agreement_study); CSV, JSON and a figure."""
+    import pandas as pd
+
+    from zebra.analysis import FLOOR, agreement_study, random_pairs, ratings_frame
+    from zebra.figures import plot_agreement_study
+
+    parts = []
+    for k in run.ks:
+        ds = run.dataset(k)
+        pairs = {s: df for s, df in run.pairs(k).items() if s != "Baseline"}
+        pairs[FLOOR] = random_pairs(ds, run.table, POOL_SEED)
+        if "Baseline" in run.pairs(k):
+            pairs["Baseline (judge-labelled)"] = run.pairs(k)["Baseline"]
+        table = agreement_study(pairs, ratings_frame(ds), "overall_score", run.args.min_gap, run.args.n_boot, run.args.seed)
+        parts.append(table.assign(models_per_prompt="all" if k is None else k))
+    study = pd.concat(parts, ignore_index=True)
+    study.insert(0, "models_per_prompt", study.pop("models_per_prompt"))
+    run.save_frame(study, "agreement_study.csv")
+    plot_agreement_study(study, run.figure("agreement_study.png"), run.args.dpi)
+    result = {f"K={r.models_per_prompt} {r.strategy}": {"decided": int(r.decided), "records": int(r.records),
+                                                        "agreement": r.agreement, "ci": [r.ci_low, r.ci_high]}
+              for r in study.itertuples()}
+    run.save_json({"settings": {"min_gap": run.args.min_gap, "n_boot": run.args.n_boot, "seed": run.args.seed,
+                                "pool_seed": POOL_SEED, "data": run.args.data}, "rows": result}, "agreement_study.json")
+    return result
 
 
 def run_cost(run: Run) -> dict:
@@ -291,6 +343,19 @@ def run_cost(run: Run) -> dict:
 RUNNERS = {name: globals()[f"run_{name}"] for name in ANALYSES}
 
 
+def parse_ks(values: list[str]) -> list[int | None]:
+    """--models-per-prompt values: integers >= 2 or `all` (None)."""
+    out = []
+    for v in values:
+        if str(v).lower() == "all":
+            out.append(None)
+        elif str(v).isdigit() and int(v) >= 2:
+            out.append(int(v))
+        else:
+            raise SystemExit(f"analyze.py: --models-per-prompt {v!r} must be an integer >= 2 or 'all'")
+    return list(dict.fromkeys(out))
+
+
 def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
     if not items:
         return GROUPS
@@ -308,7 +373,7 @@ def main() -> None:
     ap.add_argument("analyses", nargs="+", choices=[*ANALYSES, "behaviour", "all"], metavar="ANALYSIS",
                     help=f"one or more of {', '.join(ANALYSES)}, behaviour, all")
     ap.add_argument("--benchmark", default=BENCHMARK, help="behaviour table CSV (default: %(default)s)")
-    ap.add_argument("--data", default=DATA, help="UltraFeedback-schema file, folder or hub id (default: the shipped sample)")
+    ap.add_argument("--data", default=DATA, help="long-format pool (zebra/pools.py) or UltraFeedback file, folder or hub id (default: %(default)s)")
     ap.add_argument("--output", default=OUTPUT, help="folder for figures and numbers (default: %(default)s)")
     ap.add_argument("--binarized", default=BINARIZED,
                     help="folder with sup/sim/sim_least/sup_sim/baseline .json|.jsonl|.parquet (default: binarize --data into OUTPUT/binarized)")
@@ -329,6 +394,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=JOBS, help="binarize scripts to run at once (default: %(default)s)")
     ap.add_argument("--dpi", type=int, default=DPI)
     ap.add_argument("--figures-only", action="store_true", help="write the PNGs only (how docs/figures is made)")
+    ap.add_argument("--min-gap", type=float, default=MIN_GAP, help="agreement study: a judge-label gap above this decides a pair (default: %(default)s)")
+    from zebra.cli import add_pool_flags
+
+    add_pool_flags(ap, several_k=True)
     args = ap.parse_args()
     args.groups = parse_groups(args.group)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

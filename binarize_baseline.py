@@ -1,6 +1,6 @@
 """RLAIF baseline (Table 1's "Baseline"): pairs chosen by UltraFeedback's GPT-4 instance scores.
 
-    # on the shipped sample (no network), writing model_aware/UltraFeedback.baseline.json
+    # on the shipped real pool (AlpacaEval responses, no network), writing model_aware/UltraFeedback.baseline.json
     python binarize_baseline.py
 
     # on full UltraFeedback; Argilla's cleaned ranking (mean of the four aspect ratings)
@@ -22,6 +22,7 @@ This is the one constructor that uses instance labels: it is the comparison, not
 
 from zebra import cli
 
+DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
 BENCHMARK = "model_aware/benchmark.csv"  # only for the mb_* provenance columns (and --only-rated)
 OUTPUT = "model_aware/UltraFeedback.baseline.json"
 SCORE = "overall"  # what the paper used; "mean-rating" is Argilla's cleaned variant
@@ -34,7 +35,7 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, benchmark=BENCHMARK, tau=None, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=None, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE,
                              tau_help="ignored: the baseline pairs by instance score, not MB-SIM",
                              seed_help="seed of the random rejected response (default: %(default)s)")

@@ -1,6 +1,6 @@
 """SUP+SIM (hybrid, "Aqs"): the pair that best trades model quality against behaviour similarity.
 
-    # on the shipped sample (no network), with the weights below
+    # on the shipped real pool (AlpacaEval responses, no network), with the weights below
     python binarize_combined.py
 
     # quality only (= binarize_score.py) or similarity only (= binarize_similarity.py)
@@ -25,6 +25,7 @@ rank_weight = 0, and both terms lie in [0, 1], so the weights read as shares.
 
 from zebra import cli
 
+DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
 BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 OUTPUT = "model_aware/UltraFeedback.combined.json"  # the original project's name for Aqs
 RANK_WEIGHT = 0.5  # weight of the pair's mean MB-SUP (quality); the paper gives no value
@@ -38,7 +39,7 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--output", default=OUTPUT, help=".json, .jsonl or .parquet (default: %(default)s)")
     ap.add_argument("--rank-weight", type=float, default=RANK_WEIGHT, help="quality weight (default: %(default)s)")

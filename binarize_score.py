@@ -1,6 +1,6 @@
 """SUP (superiority-first, "Aq"): chosen = the top MB-SUP model's response, rejected = the second's.
 
-    # on the shipped sample (no network), writing model_aware/UltraFeedback.similarity.anchor.json
+    # on the shipped real pool (AlpacaEval responses, no network), writing model_aware/UltraFeedback.similarity.anchor.json
     python binarize_score.py
 
     # on full UltraFeedback: the hub id on a machine that reaches it, or a local copy
@@ -18,6 +18,7 @@ pair (paper §3.5, Strategy 1). Writes the records and `<output>.meta.json` besi
 
 from zebra import cli
 
+DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
 BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 OUTPUT = "model_aware/UltraFeedback.similarity.anchor.json"  # the original project's name for Aq
 TAU = 0.1  # paper §3.6; the original README says 0.9 and the original code applies none
@@ -29,7 +30,7 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--output", default=OUTPUT, help=".json, .jsonl or .parquet (default: %(default)s)")
     args = ap.parse_args()

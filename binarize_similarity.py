@@ -1,6 +1,6 @@
 """SIM (similarity-first, "As"): the most behaviour-alike pair of models; chosen = higher MB-SUP.
 
-    # on the shipped sample (no network)
+    # on the shipped real pool (AlpacaEval responses, no network)
     python binarize_similarity.py                  # most similar pair (the paper's SIM)
     python binarize_similarity.py --order least    # least similar pair (the paper's analysis, §5.1)
 
@@ -18,6 +18,7 @@ higher MB-SUP is chosen (paper §3.5, Strategy 2). Writes the records and `<outp
 
 from zebra import cli
 
+DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
 BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 ORDER = "most"  # most: the paper's SIM; least: its contrast (TF-IDF check, §5.1)
 # The original project named its As output "least"; "most" gets the matching name.
@@ -32,7 +33,7 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--order", choices=("most", "least"), default=ORDER, help="most or least similar pair (default: %(default)s)")
     ap.add_argument("--output", default=None, help=f".json, .jsonl or .parquet (default: {OUTPUT[ORDER]}, or the least name)")

@@ -318,3 +318,66 @@ def test_all_on_the_shipped_sample(tmp_path):
     agreement = pd.read_csv(out / "agreement.csv").set_index(["strategy", "label"])
     # the baseline's chosen has the highest overall_score by construction
     assert agreement.loc[("Baseline", "overall_score"), "disagree"] == 0
+
+
+def test_ratings_frame_on_empty_annotations(tmp_path):
+    """Responses converted to the UltraFeedback schema with `annotations: {}` load as an Arrow JSON
+    type, not a struct: overall_score still counts, the four aspects are missing (issue 12)."""
+    from zebra.data import DataError, iter_batches, load_ultrafeedback, to_batch
+
+    path = tmp_path / "uf.jsonl"
+    path.write_text(json.dumps({"instruction": "p", "completions": [
+        {"model": "gpt-4", "response": "a", "annotations": {}, "overall_score": 8},
+        {"model": "alpaca-7b", "response": "b", "annotations": {}, "overall_score": 3}]}) + "\n")
+    ds = load_ultrafeedback(path)
+    frame = A.ratings_frame(ds)
+    assert frame["overall_score"].tolist() == [8.0, 3.0] and frame["helpfulness"].isna().all()
+    with pytest.raises(DataError, match="no aspect ratings"):
+        to_batch(next(iter_batches(ds))).ratings()
+
+
+# ----------------------------------------------------------------------------- the agreement study
+
+
+def test_agreement_study_counts_decided_pairs_and_gaps():
+    ratings = pd.DataFrame({"prompt_id": [prompt_id(p) for p in ["p1", "p1", "p2", "p2", "p3", "p3", "p4"]],
+                            "model": ["gpt-4", "bard", "gpt-4", "bard", "gpt-4", "bard", "gpt-4"],
+                            "length": -1, **{lab: np.nan for lab in A.LABELS}})
+    ratings["overall_score"] = [2.0, 1.0, 1.0, 1.0, 1.2, 1.9, 2.0]  # p1 agree, p2 tie, p3 disagree, p4 missing
+    recs = [_record(p, "gpt-4", "bard") for p in ("p1", "p2", "p3", "p4")]
+    study = A.agreement_study({"S": A.pairs_frame(recs)}, ratings, n_boot=200).iloc[0]
+    assert (study["records"], study["labelled"], study["decided"], study["agree"], study["disagree"],
+            study["tie"], study["missing"]) == (4, 3, 2, 1, 1, 1, 1)
+    assert study["agreement"] == 0.5 and 0.0 <= study["ci_low"] <= 0.5 <= study["ci_high"] <= 1.0
+    gapped = A.agreement_study({"S": A.pairs_frame(recs)}, ratings, min_gap=0.75, n_boot=200).iloc[0]
+    assert (gapped["decided"], gapped["agree"], gapped["tie"]) == (1, 1, 2)  # p3's gap 0.7 no longer decides
+    with pytest.raises(A.AnalysisError, match="--min-gap"):
+        A.agreement_study({"S": A.pairs_frame(recs)}, ratings, min_gap=float("nan"))
+
+
+def test_random_floor_pairs_are_rated_drawn_and_oriented_by_mb_sup(table):
+    from zebra.pools import PoolOptions, load_pool
+
+    ds = load_pool(ROOT / "data" / "alpaca_eval", PoolOptions()).dataset
+    pairs = A.random_pairs(ds, table, seed=3)
+    assert len(pairs) == len(ds) == 403
+    sup = dict(zip(table.models, table.mb_sup))
+    assert all(sup[c] >= sup[r] for c, r in zip(pairs["chosen_model"], pairs["rejected_model"]))
+    assert (pairs["chosen_model"] != pairs["rejected_model"]).all()
+    assert pairs[["chosen_model", "rejected_model"]].drop_duplicates().shape[0] > 20  # random, not one fixed pair
+    again = A.random_pairs(ds, table, seed=3, batch_size=7)  # the draw does not depend on batching
+    assert again[["chosen_model", "rejected_model"]].equals(pairs[["chosen_model", "rejected_model"]])
+    assert not A.random_pairs(ds, table, seed=4)["chosen_model"].equals(pairs["chosen_model"])
+
+
+@pytest.mark.slow
+def test_agreement_study_on_the_shipped_pool(tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    _analyze(monkeypatch, "agreement", "--judged-only", "--models-per-prompt", "4", "all", "--limit", "60",
+             "--n-boot", "200", "--output", str(out))
+    study = pd.read_csv(out / "agreement_study.csv")
+    assert set(study["models_per_prompt"].astype(str)) == {"4", "all"}
+    base = study[study["strategy"] == "Baseline (judge-labelled)"]
+    assert (base["agreement"] == 1.0).all() and (base["disagree"] == 0).all()  # chosen by the judge's own label
+    assert (study["records"] <= 60).all() and (study["missing"] == 0).all()  # --judged-only: every side has a label
+    assert (out / "agreement_study.png").stat().st_size > 5_000

@@ -362,6 +362,8 @@ def ratings_frame(ds, batch_size: int = 16384) -> pd.DataFrame:
     """
     import warnings
 
+    import pyarrow as pa
+
     from zebra.data import iter_batches, to_batch
 
     parts = []
@@ -370,7 +372,8 @@ def ratings_frame(ds, batch_size: int = 16384) -> pd.DataFrame:
         rows, slots = np.nonzero(b.pos >= 0)
         ids = np.array(b.prompt_ids, dtype=object)
         overall = b.scores("overall_score") if "overall_score" in b.flat.type.names else np.full(b.pos.shape, np.nan)
-        aspects = b.ratings()[rows, slots] if "annotations" in b.flat.type.names else np.full((rows.size, len(ASPECTS)), np.nan)
+        rated = "annotations" in b.flat.type.names and pa.types.is_struct(b.flat.field("annotations").type)
+        aspects = b.ratings()[rows, slots] if rated else np.full((rows.size, len(ASPECTS)), np.nan)
         with warnings.catch_warnings():  # all four N/A: mean_rating is NaN, counted as missing
             warnings.simplefilter("ignore", RuntimeWarning)
             mean_rating = np.nanmean(aspects, axis=1)
@@ -448,3 +451,75 @@ def agreement_summary(outcomes: Mapping[str, pd.DataFrame], by_pair: bool = Fals
     for col in ("strategy", "label"):
         out[col] = out[col].astype(str)
     return out
+
+
+# --------------------------------------------------------------------------- the GPT-4 agreement study
+
+FLOOR = "Random (MB-SUP)"  # the study's floor: a random pair of rated responses, chosen by MB-SUP
+
+
+def random_pairs(ds, table: BehaviourTable, seed: int = 42, batch_size: int = 16384) -> pd.DataFrame:
+    """The study's floor: per prompt, two of its usable rated responses drawn at random, the one
+    whose model has the higher MB-SUP chosen (ties: table order), as a `pairs_frame`.
+
+    "Usable" is exactly what the binarize scripts use (zebra.pipeline.usable_slots: rated model,
+    non-empty, no repeated model or text), and the draw is the baseline's counter-based one
+    (zebra.strategies.uniform_keys of seed, prompt and slot): the same pairs whatever the batching
+    or --limit. No τ: the floor asks what MB-SUP alone does with an arbitrary pair.
+    """
+    from zebra.data import iter_batches, to_batch
+    from zebra.pipeline import Counts, usable_slots
+    from zebra.strategies import uniform_keys
+
+    parts = []
+    sup = table.mb_sup
+    for arrow_batch in iter_batches(ds, batch_size):
+        b = to_batch(arrow_batch)
+        usable, midx = usable_slots(b, table, Counts(), require_rated=True)
+        hashes = np.array([int(h[:16], 16) for h in b.prompt_ids], dtype=np.uint64)
+        keys = np.where(usable, uniform_keys(hashes, usable.shape[1], seed), -1.0)
+        order = np.argsort(-keys, axis=1, kind="stable")[:, :2]
+        rows = np.flatnonzero(usable.sum(axis=1) >= 2)
+        a, c = order[rows, 0], order[rows, 1]
+        ma, mc = midx[rows, a], midx[rows, c]
+        a_wins = (sup[ma] > sup[mc]) | ((sup[ma] == sup[mc]) & (ma <= mc))
+        c_slot, r_slot = np.where(a_wins, a, c), np.where(a_wins, c, a)
+        parts.append(pd.DataFrame({
+            "prompt_id": [b.prompt_ids[i] for i in rows], "prompt": [b.instruction[i] for i in rows],
+            "chosen_model": b.model[rows, c_slot].astype(str), "rejected_model": b.model[rows, r_slot].astype(str),
+            "chosen_text": b.texts(rows, c_slot), "rejected_text": b.texts(rows, r_slot), "kinship_rank": np.nan,
+        }))
+    cols = ["prompt_id", "prompt", "chosen_model", "rejected_model", "chosen_text", "rejected_text", "kinship_rank"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def agreement_study(pairs: Mapping[str, pd.DataFrame], ratings: pd.DataFrame, label: str = "overall_score",
+                    min_gap: float = 0.0, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per strategy: how many pairs the judge decides, and how often it sides with the chosen one.
+
+    A pair is *decided* when both responses have a judge label and they differ by more than
+    `min_gap` (AlpacaEval's binary judge: one response beat the reference and the other did not;
+    a score or weighted preference: a gap). `agreement` = agree / decided, with a percentile
+    bootstrap 95% interval over the decided pairs (`n_boot` resamples, seeded). Columns:
+    strategy, records, labelled (both sides have a label), decided, agree, disagree, tie,
+    missing, decided_share, agreement, ci_low, ci_high.
+    """
+    if label not in LABELS:
+        raise AnalysisError(f"agreement label {label!r} is not one of {', '.join(LABELS)}")
+    if not (np.isfinite(min_gap) and min_gap >= 0):
+        raise AnalysisError(f"--min-gap must be a finite number >= 0, not {min_gap}")
+    out = []
+    for k, (strategy, df) in enumerate(pairs.items()):
+        c, r = _side(df, ratings, "chosen")[label].to_numpy(float), _side(df, ratings, "rejected")[label].to_numpy(float)
+        missing = np.isnan(c) | np.isnan(r)
+        gap = np.where(missing, 0.0, c - r)
+        agree, disagree = ~missing & (gap > min_gap), ~missing & (gap < -min_gap)
+        decided = int(agree.sum() + disagree.sum())
+        wins = np.r_[np.ones(int(agree.sum())), np.zeros(int(disagree.sum()))]
+        mean, lo, hi = bootstrap_ci(wins, n_boot, seed + k)
+        out.append({"strategy": strategy, "records": int(len(df)), "labelled": int((~missing).sum()), "decided": decided,
+                    "agree": int(agree.sum()), "disagree": int(disagree.sum()),
+                    "tie": int((~missing).sum()) - decided, "missing": int(missing.sum()),
+                    "decided_share": decided / len(df) if len(df) else float("nan"),
+                    "agreement": mean, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(out)

@@ -18,10 +18,11 @@ from zebra.pipeline import BinarizeConfig, binarize, summary_line
 def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, max_entropy: float | None,
                     entropy_quantile: float | None, reliability_temperature: float,
                     tau_help: str = "admit a pair only if MB-SIM >= tau (default: %(default)s)",
-                    seed_help: str | None = None) -> argparse.ArgumentParser:
+                    seed_help: str | None = None, data: str | None = None) -> argparse.ArgumentParser:
     """A parser with the common flags; the script adds `--output` and its own flags."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=None, help="hub id, .json/.jsonl/.parquet/.arrow file or folder (default: shipped sample)")
+    ap.add_argument("--data", default=data, help="hub id, .json/.jsonl/.parquet/.arrow file or folder, or a long-format "
+                    "pool (one row per response, zebra/pools.py) (default: %(default)s)")
     ap.add_argument("--benchmark", default=benchmark, help="behaviour table CSV (default: %(default)s)")
     ap.add_argument("--tau", type=float, default=tau, help=tau_help)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
@@ -29,7 +30,57 @@ def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, m
     ap.add_argument("--max-entropy", type=float, default=max_entropy, help="drop pairs whose benchmark-vote entropy (nats) is above this")
     ap.add_argument("--entropy-quantile", type=float, default=entropy_quantile, help="drop pairs above this entropy quantile of the run (0.5: seed 003)")
     ap.add_argument("--reliability-temperature", type=float, default=reliability_temperature, help="softmax temperature of `weight` (default: %(default)s)")
+    add_pool_flags(ap)
     return ap
+
+
+POOL_FLAGS = ("format", "instruction_field", "model_field", "response_field", "source_field", "score_field",
+              "model_names", "judgments", "judgment_kind", "judgment_model_field", "judgment_value_field")
+
+
+def add_pool_flags(ap: argparse.ArgumentParser, several_k: bool = False) -> None:
+    """Flags of a long-format pool (zebra.pools.PoolOptions); unset ones come from the pool's pool.json.
+
+    `several_k`: --models-per-prompt takes several values, each K or `all` (analyze.py's study).
+    """
+    g = ap.add_argument_group("long-format pools (one row per response; zebra/pools.py)")
+    g.add_argument("--format", default="auto", choices=["auto", "ultrafeedback", "long"], help="auto: long when the "
+                   "folder has a pool.json or the first record has the model and response fields (default: %(default)s)")
+    for name, default in (("instruction", "instruction"), ("model", "generator"), ("response", "output"), ("source", "dataset")):
+        g.add_argument(f"--{name}-field", default=None, help=f"pool field of the {name} (default: {default})")
+    g.add_argument("--score-field", default=None, help="a per-response score column of the pool (larger = better)")
+    g.add_argument("--model-names", default=None, help="CSV: pool name,behaviour-table name (header row; a name mapped twice is an error)")
+    g.add_argument("--judgments", default=None, help="per-response labels: pairwise vs a reference (AlpacaEval's annotations) or scores")
+    g.add_argument("--judgment-kind", default=None, choices=["pairwise", "score"], help="pairwise: value in [1, 2] (0 = draw); score: any number (default: pairwise)")
+    g.add_argument("--judgment-model-field", default=None, help="judgments field of the judged model (default: generator_2)")
+    g.add_argument("--judgment-value-field", default=None, help="judgments field of the value (default: preference)")
+    g.add_argument("--judged-only", action="store_true", help="keep only responses that have a label")
+    if several_k:
+        g.add_argument("--models-per-prompt", nargs="+", default=["all"], metavar="K",
+                       help="draw K responses per prompt; several values (e.g. 4 all) run the agreement study once each")
+    else:
+        g.add_argument("--models-per-prompt", type=int, default=None, metavar="K",
+                       help="draw K responses per prompt (sha256 of --seed, prompt, model; default: all)")
+
+
+def pool_flag_args(args: argparse.Namespace) -> list[str]:
+    """The pool flags of `args` that differ from their defaults, as a command line (to pass on)."""
+    out = [] if args.format == "auto" else ["--format", args.format]
+    for name in POOL_FLAGS[1:]:
+        if getattr(args, name) is not None:
+            out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    return out + (["--judged-only"] if args.judged_only else [])
+
+
+def pool_options(args: argparse.Namespace):
+    """The PoolOptions of parsed add_pool_flags flags; the draw uses the script's --seed."""
+    from zebra.pools import PoolOptions
+
+    return PoolOptions(format=args.format, instruction_field=args.instruction_field, model_field=args.model_field,
+                       response_field=args.response_field, source_field=args.source_field, score_field=args.score_field,
+                       model_names=args.model_names, judgments=args.judgments, judgment_kind=args.judgment_kind,
+                       judgment_model_field=args.judgment_model_field, judgment_value_field=args.judgment_value_field,
+                       judged_only=args.judged_only, models_per_prompt=args.models_per_prompt, seed=args.seed)
 
 
 def run_binarize(strategy: str, output: str, args: argparse.Namespace, **settings: Any) -> None:
@@ -37,7 +88,7 @@ def run_binarize(strategy: str, output: str, args: argparse.Namespace, **setting
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     common = {"data": args.data, "benchmark": args.benchmark, "seed": args.seed, "limit": args.limit,
               "max_entropy": args.max_entropy, "entropy_quantile": args.entropy_quantile,
-              "reliability_temperature": args.reliability_temperature}
+              "reliability_temperature": args.reliability_temperature, "pool": pool_options(args)}
     if args.tau is not None:  # the baseline takes --tau only so every script accepts the same flags
         common["tau"] = args.tau
     try:

@@ -38,13 +38,22 @@ class DataError(ZebraError):
     """Data that cannot be used; the message is one line naming the file and field."""
 
 
-def load_ultrafeedback(source: str | Path | None = None, split: str = "train", limit: int | None = None):
-    """Load UltraFeedback-schema data as a `datasets.Dataset` (the shipped sample by default)."""
+def load_ultrafeedback(source: str | Path | None = None, split: str = "train", limit: int | None = None,
+                       pool=None):
+    """Load UltraFeedback-schema data as a `datasets.Dataset` (the shipped sample by default).
+
+    A long-format pool (one row per response, zebra.pools) is read by zebra.pools.load_pool,
+    with `pool` (a zebra.pools.PoolOptions) saying how, and comes back in this schema.
+    """
     import datasets  # imported here so that `--help` and table-only work stay fast
+
+    from zebra.pools import is_long, load_pool
 
     source = SAMPLE if source is None else source
     path = Path(source)
-    if path.is_file():
+    if is_long(source, pool):
+        ds = load_pool(source, pool, limit).dataset
+    elif path.is_file():
         builder = _BUILDERS.get("".join(path.suffixes[-1:]).lower())
         if builder is None:
             raise DataError(f"{path}: unknown data format; use .json, .jsonl, .parquet or .arrow")
@@ -205,6 +214,8 @@ class Batch:
         if "annotations" not in self.flat.type.names:
             raise DataError("completions have no 'annotations' field; --score mean-rating needs it")
         ann = self.flat.field("annotations")
+        if not pa.types.is_struct(ann.type):  # `annotations: {}` in every row loads as Arrow's JSON type
+            raise DataError("completions' 'annotations' hold no aspect ratings; --score mean-rating needs them")
         out = []
         for aspect in ASPECTS:
             if aspect not in ann.type.names or "Rating" not in ann.field(aspect).type.names:

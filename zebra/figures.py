@@ -225,3 +225,29 @@ def plot_agreement(summary: pd.DataFrame, path: str | Path, dpi: int = DPI) -> P
     ax2.set_title("overall_score outcomes", fontsize=10)
     ax2.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     return _save(fig, path, dpi)
+
+
+def plot_agreement_study(study: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path:
+    """The agreement study (zebra.analysis.agreement_study): per strategy and --models-per-prompt,
+    the share of decided pairs on which the judge prefers the chosen response, bootstrap 95% CI,
+    and how many pairs the judge decides (bar labels)."""
+    ks = list(dict.fromkeys(study["models_per_prompt"].astype(str)))
+    strategies = list(dict.fromkeys(study["strategy"]))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / max(len(ks), 1)
+    x = np.arange(len(strategies))
+    for j, k in enumerate(ks):
+        part = study[study["models_per_prompt"].astype(str) == k].set_index("strategy").reindex(strategies)
+        err = np.vstack([part["agreement"] - part["ci_low"], part["ci_high"] - part["agreement"]])
+        pos = x + (j - (len(ks) - 1) / 2) * width
+        ax.bar(pos, part["agreement"], width, yerr=np.nan_to_num(err), capsize=3, label=f"K = {k}")
+        for p, a, n in zip(pos, part["agreement"], part["decided"]):
+            if np.isfinite(a):
+                ax.text(p, 0.02, f"n={int(n)}", ha="center", va="bottom", fontsize=7, rotation=90, color="white")
+    ax.axhline(0.5, color="grey", ls="--", lw=1)
+    ax.set_xticks(x, strategies, rotation=12, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("judge agrees / decided pairs")
+    ax.set_title("Does the judge prefer ZEBRA's chosen response? (95% bootstrap CI; n = decided pairs)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path, dpi)

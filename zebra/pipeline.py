@@ -24,6 +24,7 @@ from zebra.behaviour import BehaviourTable, read_benchmark
 from zebra.data import (Batch, batch_source, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback,
                         to_batch)
 from zebra.errors import ZebraError
+from zebra.pools import PoolOptions, is_long, load_pool
 from zebra.records import RecordWriter, make_parent, output_format, write_json_atomic
 from zebra.reliability import TEMPERATURE, PairReliability
 from zebra.reliability import check_settings as check_reliability_settings
@@ -55,6 +56,9 @@ class BinarizeConfig:
     max_entropy: float | None = None  # keep pairs with entropy <= this (nats, 0 … ln 2)
     entropy_quantile: float | None = None  # or: the cut is this quantile of the run's pairs (seed 003: 0.5)
     reliability_temperature: float = TEMPERATURE
+    # How to read a long-format pool (zebra.pools): field names, --model-names, --judgments,
+    # --models-per-prompt. None: defaults (and the folder's pool.json); UltraFeedback ignores it.
+    pool: PoolOptions | None = None
 
 
 @dataclass
@@ -333,7 +337,13 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
     check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
     t0 = time.perf_counter()
     table = read_benchmark(cfg.benchmark)
-    ds = batch_source(load_ultrafeedback(cfg.data, limit=cfg.limit))  # the file names, not the memory map
+    pool_report = None
+    if is_long(cfg.data, cfg.pool):  # one row per response: zebra.pools makes UltraFeedback rows of it
+        pool = load_pool(cfg.data, cfg.pool, cfg.limit)
+        ds, pool_report = pool.dataset, pool.report
+    else:
+        ds = load_ultrafeedback(cfg.data, limit=cfg.limit)
+    ds = batch_source(ds)  # the file names, not the memory map
     t_load = time.perf_counter() - t0
     counts = Counts()
     extra = [("score_chosen", pa.float64()), ("score_rejected", pa.float64())] if cfg.strategy == "baseline" else []
@@ -378,6 +388,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
                             "excluded_missing_score": list(table.excluded),
                             "mb_sup": dict(zip(table.models, np.round(table.mb_sup, 6).tolist()))},
         "counts": counts.as_dict(),
+        **({"pool": pool_report} if pool_report is not None else {}),
         "reliability": reliability.summary(),
         "seconds": {"load": round(t_load, 3), "select_and_build": round(t_select, 3),
                     "total": round(time.perf_counter() - t0, 3)},

@@ -1,0 +1,185 @@
+"""Long-format pools (zebra.pools): the shipped AlpacaEval pool, other layouts through flags alone,
+the per-prompt draw, and one-line errors for ambiguous input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zebra.pools import PoolError, PoolOptions, is_long, load_pool, read_model_names
+
+ROOT = Path(__file__).resolve().parent.parent
+POOL = ROOT / "data" / "alpaca_eval"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_shipped_pool_reads_with_its_judgments():
+    pool = load_pool(POOL)
+    r = pool.report
+    assert (r["rows"], r["prompts"], r["responses"]) == (4836, 403, 4836)
+    # falcon's 403 judgments ship twice; 24 old-style draws (0) become 1.5; one null is a failure
+    assert (r["judgment_rows"], r["judgment_duplicate_copies"]) == (3627, 403)
+    assert (r["judgment_draws_coded_0"], r["judgment_draws"], r["judge_failures"]) == (24, 27, 1)
+    assert r["labelled_responses"] == 8 * 403 - 1 and r["unmapped_model_names"] == {}
+    assert r["judgment_reference"] == "text_davinci_003"
+    first = pool.dataset[0]
+    assert first["instruction"] == "What are the names of some famous actors that started their careers on Broadway?"
+    by_model = {c["model"]: c["overall_score"] for c in first["completions"]}
+    assert by_model["alpaca-7b"] == 1.0 and by_model["falcon-40b-instruct"] == 2.0
+    assert by_model["vicuna-33b"] is None  # not judged by this judge
+    assert first["source"] == "helpful_base" and len(first["models"]) == 12
+
+
+def test_detection(tmp_path):
+    assert is_long(POOL)
+    assert not is_long(ROOT / "data" / "ultrafeedback_sample.jsonl")
+    assert is_long(POOL / "model_outputs.jsonl")
+    assert not is_long(POOL / "model_outputs.jsonl", PoolOptions(format="ultrafeedback"))
+    other = write_jsonl(tmp_path / "p.jsonl", [{"q": "a", "llm": "m", "text": "t"}])
+    assert not is_long(other) and is_long(other, PoolOptions(model_field="llm", response_field="text"))
+
+
+def test_draw_is_per_prompt_and_independent_of_limit_and_order(tmp_path):
+    rows = [json.loads(line) for line in (POOL / "model_outputs.jsonl").read_text(encoding="utf-8").splitlines()]
+    k4 = PoolOptions(models_per_prompt=4, seed=7)
+    full = load_pool(POOL, k4).dataset
+    assert all(len(c) == 4 for c in full["completions"])
+    drawn = {row["instruction"]: sorted(c["model"] for c in row["completions"]) for row in full}
+    assert len({tuple(v) for v in drawn.values()}) > 50  # different prompts draw different models
+    limited = load_pool(POOL, k4, limit=10).dataset
+    assert len(limited) == 10 and all(drawn[r["instruction"]] == sorted(c["model"] for c in r["completions"]) for r in limited)
+    shuffled = write_jsonl(tmp_path / "shuffled.jsonl", [rows[i] for i in np.random.default_rng(0).permutation(len(rows))])
+    again = load_pool(shuffled, PoolOptions(models_per_prompt=4, seed=7, model_names=str(POOL / "model_names.csv"))).dataset
+    assert {r["instruction"]: sorted(c["model"] for c in r["completions"]) for r in again} == drawn
+    other_seed = load_pool(POOL, PoolOptions(models_per_prompt=4, seed=8)).dataset
+    assert {r["instruction"]: sorted(c["model"] for c in r["completions"]) for r in other_seed} != drawn
+
+
+def test_judged_only_keeps_the_judges_models():
+    ds = load_pool(POOL, PoolOptions(judged_only=True)).dataset
+    models = {c["model"] for row in ds for c in row["completions"]}
+    assert models == {"gpt-4", "gpt-3.5-turbo", "llama-2-7b-chat", "llama-2-13b-chat", "llama-2-70b-chat",
+                      "wizardlm-13b", "alpaca-7b", "falcon-40b-instruct"}
+    assert all(c["overall_score"] is not None for row in ds for c in row["completions"])
+
+
+def other_layout(tmp_path: Path) -> tuple[Path, Path]:
+    """A pool with its own field names, a score column and names that need a map."""
+    rows = []
+    for p, prompt in enumerate(["Explain tides.", "Write a haiku.", "Sum 2+2."]):
+        for m, (name, score) in enumerate([("GPT4-0314", 9), ("llama2-13b", 6), ("alpaca", 3), ("mystery-model", 8)]):
+            rows.append({"question": prompt, "llm": name, "answer": f"{name} on {prompt} {m}", "judge_score": score - p})
+    data = write_jsonl(tmp_path / "pool.jsonl", rows)
+    names = tmp_path / "names.csv"
+    names.write_text("pool,table\nGPT4-0314,gpt-4\nllama2-13b,llama-2-13b-chat\nalpaca,alpaca-7b\n", encoding="utf-8")
+    return data, names
+
+
+FLAGS = ["--instruction-field", "question", "--model-field", "llm", "--response-field", "answer"]
+
+
+def test_other_layout_through_flags_alone(tmp_path):
+    data, names = other_layout(tmp_path)
+    common = ["--data", str(data), *FLAGS, "--model-names", str(names), "--score-field", "judge_score"]
+    sup = tmp_path / "sup.jsonl"
+    done = subprocess.run([sys.executable, "binarize_score.py", *common, "--output", str(sup)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    recs = [json.loads(line) for line in sup.read_text().splitlines()]
+    assert [r["most_similar_pair"] for r in recs] == [["gpt-4", "llama-2-13b-chat"]] * 3
+    meta = json.loads(Path(f"{sup}.meta.json").read_text())
+    assert meta["counts"]["model_not_in_table"] == {"mystery-model": 3}  # unmapped: counted and named
+    assert meta["pool"]["unmapped_model_names"] == {"mystery-model": 3}
+    base = tmp_path / "base.jsonl"
+    done = subprocess.run([sys.executable, "binarize_baseline.py", *common, "--output", str(base)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    recs = [json.loads(line) for line in base.read_text().splitlines()]
+    assert [r["score_chosen"] for r in recs] == [9, 8, 7] and all(r["most_similar_pair"][0] == "gpt-4" for r in recs)
+
+
+def test_score_judgments_file(tmp_path):
+    data, names = other_layout(tmp_path)
+    judged = write_jsonl(tmp_path / "j.jsonl", [{"question": "Sum 2+2.", "model": "alpaca", "s": 10},
+                                                {"question": "Sum 2+2.", "model": "GPT4-0314", "s": None}])
+    opts = PoolOptions(instruction_field="question", model_field="llm", response_field="answer", model_names=str(names),
+                       judgments=str(judged), judgment_kind="score", judgment_model_field="model", judgment_value_field="s")
+    pool = load_pool(data, opts)
+    row = pool.dataset[2]
+    assert {c["model"]: c["overall_score"] for c in row["completions"]} == {
+        "gpt-4": None, "llama-2-13b-chat": None, "alpaca-7b": 10.0, "mystery-model": None}
+    assert pool.report["judge_failures"] == 1
+
+
+@pytest.mark.parametrize("case, message", [
+    ("model_twice", "rows [1, 3]: model 'gpt-4' (pool names ['a', 'b'] map to it) answers one prompt twice"),
+    ("name_mapped_twice", "row 3: 'a' is mapped twice ('gpt-4' and 'alpaca-7b')"),
+    ("judgment_without_response", "row 1 judges model 'alpaca-7b' on a prompt the pool has no response of it for"),
+    ("judgment_clash", "rows [1, 2] judge 'gpt-4' on one prompt with different values [2.0, 1.0]"),
+    ("judgment_out_of_range", "row 1: preference 3.0 is outside [1, 2]"),
+    ("two_references", "judgments against 2 references"),
+    ("missing_field", "no field 'output' (set --response-field)"),
+    ("k_one", "--models-per-prompt must be an integer of at least 2"),
+])
+def test_ambiguous_input_is_a_one_line_error(tmp_path, case, message):
+    rows = [{"instruction": "p", "generator": "a", "output": "x"}, {"instruction": "p", "generator": "c", "output": "y"},
+            {"instruction": "p", "generator": "b", "output": "z"}]
+    names = tmp_path / "names.csv"
+    names.write_text("pool,table\na,gpt-4\nb,gpt-4\n" if case == "model_twice" else "pool,table\na,gpt-4\nc,alpaca-7b\n")
+    judgments = []
+    opts = {}
+    if case == "model_twice":
+        rows = rows[:1] + rows[1:2] + rows[2:]
+    elif case == "name_mapped_twice":
+        names.write_text("pool,table\na,gpt-4\na,alpaca-7b\n")
+    elif case == "judgment_without_response":
+        judgments = [{"instruction": "other prompt", "generator_2": "c", "preference": 2}]
+    elif case == "judgment_clash":
+        judgments = [{"instruction": "p", "generator_2": "a", "preference": 2}, {"instruction": "p", "generator_2": "a", "preference": 1}]
+    elif case == "judgment_out_of_range":
+        judgments = [{"instruction": "p", "generator_2": "a", "preference": 3}]
+    elif case == "two_references":
+        judgments = [{"instruction": "p", "generator_1": "r1", "generator_2": "a", "preference": 2},
+                     {"instruction": "p", "generator_1": "r2", "generator_2": "c", "preference": 1}]
+    elif case == "missing_field":
+        rows = [{k: v for k, v in r.items() if k != "output"} | {"text": "t"} for r in rows]
+        opts["format"] = "long"
+    elif case == "k_one":
+        opts["models_per_prompt"] = 1
+    data = write_jsonl(tmp_path / "pool.jsonl", rows)
+    if judgments:
+        opts["judgments"] = str(write_jsonl(tmp_path / "j.jsonl", judgments))
+    with pytest.raises(PoolError) as err:
+        load_pool(data, PoolOptions(model_names=str(names), **opts))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_copies_are_dropped_and_counted(tmp_path):
+    row = {"instruction": "p", "generator": "gpt-4", "output": "x"}
+    data = write_jsonl(tmp_path / "pool.jsonl", [row, row, {**row, "generator": "alpaca-7b", "output": "y"}])
+    judged = write_jsonl(tmp_path / "j.jsonl", [{"instruction": "p", "generator_2": "gpt-4", "preference": 0.0}] * 2)
+    pool = load_pool(data, PoolOptions(judgments=str(judged)))
+    assert pool.report["duplicate_row_copies"] == 1 and pool.report["judgment_duplicate_copies"] == 1
+    assert [c["overall_score"] for c in pool.dataset[0]["completions"]] == [1.5, None]  # AlpacaEval's 0 = a draw
+
+
+def test_script_error_is_one_line(tmp_path):
+    data = write_jsonl(tmp_path / "pool.jsonl", [{"instruction": "p", "generator": "gpt-4", "output": "x"},
+                                                 {"instruction": "p", "generator": "gpt-4", "output": "y"}])
+    out = tmp_path / "o.json"
+    done = subprocess.run([sys.executable, "binarize_combined.py", "--data", str(data), "--output", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr and not out.exists()
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {data}: rows [1, 2]: model 'gpt-4' answers")
+
+
+def test_model_names_file():
+    names = read_model_names(POOL / "model_names.csv")
+    assert len(names) == 12 and names["gpt4"] == "gpt-4" and names["oasst-sft-pythia-12b"] == "pythia-12b"
