@@ -13,8 +13,9 @@ JSON (0.3 and 0.4 formats) and this project's `evaluate.py` summary.json.
     # your pool's models evaluated by this project (evaluate.py --output-dir evals/<model>), plus lm-eval files
     python build_table.py --evaluate evals --lm-eval results/ --missing drop-task --output out/my_table.csv
 
-    # the study in the README: this table vs the paper's, on the same prompts
-    python build_table.py study --table model_aware/lm_eval_table.csv --output out/lm_eval_study
+    # the study in the README: this table vs the paper's on the shipped real pool (AlpacaEval, GPT-4 judged)
+    python build_table.py study --table model_aware/lm_eval_table.csv --judged-only --models-per-prompt 4 all \
+        --output out/lm_eval_study
 
 One row per model (its `pretrained=` name, or `--model-names`' name), one column per task, fractions
 in [0, 1] as the files give them. Beside the CSV, `<name>.provenance.json` names the file and JSON
@@ -48,8 +49,12 @@ ON_CONFLICT = "error"  # two files disagreeing on one model/task stop the run; f
 
 # The study: which table it compares against, and the binarize settings (the scripts' defaults).
 PAPER_TABLE = "model_aware/benchmark.csv"
+STUDY_DATA = "data/alpaca_eval"  # the shipped real pool (zebra/pools.py), GPT-4 judged
 STUDY_STRATEGIES = ("sup", "sim")
 TAU = 0.1  # paper §3.6, as binarize_*.py
+SEED = 42  # the --models-per-prompt draw: binarize_*.py's and analyze.py's POOL_SEED, so the pools match
+MIN_GAP = 0.0  # as analyze.py agreement: any judge-label difference decides a pair
+N_BOOT = 2000  # bootstrap resamples of the agreement interval
 
 
 def build_main(argv: list[str]) -> None:
@@ -97,11 +102,24 @@ def study_main(argv: list[str]) -> None:
     )
     ap.add_argument("--table", required=True, help="the built table (e.g. model_aware/lm_eval_table.csv)")
     ap.add_argument("--paper", default=PAPER_TABLE, help="the table to compare with (default: %(default)s)")
-    ap.add_argument("--data", default=None, help="the pool, as binarize_*.py --data (default: the shipped sample)")
+    ap.add_argument("--data", default=STUDY_DATA, help="the pool, as binarize_*.py --data (default: %(default)s)")
     ap.add_argument("--tau", type=float, default=TAU, help="(default: %(default)s)")
+    ap.add_argument("--models-per-prompt", nargs="+", default=["all"], metavar="K",
+                    help="long-format pool: draw K responses per prompt, each K or `all` (default: all)")
+    ap.add_argument("--judged-only", action="store_true", help="long-format pool: keep only responses with a GPT-4 label")
+    ap.add_argument("--seed", type=int, default=SEED, help="the K draw (default: %(default)s)")
+    ap.add_argument("--min-gap", type=float, default=MIN_GAP, help="a judge-label gap above this decides a pair (default: %(default)s)")
+    ap.add_argument("--n-boot", type=int, default=N_BOOT, help="(default: %(default)s)")
     ap.add_argument("--output", required=True, help="folder for both tables' pairs and study.json")
     args = ap.parse_args(argv)
-    result = lmeval_study.run_study(args.table, args.paper, args.data, args.output, STUDY_STRATEGIES, args.tau)
+    ks = []
+    for v in args.models_per_prompt:
+        if v.lower() != "all" and not (v.isdigit() and int(v) >= 2):
+            raise lmeval.ResultFileError(f"--models-per-prompt {v!r}: give integers >= 2 or 'all'")
+        ks.append(None if v.lower() == "all" else int(v))
+    result = lmeval_study.run_study(args.table, args.paper, args.data, args.output, STUDY_STRATEGIES, args.tau,
+                                    ks=ks, judged_only=args.judged_only, seed=args.seed, min_gap=args.min_gap,
+                                    n_boot=args.n_boot)
     print(lmeval_study.format_study(result))
 
 

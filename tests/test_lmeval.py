@@ -49,7 +49,7 @@ def parsed(model, tasks, path="x.json"):
 
 
 def run_script(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / "build_table.py"), *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, str(Path(cwd) / "build_table.py"), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -403,10 +403,17 @@ def test_script_errors_are_one_line(tmp_path):
 
 
 def test_fresh_clone_command_then_binarize(tmp_path):
-    """The README's one command, from a copy holding only tracked inputs, then SUP with the table."""
-    table = tmp_path / "lm_eval_table.csv"
-    proc = run_script("--lm-eval", UF, "--model-names", UF_NAMES, "--output", table)
+    """The README's one command in a folder holding only what a clone has (the script, the package,
+    the shipped result files), then SUP on the shipped pool with the table it wrote."""
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT / "zebra", clone / "zebra", ignore=shutil.ignore_patterns("__pycache__", "nltk_data"))
+    shutil.copytree(UF, clone / "data" / "lm_eval_results")
+    shutil.copy(ROOT / "build_table.py", clone)
+    proc = run_script("--lm-eval", "data/lm_eval_results", "--model-names", "data/lm_eval_results/ultrafeedback_names.csv",
+                      "--output", "model_aware/lm_eval_table.csv", cwd=clone)
     assert proc.returncode == 0, proc.stderr
+    table = clone / "model_aware" / "lm_eval_table.csv"
+    assert table.read_bytes() == (ROOT / "model_aware" / "lm_eval_table.csv").read_bytes()
     out = tmp_path / "sup.json"
     proc = subprocess.run([sys.executable, str(ROOT / "binarize_score.py"), "--benchmark", str(table), "--output", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -460,12 +467,19 @@ def test_study_runs_on_a_small_pool(tmp_path):
     saved = json.loads((tmp_path / "study" / "study.json").read_text())
     assert saved["shared_models"] == result["shared_models"] and len(saved["shared_models"]) == 8
     for variant in ("shared", "as_is"):
-        p = saved["comparisons"][f"{variant}/sup"]["pairs"]
-        a = read_records_count(tmp_path / "study" / variant / "a_sup.json")
-        assert p["pairs_a"] == a and p["same"] + p["changed"] == p["prompts_both"]
-        g = saved["comparisons"][f"{variant}/sup"]["gpt4"]["a_all"]
+        entry = saved["comparisons"][f"K=all/{variant}/sup"]
+        p = entry["pairs"]
+        a = read_records_count(tmp_path / "study" / "kall" / variant / "a_sup.json")
+        b = read_records_count(tmp_path / "study" / "kall" / variant / "b_sup.json")
+        assert (p["pairs_a"], p["pairs_b"]) == (a, b) and p["same"] + p["changed"] == p["prompts_both"]
+        g = entry["gpt4"]["a_all"]
         assert g["agree"] + g["disagree"] + g["tie"] + g["missing"] == g["records"] == a
-    assert "| shared | SUP |" in format_study(result)
+        assert g["decided"] == g["agree"] + g["disagree"] and g["agreement"] == pytest.approx(g["agree"] / g["decided"])
+        differ = entry["gpt4"]["a_where_pairs_differ"]["records"]
+        assert differ == p["changed"]  # every prompt of A's is in B's here (B rates a superset of models)
+    # the shared comparison: the same 8 models in both runs, so only the scores differ
+    assert read_benchmark(tmp_path / "study" / "tables" / "b_shared.csv").models == tuple(saved["shared_models"])
+    assert "| all | shared | SUP |" in format_study(result)
 
 
 def read_records_count(path):
