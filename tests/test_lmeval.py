@@ -484,3 +484,23 @@ def test_study_runs_on_a_small_pool(tmp_path):
 
 def read_records_count(path):
     return len(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@pytest.mark.slow
+def test_readme_study_numbers_on_the_real_pool(tmp_path):
+    """The README's study table (judged responses, K = 4 and all), recomputed."""
+    from zebra.lmeval_study import run_study
+
+    r = run_study(str(ROOT / "model_aware" / "lm_eval_table.csv"), str(ROOT / "model_aware" / "benchmark.csv"),
+                  str(ROOT / "data" / "alpaca_eval"), str(tmp_path), ("sup", "sim"), 0.1, ks=(4, None), judged_only=True)
+    assert round(r["spearman_mb_sup"]["shared"], 3) == 0.690 and round(r["spearman_mb_sup"]["as_is"], 3) == 0.786
+    c = r["comparisons"]
+    got = {name: (e["pairs"]["changed"], e["gpt4"]["a_all"]["agree"], e["gpt4"]["a_all"]["decided"],
+                  e["gpt4"]["b_all"]["agree"], e["gpt4"]["b_all"]["decided"]) for name, e in c.items()}
+    assert got["K=4/shared/sup"] == (139, 30, 106, 85, 99)
+    assert got["K=4/shared/sim"] == (133, 35, 98, 72, 102)
+    assert got["K=4/as_is/sup"] == (296, 30, 106, 79, 99)
+    assert got["K=4/as_is/sim"] == (142, 35, 98, 60, 124)
+    assert got["K=all/shared/sup"] == (403, 12, 215, 61, 73)
+    assert got["K=all/as_is/sup"] == (403, 12, 215, 38, 50)
+    assert got["K=all/shared/sim"][1:] == got["K=all/as_is/sim"][1:] == (61, 72, 63, 87)
