@@ -2,9 +2,7 @@
 on real files, MMLU group aggregation, metric choice, names, every error, evaluate.py summaries, and
 the round trip into read_benchmark and a binarize run."""
 
-import csv
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -340,8 +338,11 @@ def test_evaluate_summary_path(tmp_path):
     assert table.cells[("org/a", "ifeval")].metric == "prompt_level_strict_acc"
     assert table.value("org/b", "ifeval") == 0.5 and table.value("org/a+dpo-sup", "mmlu_stem") == 1.0
     assert table.cells[("org/b", "ifeval")].key == 'results["ifeval"]["prompt_level_strict_acc"]'
-    inst = build(files, overrides={"ifeval": "inst_level_strict_acc"})
+    inst = build(files, overrides={"ifeval": "inst_level_strict_acc", "arc_challenge": "acc"})
     assert inst.value("org/a", "ifeval") == 0.625  # 5 of 8 instructions
+    assert inst.cells[("org/b", "arc_challenge")].metric == "accuracy"  # `acc` is evaluate.py's `accuracy`
+    with pytest.raises(lmeval.ResultFileError, match="has no metric 'acc_norm'"):
+        build(files, overrides={"arc_challenge": "acc_norm"})
 
 
 def test_evaluate_and_lm_eval_mixed_column_is_noted(tmp_path):

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from zebra.errors import ZebraError
-from zebra.records import _tmp_path, make_parent
+from zebra.records import make_parent
 
 log = logging.getLogger(__name__)
 
@@ -426,6 +426,8 @@ def build_table(
             if metric is None:
                 no_metric[task].add(rf.path)
                 continue
+            if rf.format == FORMAT_EVALUATE and metric == "acc" and "acc" not in scores:
+                metric = "accuracy"  # evaluate.py's name for it: `--metric arc_challenge=acc` covers both kinds of file
             if metric.split(",")[0] in LOWER_IS_BETTER or (task, metric) in rf.lower_is_better:
                 raise ResultFileError(
                     f"{rf.path}: {task} metric {metric!r} is lower-is-better, but a behaviour table reads higher as "
@@ -566,7 +568,7 @@ def write_table(table: BuiltTable, output: str | Path, settings: Mapping[str, An
     tmps = []
     try:
         for path, content in targets:
-            tmp = _tmp_path(path)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             tmps.append(tmp)
             tmp.write_text(content, encoding="utf-8")
         for (path, _), tmp in zip(targets, tmps):
