@@ -98,6 +98,8 @@ class Run:
         self._pairs = None
         self._dataset = None
         self.ks = parse_ks(args.models_per_prompt)
+        if args.binarized and len(self.ks) > 1:  # one folder holds one draw: which K would it be?
+            raise SystemExit(f"analyze.py: --binarized {args.binarized} holds one draw; give one --models-per-prompt value with it")
 
     def save_frame(self, df, name: str) -> None:
         if not self.args.figures_only:

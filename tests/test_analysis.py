@@ -381,3 +381,11 @@ def test_agreement_study_on_the_shipped_pool(tmp_path, monkeypatch):
     assert (base["agreement"] == 1.0).all() and (base["disagree"] == 0).all()  # chosen by the judge's own label
     assert (study["records"] <= 60).all() and (study["missing"] == 0).all()  # --judged-only: every side has a label
     assert (out / "agreement_study.png").stat().st_size > 5_000
+
+
+def test_binarized_folder_with_several_draws_is_refused(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="holds one draw; give one --models-per-prompt"):
+        _analyze(monkeypatch, "agreement", "--models-per-prompt", "4", "all", "--binarized", str(tmp_path),
+                 "--output", str(tmp_path / "o"))
+    with pytest.raises(SystemExit, match="'1' must be an integer >= 2 or 'all'"):
+        _analyze(monkeypatch, "agreement", "--models-per-prompt", "1", "--output", str(tmp_path / "o"))

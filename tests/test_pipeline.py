@@ -320,7 +320,8 @@ def test_fresh_generated_data_matches_per_row_reading(tmp_path):
 ])
 def test_scripts_from_the_shell(tmp_path, script, args, default_out):
     out = tmp_path / "o.jsonl"
-    proc = subprocess.run([sys.executable, str(ROOT / script), "--output", str(out), "--limit", "80", *args],
+    proc = subprocess.run([sys.executable, str(ROOT / script), "--output", str(out), "--limit", "80", *args,
+                           "--data", str(ROOT / "data" / "ultrafeedback_sample.jsonl")],  # its awkward cases
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout and str(out) in proc.stdout
@@ -331,6 +332,7 @@ def test_scripts_from_the_shell(tmp_path, script, args, default_out):
                                capture_output=True, text=True, timeout=60).stdout
     if "least" not in args:  # the least name is shown only in the docstring
         assert default_out in help_text.replace("\n", "").replace(" ", "")
+    assert "(default: data/alpaca_eval)" in help_text.replace("\n", " ").replace("  ", " ")  # the shipped real pool
 
 
 def test_scripts_bad_input_is_one_line(tmp_path):

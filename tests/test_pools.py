@@ -183,3 +183,27 @@ def test_script_error_is_one_line(tmp_path):
 def test_model_names_file():
     names = read_model_names(POOL / "model_names.csv")
     assert len(names) == 12 and names["gpt4"] == "gpt-4" and names["oasst-sft-pythia-12b"] == "pythia-12b"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])
+def test_other_file_types_read_the_same(tmp_path, suffix):
+    import pandas as pd
+
+    data, names = other_layout(tmp_path)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    path = tmp_path / f"pool{suffix}"
+    if suffix == ".csv":
+        pd.DataFrame(rows).to_csv(path, index=False)
+    elif suffix == ".parquet":
+        pd.DataFrame(rows).to_parquet(path)
+    else:
+        path.write_text(json.dumps(rows))  # a JSON list, as AlpacaEval's model_outputs.json
+    opts = PoolOptions(instruction_field="question", model_field="llm", response_field="answer",
+                       model_names=str(names), score_field="judge_score")
+    assert load_pool(path, opts).dataset.to_list() == load_pool(data, opts).dataset.to_list()
+    # judgments with their own prompt field name
+    judged = write_jsonl(tmp_path / "j.jsonl", [{"prompt": "Write a haiku.", "model": "alpaca", "s": 4}])
+    opts = PoolOptions(instruction_field="question", model_field="llm", response_field="answer", model_names=str(names),
+                       judgments=str(judged), judgment_kind="score", judgment_instruction_field="prompt",
+                       judgment_model_field="model", judgment_value_field="s")
+    assert [c["overall_score"] for c in load_pool(path, opts).dataset[1]["completions"]] == [None, None, 4.0, None]

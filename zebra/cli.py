@@ -35,7 +35,8 @@ def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, m
 
 
 POOL_FLAGS = ("format", "instruction_field", "model_field", "response_field", "source_field", "score_field",
-              "model_names", "judgments", "judgment_kind", "judgment_model_field", "judgment_value_field")
+              "model_names", "judgments", "judgment_kind", "judgment_instruction_field", "judgment_model_field",
+              "judgment_value_field")
 
 
 def add_pool_flags(ap: argparse.ArgumentParser, several_k: bool = False) -> None:
@@ -52,6 +53,7 @@ def add_pool_flags(ap: argparse.ArgumentParser, several_k: bool = False) -> None
     g.add_argument("--model-names", default=None, help="CSV: pool name,behaviour-table name (header row; a name mapped twice is an error)")
     g.add_argument("--judgments", default=None, help="per-response labels: pairwise vs a reference (AlpacaEval's annotations) or scores")
     g.add_argument("--judgment-kind", default=None, choices=["pairwise", "score"], help="pairwise: value in [1, 2] (0 = draw); score: any number (default: pairwise)")
+    g.add_argument("--judgment-instruction-field", default=None, help="judgments field of the prompt (default: as the pool's)")
     g.add_argument("--judgment-model-field", default=None, help="judgments field of the judged model (default: generator_2)")
     g.add_argument("--judgment-value-field", default=None, help="judgments field of the value (default: preference)")
     g.add_argument("--judged-only", action="store_true", help="keep only responses that have a label")
@@ -79,6 +81,7 @@ def pool_options(args: argparse.Namespace):
     return PoolOptions(format=args.format, instruction_field=args.instruction_field, model_field=args.model_field,
                        response_field=args.response_field, source_field=args.source_field, score_field=args.score_field,
                        model_names=args.model_names, judgments=args.judgments, judgment_kind=args.judgment_kind,
+                       judgment_instruction_field=args.judgment_instruction_field,
                        judgment_model_field=args.judgment_model_field, judgment_value_field=args.judgment_value_field,
                        judged_only=args.judged_only, models_per_prompt=args.models_per_prompt, seed=args.seed)
 

@@ -40,7 +40,8 @@ Instance labels, optional, by one of:
 - `--judgments FILE --judgment-kind score`: plain per-response scores (any finite number,
   larger = better; null = no label, counted).
 - `--score-field NAME`: a per-response score column in the pool file itself.
-Judgment rows are matched to responses by exact prompt text and (mapped) model name. Identical
+A judgments file names its fields with `--judgment-instruction-field` (default: the pool's
+instruction field), `--judgment-model-field` and `--judgment-value-field`. Judgment rows are matched to responses by exact prompt text and (mapped) model name. Identical
 copies of a judgment row (AlpacaEval ships falcon-40b-instruct's twice) are dropped and counted;
 two different values for one response, or a judgment for a response the pool does not hold, is
 an error naming the file and row.
@@ -114,6 +115,7 @@ class PoolOptions:
     model_names: str | None = None  # CSV: pool name, behaviour-table name
     judgments: str | None = None
     judgment_kind: str | None = None  # pairwise | score
+    judgment_instruction_field: str | None = None  # None: the same name as instruction_field
     judgment_model_field: str | None = None
     judgment_value_field: str | None = None
     judgment_reference_field: str | None = None  # pairwise only; absent from the file = not checked
@@ -177,7 +179,7 @@ def resolve(source: str | Path, options: PoolOptions) -> tuple[list[Path], PoolO
         files = [path]
     for f in files:
         if not f.is_file():
-            raise PoolError(f"{f}: no such file (named by {path / MANIFEST})")
+            raise PoolError(f"{f}: no such file" + (f" (named by {path / MANIFEST})" if manifest is not None else ""))
     return files, options
 
 
@@ -325,8 +327,9 @@ def _judgments(path: Path, options: PoolOptions, names: dict[str, str], report: 
         raise PoolError(f"--judgment-kind must be one of {', '.join(JUDGMENT_KINDS)}, not {kind!r}")
     df = _read_rows(path)
     where = str(path)
-    inst, model, value = options.get("instruction_field"), options.get("judgment_model_field"), options.get("judgment_value_field")
-    _require(df, where, {"--instruction-field": inst, "--judgment-model-field": model, "--judgment-value-field": value})
+    inst = options.judgment_instruction_field or options.get("instruction_field")
+    model, value = options.get("judgment_model_field"), options.get("judgment_value_field")
+    _require(df, where, {"--judgment-instruction-field": inst, "--judgment-model-field": model, "--judgment-value-field": value})
     rows = np.arange(len(df)) + 1
     out = pd.DataFrame({"instruction": _strings(df[inst], where, inst, rows),
                         "model": [names.get(m, m) for m in _strings(df[model], where, model, rows)],
@@ -452,7 +455,6 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
         pool.loc[merged["index"].astype(int).to_numpy(), "label"] = merged["label"].to_numpy()
         pool["label"] = pool["label"].astype(float)
     labelled = bool(options.judgments or score)
-    report["labelled_responses"] = int(pool["label"].notna().sum()) if labelled else 0
     if options.judged_only:
         if not labelled:
             raise PoolError("--judged-only needs labels: give --judgments or --score-field")
@@ -473,6 +475,7 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
     ds = datasets.Dataset(_to_arrow(pool, labelled))
     report["prompts"] = len(ds)
     report["responses"] = int(len(pool))
+    report["labelled_responses"] = int(pool["label"].notna().sum()) if labelled else 0
     report["models"] = dict(Counter(pool["model"]).most_common())
     log.info("pool %s: %d prompts, %d responses%s", source, report["prompts"], report["responses"],
              f", {report['labelled_responses']} labelled" if labelled else "")
