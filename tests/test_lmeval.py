@@ -505,3 +505,19 @@ def test_readme_study_numbers_on_the_real_pool(tmp_path):
     assert got["K=all/shared/sup"] == (403, 12, 215, 61, 73)
     assert got["K=all/as_is/sup"] == (403, 12, 215, 38, 50)
     assert got["K=all/shared/sim"][1:] == got["K=all/as_is/sim"][1:] == (61, 72, 63, 87)
+
+
+@pytest.mark.slow
+def test_readme_pairs_changed_on_the_whole_real_pool(tmp_path):
+    """The README's pairs-changed table (every response, K = 4 and all), recomputed."""
+    from zebra.lmeval_study import run_study
+
+    r = run_study(str(ROOT / "model_aware" / "lm_eval_table.csv"), str(ROOT / "model_aware" / "benchmark.csv"),
+                  str(ROOT / "data" / "alpaca_eval"), str(tmp_path), ("sup", "sim"), 0.1, ks=(4, None))
+    got = {name: tuple(e["pairs"][k] for k in ("pairs_a", "pairs_b", "prompts_both", "same", "changed", "swapped"))
+           for name, e in r["comparisons"].items()}
+    assert got["K=4/shared/sup"] == (282, 328, 282, 154, 128, 81)
+    assert got["K=4/shared/sim"] == (282, 328, 282, 154, 128, 76)
+    assert got["K=4/as_is/sup"] == (282, 402, 282, 65, 217, 28)
+    assert got["K=4/as_is/sim"] == (282, 402, 282, 93, 189, 16)
+    assert {got[f"K=all/{v}/{s}"] for v in ("shared", "as_is") for s in ("sup", "sim")} == {(403, 403, 403, 0, 403, 0)}
