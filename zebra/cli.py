@@ -8,11 +8,14 @@ package's one module that knows about argparse and prints, because it is the scr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 from zebra.errors import ZebraError
 from zebra.pipeline import BinarizeConfig, binarize, summary_line
+from zebra.pipeline import default_output as pipeline_default_output
 
 
 def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, max_entropy: float | None,
@@ -24,24 +27,39 @@ def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, m
     ap.add_argument("--data", default=None, help="hub id, .json/.jsonl/.parquet/.arrow file or folder (default: shipped sample)")
     ap.add_argument("--benchmark", default=benchmark, help="behaviour table CSV (default: %(default)s)")
     ap.add_argument("--tau", type=float, default=tau, help=tau_help)
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
-    ap.add_argument("--seed", type=int, default=seed, help=seed_help)
-    ap.add_argument("--max-entropy", type=float, default=max_entropy, help="drop pairs whose benchmark-vote entropy (nats) is above this")
-    ap.add_argument("--entropy-quantile", type=float, default=entropy_quantile, help="drop pairs above this entropy quantile of the run (0.5: seed 003)")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts (default: all)")
+    ap.add_argument("--seed", type=int, default=seed, help=seed_help or "unused: this strategy draws nothing at random "
+                    "(default: %(default)s)")
+    ap.add_argument("--max-entropy", type=float, default=max_entropy, help="drop pairs whose benchmark-vote entropy (nats) is above this (default: no cut)")
+    ap.add_argument("--entropy-quantile", type=float, default=entropy_quantile, help="drop pairs above this entropy quantile of the run, 0.5: seed 003 (default: no cut)")
     ap.add_argument("--reliability-temperature", type=float, default=reliability_temperature, help="softmax temperature of `weight` (default: %(default)s)")
     return ap
 
 
-def run_binarize(strategy: str, output: str, args: argparse.Namespace, **settings: Any) -> None:
-    """Binarize with the common flags plus a script's own `settings`; one-line errors, one-line summary."""
+def output_help(base: str, example: str) -> str:
+    """--output's help: the default name and how the run's settings extend it (pipeline.default_output)."""
+    ext = Path(base).suffix
+    return (f".json, .jsonl or .parquet (default: {base}; settings that change the pairs, when not the "
+            f"defaults, are added to the name: ….{example}{ext})")
+
+
+def run_binarize(strategy: str, output: str | None, args: argparse.Namespace, default_output: str = "",
+                 **settings: Any) -> None:
+    """Binarize with the common flags plus a script's own `settings`; one-line errors, one-line summary.
+
+    `output` None: `default_output` extended by the settings that change the pairs, so two
+    differently-set runs never write the same default file."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     common = {"data": args.data, "benchmark": args.benchmark, "seed": args.seed, "limit": args.limit,
               "max_entropy": args.max_entropy, "entropy_quantile": args.entropy_quantile,
               "reliability_temperature": args.reliability_temperature}
     if args.tau is not None:  # the baseline takes --tau only so every script accepts the same flags
         common["tau"] = args.tau
+    cfg = BinarizeConfig(strategy, output or default_output, **common, **settings)
+    if output is None:
+        cfg = dataclasses.replace(cfg, output=pipeline_default_output(default_output, cfg))
     try:
-        meta = binarize(BinarizeConfig(strategy, output, **common, **settings))
+        meta = binarize(cfg)
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
     print(summary_line(meta))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 import time
 import warnings
 from collections import Counter
@@ -55,6 +56,48 @@ class BinarizeConfig:
     max_entropy: float | None = None  # keep pairs with entropy <= this (nats, 0 … ln 2)
     entropy_quantile: float | None = None  # or: the cut is this quantile of the run's pairs (seed 003: 0.5)
     reliability_temperature: float = TEMPERATURE
+
+
+# Which settings a strategy reads (the others are ignored, so the meta file and default names
+# leave them out); every setting not named here applies to every strategy.
+_SIM_BASED = ("sup", "sim", "sim_least", "sup_sim")
+APPLIES_TO = {"tau": _SIM_BASED, "rank_weight": ("sup_sim",), "similarity_weight": ("sup_sim",),
+              "seed": ("baseline",), "score": ("baseline",), "drop_sources": ("baseline",), "only_rated": ("baseline",)}
+# The settings that change which pairs (or weights) a run writes, in the order a default output
+# name lists them, each with the value that leaves it out of the name (the paper's, or the scripts').
+NAMED_SETTINGS = {"data": None, "tau": 0.1, "rank_weight": 0.5, "similarity_weight": 0.5, "score": "overall",
+                  "seed": 42, "drop_sources": ("truthful_qa",), "only_rated": False, "max_entropy": None,
+                  "entropy_quantile": None, "reliability_temperature": TEMPERATURE, "limit": None}
+
+
+def applies(setting: str, strategy: str) -> bool:
+    return strategy in APPLIES_TO.get(setting, (strategy,))
+
+
+def default_output(base: str, cfg: BinarizeConfig) -> str:
+    """`base` with the run's pair-changing settings that differ from the defaults inserted before
+    the extension, so that two runs with different pairs never share a default file:
+    UltraFeedback.baseline.json → UltraFeedback.baseline.score-mean-rating.limit-40.json."""
+    parts = []
+    for name, default in NAMED_SETTINGS.items():
+        value = getattr(cfg, name)
+        if not applies(name, cfg.strategy) or value == default:
+            continue
+        if name == "data":  # the dataset's own name: a hub id's last part, a file's stem
+            value = Path(str(value).rstrip("/")).name
+            value = value.rsplit(".", 1)[0] if "." in value else value
+        if value is True:
+            parts.append(name)
+            continue
+        if isinstance(value, tuple):
+            value = "+".join(value) or "none"
+        elif isinstance(value, float):
+            value = format(value, "g")
+        parts.append(f"{name}-{re.sub(r'[^A-Za-z0-9_.+-]+', '-', str(value)).strip('-')}")
+    path = Path(base)
+    if not parts:
+        return base
+    return str(path.with_name(f"{path.stem}.{'.'.join(parts)}{path.suffix}"))
 
 
 @dataclass
@@ -372,7 +415,8 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         log.warning("responses skipped, model has a missing score in %s: %s", cfg.benchmark,
                     ", ".join(f"{m} ({c})" for m, c in counts.model_missing_score.most_common()))
     meta = {
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
+                     if applies(k, cfg.strategy)},
         "data": str(cfg.data) if cfg.data is not None else "shipped sample (data/ultrafeedback_sample.jsonl)",
         "behaviour_table": {"models": list(table.models), "benchmarks": list(table.benchmarks),
                             "excluded_missing_score": list(table.excluded),
