@@ -1,4 +1,4 @@
-"""RLAIF baseline (Table 1's "Baseline"): pairs chosen by UltraFeedback's GPT-4 instance scores.
+r"""RLAIF baseline (Table 1's "Baseline"): pairs chosen by UltraFeedback's GPT-4 instance scores.
 
     # on the shipped sample (no network), writing model_aware/UltraFeedback.baseline.json
     python binarize_baseline.py

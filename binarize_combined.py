@@ -1,4 +1,4 @@
-"""SUP+SIM (hybrid, "Aqs"): the pair that best trades model quality against behaviour similarity.
+r"""SUP+SIM (hybrid, "Aqs"): the pair that best trades model quality against behaviour similarity.
 
     # on the shipped sample (no network), with the weights below
     python binarize_combined.py

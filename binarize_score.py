@@ -1,4 +1,4 @@
-"""SUP (superiority-first, "Aq"): chosen = the top MB-SUP model's response, rejected = the second's.
+r"""SUP (superiority-first, "Aq"): chosen = the top MB-SUP model's response, rejected = the second's.
 
     # on the shipped sample (no network), writing model_aware/UltraFeedback.similarity.anchor.json
     python binarize_score.py

@@ -1,4 +1,4 @@
-"""SIM (similarity-first, "As"): the most behaviour-alike pair of models; chosen = higher MB-SUP.
+r"""SIM (similarity-first, "As"): the most behaviour-alike pair of models; chosen = higher MB-SUP.
 
     # on the shipped sample (no network)
     python binarize_similarity.py                  # most similar pair (the paper's SIM)
