@@ -244,7 +244,7 @@ def run_tfidf(run: Run) -> dict:
     pairs = run.pairs()
     if "SIM" not in pairs or "SIM-least" not in pairs:
         raise SystemExit(f"analyze.py tfidf: needs the SIM and SIM-least outputs (sim, sim_least) in {run.args.binarized}")
-    result, per_record = tfidf_check(pairs["SIM"], pairs["SIM-least"], run.args.n_boot, run.args.seed)
+    result, per_record = tfidf_check(pairs["SIM"], pairs["SIM-least"], run.args.n_boot, run.args.seed, progress=True)
     run.save_frame(per_record, "tfidf_pairs.csv")
     run.save_json({**result, "paper": {"most": 0.4623, "least": 0.4129}}, "tfidf.json")
     plot_tfidf(per_record, result, run.figure("tfidf.png"), run.args.dpi)
