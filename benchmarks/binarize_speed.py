@@ -258,6 +258,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     work = data_dir / "work"
     work.mkdir(exist_ok=True)
     load_before = os.getloadavg()
+    t_start = time.perf_counter()
     results: dict[str, Any] = {"rows": args.rows, "scales": list(args.scales), "modes": list(args.modes),
                                "response_words": args.response_words, "constructors": list(args.constructors),
                                "batch_size": BATCH_SIZE, "machine": machine(), "versions": versions(),
@@ -311,6 +312,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(warm_cache, ignore_errors=True)  # GBs at 10×
         results["sizes"][str(scale)] = size
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    # the whole run's wall time (data generation, cache fills and pair checks included): README's run time
+    results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     # every child's peak RSS is at least this (see measure()): it should be a few tens of MB
     results["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["summary"] = summarise(results)

@@ -115,6 +115,9 @@ def test_benchmark_runs_on_a_tiny_size(tmp_path):
     assert result["sizes"]["1"]["modes"]["warm"]["select"]["sup"]["stage_seconds"]["select"] >= 0
     assert {(r["mode"], r["constructor"]) for r in result["summary"]["rows"]} == {("cold", "sup"), ("warm", "sup")}
     assert "sup: wrote" not in done.stdout and "speedup" in done.stdout  # the table was printed
+    assert result["partial"] is True and result["wall_seconds"] >= sum(
+        run["seconds"] for mode in ("cold", "warm") for run in (result["sizes"]["1"]["modes"][mode]["fast"]["sup"],
+                                                                  result["sizes"]["1"]["modes"][mode]["floor"]))
 
 
 def test_benchmark_measures_the_scripts_batch_size():
