@@ -321,7 +321,7 @@ def main() -> None:
     ap.add_argument("--binarized", default=BINARIZED,
                     help="folder with sup/sim/sim_least/sup_sim/baseline .json|.jsonl|.parquet (default: binarize --data into OUTPUT_DIR/binarized)")
     ap.add_argument("--limit", type=int, default=LIMIT, help="only the first N prompts (default: all)")
-    ap.add_argument("--group", action="append", metavar="NAME=B1,B2", help="a Figure 11 group (repeat; default: knowledge, reasoning, instruction-following)")
+    ap.add_argument("--group", action="append", metavar="NAME=B1,B2", help="a Figure 11 group, repeatable (default: knowledge, reasoning, instruction-following)")
     ap.add_argument("--cut", type=float, default=CUT, help="dendrogram distance threshold (default: %(default)s)")
     ap.add_argument("--cluster-metric", default=CLUSTER_METRIC, choices=["rms", "euclidean", "cosine"],
                     help="dendrogram and PCA-cluster distance (default: %(default)s)")

@@ -36,7 +36,7 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 def main() -> None:
     ap = cli.binarize_parser(__doc__, benchmark=BENCHMARK, tau=None, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE,
-                             tau_help="ignored: the baseline pairs by instance score, not MB-SIM",
+                             tau_help="ignored: the baseline pairs by instance score, not MB-SIM (default: not used)",
                              seed_help="seed of the random rejected response (default: %(default)s)")
     ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "score-mean-rating"))
     ap.add_argument("--score", choices=("overall", "mean-rating"), default=SCORE, help="instance score (default: %(default)s)")

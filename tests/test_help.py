@@ -43,3 +43,24 @@ def test_help_shows_continued_commands_on_their_own_lines():
                                capture_output=True, text=True, timeout=60).stdout
     assert "    python select_potential.py --data out/sup.json \\\n        --model " in help_text
     assert not re.search(r"\S {4,}--", help_text.split("\noptions:")[0])  # no collapsed continuation
+
+
+def _help_of(script: str, monkeypatch, capsys) -> str:
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit):
+        module.main()
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", ["analyze.py", "make_ultrafeedback.py", "binarize_score.py", "binarize_similarity.py",
+                                    "binarize_combined.py", "binarize_baseline.py", "benchmarks/binarize_speed.py"])
+def test_every_option_with_a_value_shows_its_default(script, monkeypatch, capsys):
+    options = _help_of(script, monkeypatch, capsys).split("\noptions:\n", 1)[1]
+    entries = re.split(r"\n(?=  -)", options)
+    missing = [e.split()[0] for e in entries
+               if re.match(r"  --[\w-]+ [A-Z{]", e) and "(default" not in " ".join(e.split())]
+    assert not missing, f"{script}: no default shown for {missing}"
