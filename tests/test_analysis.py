@@ -326,7 +326,8 @@ def test_all_on_the_shipped_sample(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("fig10_table.png", "fig4_radar.png", "fig6_pca.png", "fig11_dendrograms.png", "fig8_frequency.png",
-                 "kinship_rank.png", "tfidf.png", "agreement.png", "table3_cost.csv", "agreement_by_pair.csv"):
+                 "kinship_rank.png", "tfidf.png", "agreement.png", "table3_cost.csv", "agreement_by_pair.csv",
+                 "summary_all.json"):
         assert (out / name).is_file(), name
     freq = pd.read_csv(out / "fig8_frequency.csv")
     sup = json.loads((out / "binarized" / "sup.json").read_text())
