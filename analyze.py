@@ -1,29 +1,30 @@
-"""The paper's analyses and figures (Figures 4, 6, 8, 10, 11, the TF–IDF check, Table 3), plus
+r"""The paper's analyses and figures (Figures 4, 6, 8, 10, 11, the TF–IDF check, Table 3), plus
 what the paper never reports: how often each strategy's chosen response is the one GPT-4 prefers.
 
-    # everything, on the shipped real pool (data/alpaca_eval): runs the five binarize_*.py scripts into OUT/binarized
-    python analyze.py all --output out/analysis
+    # everything, on the shipped real pool (data/alpaca_eval): runs the five binarize_*.py scripts into OUTPUT_DIR/binarized
+    python analyze.py all --output-dir out/analysis
 
     # the GPT-4 agreement study of the README: the judged models only, 4 drawn per prompt and all of them
-    python analyze.py agreement --judged-only --models-per-prompt 4 all --output out/agreement
+    python analyze.py agreement --judged-only --models-per-prompt 4 all --output-dir out/agreement
 
     # only what the behaviour table needs (no data); this made the README's figures
-    python analyze.py behaviour --output docs/figures --figures-only
+    python analyze.py behaviour --output-dir docs/figures --figures-only
 
     # one analysis at a time; several may be named
-    python analyze.py dendrogram --cut 0.4 --cluster-metric rms --linkage complete --output out/analysis
-    python analyze.py radar --anchor llama-2-13b-chat --output out/analysis
+    python analyze.py dendrogram --cut 0.4 --cluster-metric rms --linkage complete --output-dir out/analysis
+    python analyze.py radar --anchor llama-2-13b-chat --output-dir out/analysis
     python analyze.py cost --instances 63967 --tokens-in 6000 --tokens-out 1200 --price-in 30 --price-out 60
 
     # full UltraFeedback: binarize here from a local copy (or the hub id on a machine that reaches it) ...
-    python analyze.py all --data ~/mirror/ultrafeedback.parquet --output out/analysis_full
+    python analyze.py all --data ~/mirror/ultrafeedback.parquet --output-dir out/analysis_full
     # ... or reuse binarize outputs already made (sup, sim, sim_least, sup_sim, baseline .json/.jsonl/.parquet)
     python analyze.py tfidf agreement --data ~/mirror/ultrafeedback.parquet --binarized out/binarized
 
 Analyses: table (Fig. 10), radar (Fig. 4), pca (Fig. 6), dendrogram (Fig. 11), frequency (Fig. 8),
 kinship, tfidf, agreement, cost (Table 3); `behaviour` = the first four, `all` = every one.
-Each writes a PNG and the numbers behind it (CSV/JSON) into --output, and `summary.json` there
-records the settings, counts and headline numbers of the run.
+Each writes a PNG and the numbers behind it (CSV/JSON) into --output-dir (--output: the old name),
+and `summary_<what was asked>.json` there (summary_all.json, summary_cost.json, ...) records the
+settings, counts and headline numbers of the run, so one run's summary never replaces another's.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 DATA = "data/alpaca_eval"  # the shipped real pool (zebra/pools.py); or an UltraFeedback file, folder or hub id
 POOL_SEED = 42  # the --models-per-prompt draw: the binarize scripts' SEED, so the floor draws from the same pool
 MIN_GAP = 0.0  # agreement study: a judge-label gap must exceed this to decide a pair (0: any difference)
-OUTPUT = "out/analysis"
-BINARIZED = None  # None: run the binarize scripts on --data into OUTPUT/binarized
+OUTPUT_DIR = "out/analysis"
+BINARIZED = None  # None: run the binarize scripts on --data into OUTPUT_DIR/binarized
 LIMIT = None  # use only the first N prompts (binarize and GPT-4 labels alike)
 # Figure 11's groups (paper Fig. 3 / App. D); names match columns exactly or by their (short) label.
 GROUPS = {
@@ -90,7 +91,7 @@ class Run:
         from zebra.behaviour import read_benchmark
 
         self.args = args
-        self.out = Path(args.output)
+        self.out = Path(args.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.table = read_benchmark(args.benchmark)
         self.written: list[str] = []
@@ -266,7 +267,7 @@ def run_tfidf(run: Run) -> dict:
     pairs = run.pairs()
     if "SIM" not in pairs or "SIM-least" not in pairs:
         raise SystemExit(f"analyze.py tfidf: needs the SIM and SIM-least outputs (sim, sim_least) in {run.args.binarized}")
-    result, per_record = tfidf_check(pairs["SIM"], pairs["SIM-least"], run.args.n_boot, run.args.seed)
+    result, per_record = tfidf_check(pairs["SIM"], pairs["SIM-least"], run.args.n_boot, run.args.seed, progress=True)
     run.save_frame(per_record, "tfidf_pairs.csv")
     run.save_json({**result, "paper": {"most": 0.4623, "least": 0.4129}}, "tfidf.json")
     plot_tfidf(per_record, result, run.figure("tfidf.png"), run.args.dpi)
@@ -358,6 +359,12 @@ def parse_ks(values: list[str]) -> list[int | None]:
     return list(dict.fromkeys(out))
 
 
+def summary_name(asked: list[str]) -> str:
+    """summary_<what was asked>.json: `analyze.py cost` after `analyze.py all` into one folder keeps
+    both summaries (one shared summary.json used to be replaced by whichever ran last)."""
+    return f"summary_{'-'.join(dict.fromkeys(asked))}.json"
+
+
 def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
     if not items:
         return GROUPS
@@ -376,17 +383,21 @@ def main() -> None:
                     help=f"one or more of {', '.join(ANALYSES)}, behaviour, all")
     ap.add_argument("--benchmark", default=BENCHMARK, help="behaviour table CSV (default: %(default)s)")
     ap.add_argument("--data", default=DATA, help="long-format pool (zebra/pools.py) or UltraFeedback file, folder or hub id (default: %(default)s)")
-    ap.add_argument("--output", default=OUTPUT, help="folder for figures and numbers (default: %(default)s)")
+    ap.add_argument("--output-dir", "--output", dest="output_dir", default=OUTPUT_DIR,
+                    help="folder for figures and numbers; --output is the old name (default: %(default)s)")
     ap.add_argument("--binarized", default=BINARIZED,
-                    help="folder with sup/sim/sim_least/sup_sim/baseline .json|.jsonl|.parquet (default: binarize --data into OUTPUT/binarized)")
-    ap.add_argument("--limit", type=int, default=LIMIT, help="only the first N prompts")
-    ap.add_argument("--group", action="append", metavar="NAME=B1,B2", help="a Figure 11 group (repeat; default: knowledge, reasoning, instruction-following)")
+                    help="folder with sup/sim/sim_least/sup_sim/baseline .json|.jsonl|.parquet (default: binarize --data into OUTPUT_DIR/binarized)")
+    ap.add_argument("--limit", type=int, default=LIMIT, help="only the first N prompts (default: all)")
+    ap.add_argument("--group", action="append", metavar="NAME=B1,B2", help="a Figure 11 group, repeatable (default: knowledge, reasoning, instruction-following)")
     ap.add_argument("--cut", type=float, default=CUT, help="dendrogram distance threshold (default: %(default)s)")
-    ap.add_argument("--cluster-metric", default=CLUSTER_METRIC, choices=["rms", "euclidean", "cosine"])
-    ap.add_argument("--linkage", default=LINKAGE, choices=["complete", "average", "single", "ward"])
-    ap.add_argument("--anchor", default=ANCHOR, help="Figure 4: compare this model with its nearest and farthest by MB-SIM")
+    ap.add_argument("--cluster-metric", default=CLUSTER_METRIC, choices=["rms", "euclidean", "cosine"],
+                    help="dendrogram and PCA-cluster distance (default: %(default)s)")
+    ap.add_argument("--linkage", default=LINKAGE, choices=["complete", "average", "single", "ward"],
+                    help="hierarchical-clustering linkage (default: %(default)s)")
+    ap.add_argument("--anchor", default=ANCHOR, help="Figure 4: compare this model with its nearest and farthest by MB-SIM "
+                    "(default: the table's most and least MB-similar pairs)")
     ap.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--seed", type=int, default=SEED, help="bootstrap seed (default: %(default)s)")
     ap.add_argument("--instances", type=int, default=INSTANCES, help="Table 3: instances to label (default: 64,000)")
     ap.add_argument("--tokens-in", type=float, default=TOKENS_IN, help="Table 3: prompt tokens per instance (default: %(default)s)")
     ap.add_argument("--tokens-out", type=float, default=TOKENS_OUT, help="Table 3: output tokens per instance (default: %(default)s)")
@@ -394,7 +405,7 @@ def main() -> None:
     ap.add_argument("--price-out", type=float, default=PRICE_OUT, help="Table 3: USD per 1M output tokens (default: %(default)s)")
     ap.add_argument("--run-cost", type=float, default=RUN_COST, help="Table 3: USD per (model, benchmark) evaluation for ZEBRA (default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=JOBS, help="binarize scripts to run at once (default: %(default)s)")
-    ap.add_argument("--dpi", type=int, default=DPI)
+    ap.add_argument("--dpi", type=int, default=DPI, help="figure resolution (default: %(default)s)")
     ap.add_argument("--figures-only", action="store_true", help="write the PNGs only (how docs/figures is made)")
     ap.add_argument("--min-gap", type=float, default=MIN_GAP, help="agreement study: a judge-label gap above this decides a pair (default: %(default)s)")
     from zebra.cli import add_pool_flags
@@ -423,7 +434,7 @@ def main() -> None:
         raise SystemExit(f"analyze.py: {err}") from None
     settings = {k: v for k, v in vars(args).items() if k not in ("group", "analyses")}
     run.save_json({"analyses": names, "settings": settings, "results": run.summary, "files": run.written,
-                   "seconds": round(time.perf_counter() - t0, 2)}, "summary.json")
+                   "seconds": round(time.perf_counter() - t0, 2)}, summary_name(args.analyses))
     log.info("wrote %d files to %s in %.1fs", len(run.written), run.out, time.perf_counter() - t0)
 
 

@@ -1,4 +1,4 @@
-"""RLAIF baseline (Table 1's "Baseline"): pairs chosen by UltraFeedback's GPT-4 instance scores.
+r"""RLAIF baseline (Table 1's "Baseline"): pairs chosen by UltraFeedback's GPT-4 instance scores.
 
     # on the shipped real pool (AlpacaEval responses, no network), writing model_aware/UltraFeedback.baseline.json
     python binarize_baseline.py
@@ -37,15 +37,15 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 def main() -> None:
     ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=None, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE,
-                             tau_help="ignored: the baseline pairs by instance score, not MB-SIM",
+                             tau_help="ignored: the baseline pairs by instance score, not MB-SIM (default: not used)",
                              seed_help="seed of the random rejected response (default: %(default)s)")
-    ap.add_argument("--output", default=OUTPUT, help=".json, .jsonl or .parquet (default: %(default)s)")
+    ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "score-mean-rating"))
     ap.add_argument("--score", choices=("overall", "mean-rating"), default=SCORE, help="instance score (default: %(default)s)")
     ap.add_argument("--keep-truthful-qa", action="store_true", help="do not drop truthful_qa prompts")
     ap.add_argument("--only-rated", action="store_true",
                     help="use only responses of models in the behaviour table (same pool as ZEBRA: no ultralm-65b)")
     args = ap.parse_args()
-    cli.run_binarize("baseline", args.output, args, score=args.score, only_rated=args.only_rated,
+    cli.run_binarize("baseline", args.output, args, OUTPUT, score=args.score, only_rated=args.only_rated,
                      drop_sources=() if args.keep_truthful_qa else DROP_SOURCES)
 
 

@@ -1,4 +1,4 @@
-"""SUP+SIM (hybrid, "Aqs"): the pair that best trades model quality against behaviour similarity.
+r"""SUP+SIM (hybrid, "Aqs"): the pair that best trades model quality against behaviour similarity.
 
     # on the shipped real pool (AlpacaEval responses, no network), with the weights below
     python binarize_combined.py
@@ -41,11 +41,11 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 def main() -> None:
     ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
-    ap.add_argument("--output", default=OUTPUT, help=".json, .jsonl or .parquet (default: %(default)s)")
+    ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "rank_weight-1.similarity_weight-0"))
     ap.add_argument("--rank-weight", type=float, default=RANK_WEIGHT, help="quality weight (default: %(default)s)")
     ap.add_argument("--similarity-weight", type=float, default=SIMILARITY_WEIGHT, help="similarity weight (default: %(default)s)")
     args = ap.parse_args()
-    cli.run_binarize("sup_sim", args.output, args, rank_weight=args.rank_weight, similarity_weight=args.similarity_weight)
+    cli.run_binarize("sup_sim", args.output, args, OUTPUT, rank_weight=args.rank_weight, similarity_weight=args.similarity_weight)
 
 
 if __name__ == "__main__":

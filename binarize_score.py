@@ -1,4 +1,4 @@
-"""SUP (superiority-first, "Aq"): chosen = the top MB-SUP model's response, rejected = the second's.
+r"""SUP (superiority-first, "Aq"): chosen = the top MB-SUP model's response, rejected = the second's.
 
     # on the shipped real pool (AlpacaEval responses, no network), writing model_aware/UltraFeedback.similarity.anchor.json
     python binarize_score.py
@@ -32,9 +32,9 @@ RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 def main() -> None:
     ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
-    ap.add_argument("--output", default=OUTPUT, help=".json, .jsonl or .parquet (default: %(default)s)")
+    ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "tau-0.5"))
     args = ap.parse_args()
-    cli.run_binarize("sup", args.output, args)
+    cli.run_binarize("sup", args.output, args, OUTPUT)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""SIM (similarity-first, "As"): the most behaviour-alike pair of models; chosen = higher MB-SUP.
+r"""SIM (similarity-first, "As"): the most behaviour-alike pair of models; chosen = higher MB-SUP.
 
     # on the shipped real pool (AlpacaEval responses, no network)
     python binarize_similarity.py                  # most similar pair (the paper's SIM)
@@ -36,10 +36,11 @@ def main() -> None:
     ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--order", choices=("most", "least"), default=ORDER, help="most or least similar pair (default: %(default)s)")
-    ap.add_argument("--output", default=None, help=f".json, .jsonl or .parquet (default: {OUTPUT[ORDER]}, or the least name)")
+    ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT[ORDER], "tau-0.5") + "; --order least: "
+                    + OUTPUT["least"])
     args = ap.parse_args()
     strategy = "sim" if args.order == "most" else "sim_least"
-    cli.run_binarize(strategy, args.output or OUTPUT[args.order], args)
+    cli.run_binarize(strategy, args.output, args, OUTPUT[args.order])
 
 
 if __name__ == "__main__":

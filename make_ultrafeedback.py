@@ -1,7 +1,11 @@
-"""Write made-up UltraFeedback-schema data: the shipped sample, or full size for speed runs.
+r"""Write made-up UltraFeedback-schema data: the shipped sample, or full size for speed runs.
 
-    # the shipped sample (this exact command made data/ultrafeedback_sample.jsonl)
+    # 300 short made-up rows into out/ultrafeedback_made_up.jsonl (the shipped sample's settings)
     python make_ultrafeedback.py
+
+    # remake the shipped sample: byte-identical to the file in git (tests/test_pipeline.py checks it);
+    # other settings are refused for that path, since the tests and the README's counts stand on it
+    python make_ultrafeedback.py --output data/ultrafeedback_sample.jsonl
 
     # full size, responses of realistic length (~1,300 characters), for benchmarks/
     python make_ultrafeedback.py --rows 63967 --response-words 220 --output out/uf_full.jsonl
@@ -18,33 +22,45 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from zebra.data import SAMPLE
 from zebra.synthetic import make_rows
 
 ROWS = 300  # enough for every strategy to pick among many model pairs, small enough to ship
 SEED = 0
 RESPONSE_WORDS = 40  # short texts keep the shipped file small (~1 MB)
 AWKWARD_RATE = 0.05  # after the first rows, how often a row is made awkward again
-OUTPUT = "data/ultrafeedback_sample.jsonl"
+# Not the shipped sample's path: a bare run must not rewrite the file the tests and README stand on.
+OUTPUT = "out/ultrafeedback_made_up.jsonl"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=ROWS)
-    ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS)
-    ap.add_argument("--awkward-rate", type=float, default=AWKWARD_RATE)
-    ap.add_argument("--output", default=OUTPUT, help="a .jsonl file")
+    ap.add_argument("--rows", type=int, default=ROWS, help="rows to write (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=SEED, help="generator seed (default: %(default)s)")
+    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS,
+                    help="mean words a response, each drawn from 0.5-1.5 times this (default: %(default)s)")
+    ap.add_argument("--awkward-rate", type=float, default=AWKWARD_RATE,
+                    help="share of rows after the first ones made awkward again (default: %(default)s)")
+    ap.add_argument("--output", default=OUTPUT, help="a .jsonl file (default: %(default)s)")
     args = ap.parse_args()
     if args.rows < 1:
         ap.error("--rows must be at least 1")
+    if not 0 <= args.awkward_rate <= 1:
+        ap.error(f"--awkward-rate must be between 0 and 1, not {args.awkward_rate}")
 
     out = Path(args.output)
+    sample_settings = (ROWS, SEED, RESPONSE_WORDS, AWKWARD_RATE)
+    if out.resolve() == SAMPLE.resolve() and (args.rows, args.seed, args.response_words, args.awkward_rate) != sample_settings:
+        raise SystemExit(f"error: --output {args.output}: {SAMPLE.name} is the shipped sample; only its own settings "
+                         f"(--rows {ROWS} --seed {SEED} --response-words {RESPONSE_WORDS} --awkward-rate {AWKWARD_RATE}) "
+                         f"may write it; choose another --output")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             rows = make_rows(args.rows, args.seed, args.response_words, args.awkward_rate)
-            for row in tqdm(rows, total=args.rows, unit="row", disable=None):
+            # always shown (stderr), also when piped: a full-size file takes a while
+            for row in tqdm(rows, total=args.rows, unit="row", desc=f"writing {out.name}", mininterval=1.0):
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         os.replace(tmp, out)
     finally:

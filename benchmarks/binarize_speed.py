@@ -1,12 +1,14 @@
-"""Speed and memory of the four constructors at full size, against the per-row original and the I/O floor.
+r"""Speed and memory of the four constructors at full size, against the per-row original and the I/O floor.
 
-    # the whole benchmark (makes the synthetic data first if missing; ~1 h on 2 shared cores)
+    # the whole benchmark (makes the synthetic data first if missing; run times: README, "Speed");
+    # only this run, with every setting at its default, writes benchmarks/results/binarize_speed.json
     python -m benchmarks.binarize_speed
 
     # a quick look: 63,967 rows, warm cache only, no per-row reference
+    # (a partial run: it writes out/bench/binarize_speed.partial.json, never the tracked results)
     python -m benchmarks.binarize_speed --scales 1 --modes warm --no-reference
 
-    # a tiny smoke run (tests/test_speed_benchmark.py runs this)
+    # a tiny smoke run (tests/test_speed_benchmark.py runs one like it)
     python -m benchmarks.binarize_speed --rows 300 --response-words 20 --scales 1 2 --repeats 1 \
         --data-dir out/bench_tiny --output out/bench_tiny/result.json
 
@@ -24,7 +26,7 @@ this one, its peak RSS read from the kernel (`wait4`):
 Cold = an empty `datasets` cache (a fresh HF_DATASETS_CACHE per run, so the JSON is parsed
 into Arrow again); warm = the cache filled once beforehand. The source JSON itself may sit in
 the OS page cache either way. The per-row reference is not run at 10×: it holds the whole
-split as Python objects (~1.8 GB at 1×) and would take most of an hour.
+split as Python objects (~1.8 GB at 1×, ~18 GB at 10×).
 
 Writes a table to stdout and everything (runs, medians, ratios, targets, machine) as JSON.
 """
@@ -53,9 +55,10 @@ MODES = ("cold", "warm")
 CONSTRUCTORS = ("sup", "sim", "sup_sim", "baseline")  # the four binarize_*.py scripts' strategies
 REPEATS = 3  # fast, floor and select runs at 1×; medians are reported (the machine may be shared)
 LARGE_REPEATS = 1  # every run at 10× (a cold one parses 4.5 GB of JSON)
-REFERENCE_REPEATS = 1  # ~2.5 min a run; its ratio to the fast path is far from the target
+REFERENCE_REPEATS = 1  # the slowest run at 1×, and its ratio to the fast path is far from the target
 DATA_DIR = "out/bench"  # generated data, caches and outputs: large, git-ignored
-OUTPUT = "benchmarks/results/binarize_speed.json"
+OUTPUT = "benchmarks/results/binarize_speed.json"  # tracked, behind the README's table: the whole benchmark only
+PARTIAL_NAME = "binarize_speed.partial.json"  # any other run writes this, in --data-dir
 BATCH_SIZE = 4096  # BinarizeConfig's default (not imported: the driver stays small)
 # The targets of issue 8, at 1× warm (and the 10× memory one).
 TARGET_SPEEDUP_VS_REFERENCE = 5.0
@@ -177,7 +180,7 @@ def make_data(path: Path, rows: int, response_words: int) -> None:
     """The synthetic UltraFeedback-schema file (make_ultrafeedback.py), made once and reused."""
     if path.exists():
         return
-    print(f"generating {path} ({rows} rows; ~1.5 min per 64k rows)", flush=True)
+    print(f"generating {path} ({rows} rows)", flush=True)  # make_ultrafeedback.py shows a bar on stderr
     subprocess.run([sys.executable, "make_ultrafeedback.py", "--rows", str(rows), "--response-words",
                     str(response_words), "--output", str(path)], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
@@ -255,6 +258,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     work = data_dir / "work"
     work.mkdir(exist_ok=True)
     load_before = os.getloadavg()
+    t_start = time.perf_counter()
     results: dict[str, Any] = {"rows": args.rows, "scales": list(args.scales), "modes": list(args.modes),
                                "response_words": args.response_words, "constructors": list(args.constructors),
                                "batch_size": BATCH_SIZE, "machine": machine(), "versions": versions(),
@@ -308,6 +312,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(warm_cache, ignore_errors=True)  # GBs at 10×
         results["sizes"][str(scale)] = size
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    # the whole run's wall time (data generation, cache fills and pair checks included): README's run time
+    results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     # every child's peak RSS is at least this (see measure()): it should be a few tens of MB
     results["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["summary"] = summarise(results)
@@ -378,18 +384,20 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=ROWS, help="rows at 1× (default: %(default)s)")
     ap.add_argument("--scales", type=int, nargs="+", default=list(SCALES), help="multiples of --rows (default: 1 10)")
-    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS)
-    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    ap.add_argument("--constructors", nargs="+", choices=tuple(SETTINGS), default=list(CONSTRUCTORS))
-    ap.add_argument("--repeats", type=int, default=REPEATS, help="runs per measurement at 1× (median reported)")
-    ap.add_argument("--reference-repeats", type=int, default=REFERENCE_REPEATS)
+    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS, help="mean words a response (default: %(default)s)")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="cache states (default: cold warm)")
+    ap.add_argument("--constructors", nargs="+", choices=tuple(SETTINGS), default=list(CONSTRUCTORS),
+                    help=f"strategies to time (default: {' '.join(CONSTRUCTORS)})")
+    ap.add_argument("--repeats", type=int, default=REPEATS, help="runs per measurement at 1×, median reported (default: %(default)s)")
+    ap.add_argument("--reference-repeats", type=int, default=REFERENCE_REPEATS, help="runs of the per-row reference (default: %(default)s)")
     ap.add_argument("--no-reference", dest="reference", action="store_false", help="skip the per-row reference")
-    ap.add_argument("--data-dir", default=DATA_DIR)
-    ap.add_argument("--output", default=OUTPUT, help="results JSON (default: %(default)s)")
+    ap.add_argument("--data-dir", default=DATA_DIR, help="generated data, caches and partial results (default: %(default)s)")
+    ap.add_argument("--output", default=None,
+                    help=f"results JSON (default: {OUTPUT} for the whole benchmark, DATA_DIR/{PARTIAL_NAME} for any other run)")
     # internal: one measured run (the driver starts these)
     ap.add_argument("--worker", choices=("fast", "reference", "floor", "select", "same_pairs"), help=argparse.SUPPRESS)
     ap.add_argument("--strategy", help=argparse.SUPPRESS)
@@ -397,16 +405,46 @@ def main() -> None:
     ap.add_argument("--run-output", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--target-bytes", type=int, default=0, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if not args.worker and (args.rows < 1 or args.repeats < 1 or args.reference_repeats < 1):
+        ap.error("--rows, --repeats and --reference-repeats must be at least 1")
+    return args
+
+
+def is_partial(args: argparse.Namespace) -> bool:
+    """Anything but the whole benchmark at its defaults: its numbers are not the README's."""
+    whole = {"rows": ROWS, "scales": list(SCALES), "response_words": RESPONSE_WORDS, "modes": list(MODES),
+             "constructors": list(CONSTRUCTORS), "repeats": REPEATS, "reference_repeats": REFERENCE_REPEATS,
+             "reference": True}
+    return any(getattr(args, k) != v for k, v in whole.items())
+
+
+def output_path(args: argparse.Namespace) -> Path:
+    """Where the results go: the tracked file for the whole benchmark only (README's table stands on it);
+    a partial run writes beside it, and refuses to be pointed at it."""
+    partial = is_partial(args)
+    if args.output is None:
+        return (ROOT / args.data_dir / PARTIAL_NAME) if partial else ROOT / OUTPUT
+    out = ROOT / args.output
+    if partial and out.resolve() == (ROOT / OUTPUT).resolve():
+        raise SystemExit(f"error: --output {args.output}: a partial run (settings other than the whole benchmark's "
+                         f"defaults) would replace the results behind the README's table; leave --output out to "
+                         f"write {Path(args.data_dir) / PARTIAL_NAME}, or name another file")
+    return out
+
+
+def main() -> None:
+    args = parse_args()
     if args.worker:
         run_worker(args)
         return
-    if args.rows < 1 or args.repeats < 1 or args.reference_repeats < 1:
-        ap.error("--rows, --repeats and --reference-repeats must be at least 1")
+    out = output_path(args)  # before the runs: a refused --output costs nothing
     results = run_benchmark(args)
-    out = ROOT / args.output
+    results["partial"] = is_partial(args)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out)  # the previous results stay whole until the new ones are
     print("\n" + format_table(results))
     print(f"\nwrote {out}")
 

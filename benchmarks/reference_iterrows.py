@@ -1,4 +1,4 @@
-"""The per-row reference: ZEBRA's constructors computed the way the original scripts work.
+r"""The per-row reference: ZEBRA's constructors computed the way the original scripts work.
 
     # one constructor on the shipped sample, writing a JSON list like the original
     python -m benchmarks.reference_iterrows --strategy sup --output out/ref_sup.json

@@ -296,10 +296,27 @@ def test_script_writes_figures_and_numbers(tmp_path, monkeypatch):
     assert (out / "fig11_dendrograms.png").stat().st_size > 10_000 and (out / "fig4_radar.png").is_file()
     assert pd.read_csv(out / "fig11_clusters.csv").groupby("group")["cluster"].max().to_dict() == {
         "instruction-following": 3, "knowledge": 3, "reasoning": 4}
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary_dendrogram-radar.json").read_text())
     assert summary["settings"]["cut"] == 0.4 and "fig11_clusters.csv" in summary["files"]
     with pytest.raises(SystemExit, match="GSM8K"):
         _analyze(monkeypatch, "dendrogram", "--group", "x=GSM8K", "--output", str(out), "--benchmark", str(BENCH))
+
+
+def test_each_invocation_keeps_its_own_summary(tmp_path, monkeypatch):
+    """`analyze.py cost` after `analyze.py all` (here: after `table`) used to replace its summary.json."""
+    out = tmp_path / "an"
+    _analyze(monkeypatch, "table", "--output-dir", str(out), "--benchmark", str(BENCH))
+    first = (out / "summary_table.json").read_bytes()
+    _analyze(monkeypatch, "cost", "--instances", "1000", "--output", str(out), "--benchmark", str(BENCH))  # the old name
+    assert (out / "summary_table.json").read_bytes() == first
+    assert json.loads(first)["analyses"] == ["table"]
+    cost = json.loads((out / "summary_cost.json").read_text())
+    assert cost["analyses"] == ["cost"] and cost["settings"]["instances"] == 1000
+    assert not (out / "summary.json").exists()
+    import analyze
+
+    assert analyze.summary_name(["all"]) == "summary_all.json"
+    assert analyze.summary_name(["behaviour", "cost", "behaviour"]) == "summary_behaviour-cost.json"
 
 
 @pytest.mark.slow
@@ -309,7 +326,8 @@ def test_all_on_the_shipped_pool(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("fig10_table.png", "fig4_radar.png", "fig6_pca.png", "fig11_dendrograms.png", "fig8_frequency.png",
-                 "kinship_rank.png", "tfidf.png", "agreement.png", "table3_cost.csv", "agreement_by_pair.csv"):
+                 "kinship_rank.png", "tfidf.png", "agreement.png", "table3_cost.csv", "agreement_by_pair.csv",
+                 "summary_all.json"):
         assert (out / name).is_file(), name
     freq = pd.read_csv(out / "fig8_frequency.csv")
     sup = json.loads((out / "binarized" / "sup.json").read_text())

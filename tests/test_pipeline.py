@@ -15,6 +15,7 @@ from zebra import pipeline
 from zebra.data import SAMPLE, CacheFiles, DataError, batch_source, iter_batches, load_ultrafeedback, prompt_id
 from zebra.errors import ZebraError
 from zebra.pipeline import BinarizeConfig, binarize
+from zebra.pools import PoolOptions
 from zebra.records import read_records
 from zebra.synthetic import AWKWARD, UNKNOWN_MODEL, make_rows
 
@@ -378,3 +379,57 @@ def test_background_writer_writes_the_same_file_and_fails_without_leaving_one(tm
             writer.write([{"prompt": {1, 2}}])  # fails in the thread; raised by a later call
             writer.write(records[5:10])
     assert not bad.exists() and not list(tmp_path.glob(".bad.jsonl*"))
+
+
+def test_two_readme_lines_no_longer_share_a_default_file(tmp_path):
+    """`binarize_baseline.py` then `binarize_baseline.py --score mean-rating` (consecutive README
+    lines) used to write the same default file, the second run replacing the first's pairs."""
+    def baseline(*extra):
+        proc = subprocess.run([sys.executable, str(ROOT / "binarize_baseline.py"), "--benchmark", BENCH,
+                               "--data", str(SAMPLE), "--limit", "40", *extra],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return sorted(p.name for p in (tmp_path / "model_aware").glob("*.json") if not p.name.endswith(".meta.json"))
+
+    first = baseline()
+    assert first == ["UltraFeedback.baseline.data-ultrafeedback_sample.limit-40.json"]
+    kept = (tmp_path / "model_aware" / first[0]).read_bytes()
+    assert baseline("--score", "mean-rating") == [
+        "UltraFeedback.baseline.data-ultrafeedback_sample.limit-40.json",
+        "UltraFeedback.baseline.data-ultrafeedback_sample.score-mean-rating.limit-40.json"]
+    assert (tmp_path / "model_aware" / first[0]).read_bytes() == kept
+
+
+@pytest.mark.parametrize("strategy, base, settings, name", [
+    ("sup", "model_aware/UltraFeedback.similarity.anchor.json", {}, "model_aware/UltraFeedback.similarity.anchor.json"),
+    ("sup", "a/S.json", {"tau": 0.9, "entropy_quantile": 0.5}, "a/S.tau-0.9.entropy_quantile-0.5.json"),
+    ("sup", "S.json", {"rank_weight": 0.9, "seed": 7, "score": "mean-rating"}, "S.json"),  # not SUP's settings
+    ("sim_least", "L.jsonl", {"max_entropy": 0.45, "reliability_temperature": 0.5}, "L.max_entropy-0.45.reliability_temperature-0.5.jsonl"),
+    ("sup_sim", "C.json", {"rank_weight": 0.5, "similarity_weight": 0.5}, "C.json"),
+    ("sup_sim", "C.json", {"rank_weight": 1.0, "similarity_weight": 0.0}, "C.rank_weight-1.similarity_weight-0.json"),
+    ("baseline", "B.json", {"drop_sources": ("truthful_qa",), "tau": 0.5}, "B.json"),
+    ("baseline", "B.json", {"drop_sources": (), "only_rated": True, "seed": 7}, "B.seed-7.drop_sources-none.only_rated.json"),
+    ("sup", "S.parquet", {"data": "openbmb/UltraFeedback", "limit": 80}, "S.data-UltraFeedback.limit-80.parquet"),
+    ("sup", "S.json", {"data": "/m/uf v2.parquet"}, "S.data-uf-v2.json"),
+    # the scripts' default --data is the shipped pool: not named; the pool's pair-changing options are
+    ("sup", "S.json", {"data": "data/alpaca_eval"}, "S.json"),
+    ("sup", "S.json", {"data": str(ROOT / "data" / "alpaca_eval")}, "S.json"),
+    ("sup", "S.json", {"data": "data/alpaca_eval", "pool": PoolOptions(models_per_prompt=4)}, "S.k-4.json"),
+    ("sim", "S.json", {"pool": PoolOptions(models_per_prompt=4, seed=7, judged_only=True,
+                                           judgments="x/turbo.jsonl")}, "S.judgments-turbo.judged_only.k-4.seed-7.json"),
+    ("sup", "S.json", {"pool": PoolOptions(seed=7, model_names="m.csv")}, "S.model_names-m.json"),  # no draw: seed unused
+])
+def test_default_output_names_the_settings_that_change_the_pairs(strategy, base, settings, name):
+    assert pipeline.default_output(base, BinarizeConfig(strategy, base, **settings)) == name
+
+
+def test_meta_lists_only_the_settings_of_its_strategy(tmp_path):
+    sup = run("sup", tmp_path / "s.json", limit=30)["settings"]
+    assert sup["tau"] == 0.1 and sup["limit"] == 30 and sup["strategy"] == "sup"
+    assert not {"rank_weight", "similarity_weight", "score", "drop_sources", "only_rated", "seed"} & set(sup)
+    combined = run("sup_sim", tmp_path / "c.json", limit=30)["settings"]
+    assert combined["rank_weight"] == combined["similarity_weight"] == 0.5 and "score" not in combined
+    base = run("baseline", tmp_path / "b.json", limit=30)["settings"]
+    assert base["score"] == "overall" and base["drop_sources"] == ["truthful_qa"] and base["seed"] == 42
+    assert not {"tau", "rank_weight", "similarity_weight"} & set(base)
+    assert {"output", "data", "benchmark", "max_entropy", "entropy_quantile", "reliability_temperature"} <= set(base)

@@ -85,13 +85,25 @@ def test_same_pairs_when_models_tie(tmp_path, data):
         assert fast == ref, strategy
 
 
+TRACKED = ROOT / "benchmarks" / "results" / "binarize_speed.json"  # behind the README's speed table
+
+
 def test_benchmark_runs_on_a_tiny_size(tmp_path):
-    out = tmp_path / "result.json"
+    """No --output: a partial run writes beside the tracked results, never over them."""
+    tracked = TRACKED.read_bytes()
     cmd = [sys.executable, "-m", "benchmarks.binarize_speed", "--rows", "40", "--response-words", "5",
            "--scales", "1", "--modes", "cold", "warm", "--constructors", "sup", "--repeats", "1",
-           "--data-dir", str(tmp_path / "bench"), "--output", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+           "--data-dir", str(tmp_path / "bench")]
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    finally:
+        overwritten = TRACKED.read_bytes() != tracked
+        if overwritten:  # put the README's numbers back before failing
+            TRACKED.write_bytes(tracked)
+    assert not overwritten, "a partial run overwrote benchmarks/results/binarize_speed.json"
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = tmp_path / "bench" / "binarize_speed.partial.json"
+    assert f"wrote {out}" in done.stdout
     result = json.loads(out.read_text())
     for mode in ("cold", "warm"):
         runs = result["sizes"]["1"]["modes"][mode]
@@ -103,9 +115,36 @@ def test_benchmark_runs_on_a_tiny_size(tmp_path):
     assert result["sizes"]["1"]["modes"]["warm"]["select"]["sup"]["stage_seconds"]["select"] >= 0
     assert {(r["mode"], r["constructor"]) for r in result["summary"]["rows"]} == {("cold", "sup"), ("warm", "sup")}
     assert "sup: wrote" not in done.stdout and "speedup" in done.stdout  # the table was printed
+    assert result["partial"] is True and result["wall_seconds"] >= sum(
+        run["seconds"] for mode in ("cold", "warm") for run in (result["sizes"]["1"]["modes"][mode]["fast"]["sup"],
+                                                                  result["sizes"]["1"]["modes"][mode]["floor"]))
 
 
 def test_benchmark_measures_the_scripts_batch_size():
     from benchmarks import binarize_speed
 
     assert binarize_speed.BATCH_SIZE == BinarizeConfig.batch_size
+
+
+@pytest.mark.parametrize("argv, partial", [
+    ([], False),
+    (["--scales", "1", "--modes", "warm", "--no-reference"], True),  # the README's quick look
+    (["--constructors", "sup"], True),
+    (["--repeats", "1"], True),
+    (["--rows", "300"], True),
+])
+def test_only_the_whole_benchmark_writes_the_tracked_results(argv, partial):
+    from benchmarks import binarize_speed
+
+    args = binarize_speed.parse_args(argv)
+    assert binarize_speed.is_partial(args) is partial
+    want = Path(args.data_dir) / "binarize_speed.partial.json" if partial else Path(binarize_speed.OUTPUT)
+    assert binarize_speed.output_path(args) == ROOT / want
+
+
+def test_a_partial_run_refuses_the_tracked_results_as_output():
+    from benchmarks import binarize_speed
+
+    args = binarize_speed.parse_args(["--modes", "warm", "--output", "benchmarks/results/binarize_speed.json"])
+    with pytest.raises(SystemExit, match="binarize_speed.json: a partial run"):
+        binarize_speed.output_path(args)

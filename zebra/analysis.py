@@ -282,22 +282,32 @@ def kinship_distribution(pairs: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFram
 # --------------------------------------------------------------------------- TF–IDF check
 
 
-def tfidf_pair_cosine(a: Sequence[str], b: Sequence[str], corpus: Iterable[str] | None = None) -> np.ndarray:
+def tfidf_pair_cosine(a: Sequence[str], b: Sequence[str], corpus: Iterable[str] | None = None,
+                      progress: bool = False) -> np.ndarray:
     """TF–IDF cosine between a[k] and b[k] for every k.
 
     The vocabulary and IDF are fitted on `corpus` (default: a and b together) so that pairs from
     two strategies are measured in one space; scikit-learn's defaults otherwise (word unigrams,
     lower-cased, smoothed IDF, L2 rows), as the paper gives no settings. An empty text has
-    cosine 0 with anything.
+    cosine 0 with anything. `progress`: a tqdm bar over the texts tokenised (fit, then a and b):
+    on full UltraFeedback that takes a minute or more.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from tqdm.auto import tqdm
 
     if len(a) != len(b):
         raise AnalysisError(f"tfidf_pair_cosine: {len(a)} first texts but {len(b)} second texts")
     if not len(a):
         return np.zeros(0)
-    vec = TfidfVectorizer().fit(list(corpus) if corpus is not None else list(a) + list(b))
-    xa, xb = vec.transform(a), vec.transform(b)
+    corpus = list(corpus) if corpus is not None else list(a) + list(b)
+    with tqdm(total=len(corpus) + 2 * len(a), unit="text", desc="TF-IDF", disable=not progress, mininterval=1.0) as bar:
+        def counted(texts):  # the vectoriser takes any iterable: the bar advances as it tokenises
+            for text in texts:
+                bar.update()
+                yield text
+
+        vec = TfidfVectorizer().fit(counted(corpus))
+        xa, xb = vec.transform(counted(a)), vec.transform(counted(b))
     return np.asarray(xa.multiply(xb).sum(axis=1)).ravel()
 
 
@@ -319,14 +329,15 @@ def bootstrap_ci(
     return float(values.mean()), float(lo), float(hi)
 
 
-def tfidf_check(most: pd.DataFrame, least: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+def tfidf_check(most: pd.DataFrame, least: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
+                progress: bool = False) -> tuple[dict, pd.DataFrame]:
     """Mean TF–IDF cosine of the two responses of most- vs least-MB-SIM pairs (paper §5.1:
     0.4623 vs 0.4129), each with a bootstrap interval, and a paired bootstrap of the gap over the
     prompts both files cover. Prompts whose most and least pair coincide (two candidates only)
     are kept, as they are in the data, and counted."""
     corpus = pd.concat([most["chosen_text"], most["rejected_text"], least["chosen_text"], least["rejected_text"]])
-    most = most.assign(cosine=tfidf_pair_cosine(most["chosen_text"].tolist(), most["rejected_text"].tolist(), corpus))
-    least = least.assign(cosine=tfidf_pair_cosine(least["chosen_text"].tolist(), least["rejected_text"].tolist(), corpus))
+    most = most.assign(cosine=tfidf_pair_cosine(most["chosen_text"].tolist(), most["rejected_text"].tolist(), corpus, progress))
+    least = least.assign(cosine=tfidf_pair_cosine(least["chosen_text"].tolist(), least["rejected_text"].tolist(), corpus, progress))
     result: dict = {}
     for name, df in (("most", most), ("least", least)):
         mean, lo, hi = bootstrap_ci(df["cosine"].to_numpy(), n_boot, seed)

@@ -8,11 +8,14 @@ package's one module that knows about argparse and prints, because it is the scr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 from zebra.errors import ZebraError
 from zebra.pipeline import BinarizeConfig, binarize, summary_line
+from zebra.pipeline import default_output as pipeline_default_output
 
 
 def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, max_entropy: float | None,
@@ -25,10 +28,11 @@ def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, m
                     "pool (one row per response, zebra/pools.py) (default: %(default)s)")
     ap.add_argument("--benchmark", default=benchmark, help="behaviour table CSV (default: %(default)s)")
     ap.add_argument("--tau", type=float, default=tau, help=tau_help)
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
-    ap.add_argument("--seed", type=int, default=seed, help=seed_help)
-    ap.add_argument("--max-entropy", type=float, default=max_entropy, help="drop pairs whose benchmark-vote entropy (nats) is above this")
-    ap.add_argument("--entropy-quantile", type=float, default=entropy_quantile, help="drop pairs above this entropy quantile of the run (0.5: seed 003)")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts (default: all)")
+    ap.add_argument("--seed", type=int, default=seed, help=seed_help or "unused: this strategy draws nothing at random "
+                    "(default: %(default)s)")
+    ap.add_argument("--max-entropy", type=float, default=max_entropy, help="drop pairs whose benchmark-vote entropy (nats) is above this (default: no cut)")
+    ap.add_argument("--entropy-quantile", type=float, default=entropy_quantile, help="drop pairs above this entropy quantile of the run, 0.5: seed 003 (default: no cut)")
     ap.add_argument("--reliability-temperature", type=float, default=reliability_temperature, help="softmax temperature of `weight` (default: %(default)s)")
     add_pool_flags(ap)
     return ap
@@ -49,9 +53,9 @@ def add_pool_flags(ap: argparse.ArgumentParser, several_k: bool = False) -> None
                    "folder has a pool.json or the first record has the model and response fields (default: %(default)s)")
     for name, default in (("instruction", "instruction"), ("model", "generator"), ("response", "output"), ("source", "dataset")):
         g.add_argument(f"--{name}-field", default=None, help=f"pool field of the {name} (default: {default})")
-    g.add_argument("--score-field", default=None, help="a per-response score column of the pool (larger = better)")
-    g.add_argument("--model-names", default=None, help="CSV: pool name,behaviour-table name (header row; a name mapped twice is an error)")
-    g.add_argument("--judgments", default=None, help="per-response labels: pairwise vs a reference (AlpacaEval's annotations) or scores")
+    g.add_argument("--score-field", default=None, help="a per-response score column of the pool, larger = better (default: none)")
+    g.add_argument("--model-names", default=None, help="CSV: pool name,behaviour-table name, header row; a name mapped twice is an error (default: none, or the pool.json's)")
+    g.add_argument("--judgments", default=None, help="per-response labels: pairwise vs a reference (AlpacaEval's annotations) or scores (default: none, or the pool.json's)")
     g.add_argument("--judgment-kind", default=None, choices=["pairwise", "score"], help="pairwise: value in [1, 2] (0 = draw); score: any number (default: pairwise)")
     g.add_argument("--judgment-instruction-field", default=None, help="judgments field of the prompt (default: as the pool's)")
     g.add_argument("--judgment-model-field", default=None, help="judgments field of the judged model (default: generator_2)")
@@ -59,10 +63,10 @@ def add_pool_flags(ap: argparse.ArgumentParser, several_k: bool = False) -> None
     g.add_argument("--judged-only", action="store_true", help="keep only responses that have a label")
     if several_k:
         g.add_argument("--models-per-prompt", nargs="+", default=["all"], metavar="K",
-                       help="draw K responses per prompt; several values (e.g. 4 all) run the agreement study once each")
+                       help="draw K responses per prompt; several values (e.g. 4 all) run the agreement study once each (default: all)")
     else:
         g.add_argument("--models-per-prompt", type=int, default=None, metavar="K",
-                       help="draw K responses per prompt (sha256 of --seed, prompt, model; default: all)")
+                       help="draw K responses per prompt by sha256 of --seed, prompt, model (default: all)")
 
 
 def pool_flag_args(args: argparse.Namespace) -> list[str]:
@@ -86,16 +90,30 @@ def pool_options(args: argparse.Namespace):
                        judged_only=args.judged_only, models_per_prompt=args.models_per_prompt, seed=args.seed)
 
 
-def run_binarize(strategy: str, output: str, args: argparse.Namespace, **settings: Any) -> None:
-    """Binarize with the common flags plus a script's own `settings`; one-line errors, one-line summary."""
+def output_help(base: str, example: str) -> str:
+    """--output's help: the default name and how the run's settings extend it (pipeline.default_output)."""
+    ext = Path(base).suffix
+    return (f".json, .jsonl or .parquet (default: {base}; settings that change the pairs, when not the "
+            f"defaults, are added to the name: ….{example}{ext})")
+
+
+def run_binarize(strategy: str, output: str | None, args: argparse.Namespace, default_output: str = "",
+                 **settings: Any) -> None:
+    """Binarize with the common flags plus a script's own `settings`; one-line errors, one-line summary.
+
+    `output` None: `default_output` extended by the settings that change the pairs, so two
+    differently-set runs never write the same default file."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     common = {"data": args.data, "benchmark": args.benchmark, "seed": args.seed, "limit": args.limit,
               "max_entropy": args.max_entropy, "entropy_quantile": args.entropy_quantile,
               "reliability_temperature": args.reliability_temperature, "pool": pool_options(args)}
     if args.tau is not None:  # the baseline takes --tau only so every script accepts the same flags
         common["tau"] = args.tau
+    cfg = BinarizeConfig(strategy, output or default_output, **common, **settings)
+    if output is None:
+        cfg = dataclasses.replace(cfg, output=pipeline_default_output(default_output, cfg))
     try:
-        meta = binarize(BinarizeConfig(strategy, output, **common, **settings))
+        meta = binarize(cfg)
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
     print(summary_line(meta))

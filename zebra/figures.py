@@ -46,16 +46,25 @@ def _annotated_heatmap(ax, values: np.ndarray, rows: Sequence[str], cols: Sequen
     return im
 
 
+# Printed values of Figure 10, in points. The README shows the PNG scaled to its column (~880 px),
+# so the figure is kept narrow enough that these stay >= 8 px there (tests/test_figures.py);
+# MB-SIM prints two decimals to fit 16 columns (all three are in fig10_mb_sim.csv).
+FIG10_TABLE_FONT = 8.0
+FIG10_SIM_FONT = 8.0
+
+
 def plot_figure10(table: BehaviourTable, path: str | Path, dpi: int = DPI) -> Path:
     """Figure 10: the min–max normalised table with MB-SUP, and the MB-SIM matrix, values printed."""
-    n = len(table.models)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(7 + 0.55 * n, 0.42 * n + 1.6),
-                                      gridspec_kw={"width_ratios": [len(table.benchmarks) + 1.5, n]})
+    n, b = len(table.models), len(table.benchmarks)
+    # ~0.42 in a table column ("0.939"), ~0.36 in an MB-SIM column ("0.98"), 0.3 in a row
+    fig, (left, right) = plt.subplots(1, 2, figsize=(0.42 * (b + 1) + 0.36 * n + 2.6, 0.3 * n + 1.4),
+                                      gridspec_kw={"width_ratios": [0.42 * (b + 1), 0.36 * n], "wspace": 0.04})
     norm = np.column_stack([table.normalised, table.mb_sup])
-    _annotated_heatmap(left, norm, table.models, [short_label(b) for b in table.benchmarks] + ["MB-SUP"], ".3f", 7)
+    _annotated_heatmap(left, norm, table.models, [short_label(b) for b in table.benchmarks] + ["MB-SUP"], ".3f",
+                       FIG10_TABLE_FONT)
     left.axvline(len(table.benchmarks) - 0.5, color="black", lw=1.5)
     left.set_title("Normalised (min–max) and MB-SUP", fontsize=10)
-    im = _annotated_heatmap(right, table.mb_sim, table.models, table.models, ".3f", 5.5)
+    im = _annotated_heatmap(right, table.mb_sim, table.models, table.models, ".2f", FIG10_SIM_FONT)
     right.set_yticklabels([])
     right.set_title("MB-SIM (cosine of normalised vectors)", fontsize=10)
     fig.colorbar(im, ax=right, fraction=0.04, pad=0.02)
@@ -84,15 +93,22 @@ def plot_radar(table: BehaviourTable, pairs: Mapping[str, tuple[str, str, float]
     return _save(fig, path, dpi)
 
 
+PCA_MARKER_SIZE = 70  # scatter `s`, points²
+
+
+def marker_radius_px(size: float, dpi: float) -> float:
+    """Pixel radius of a scatter marker of area `size` points² (its edge line included)."""
+    return (np.sqrt(size) / 2 + 0.5) * dpi / 72
+
+
 def plot_pca(pca: PCAResult, clusters: ClusterResult, path: str | Path, dpi: int = DPI) -> Path:
     """Figure 6: models on the first two principal components, coloured by cluster."""
     fig, ax = plt.subplots(figsize=(7.5, 6))
     colours = plt.get_cmap("tab10")
     for c, members in enumerate(clusters.clusters, start=1):
         idx = [pca.models.index(m) for m in members]
-        ax.scatter(pca.coords[idx, 0], pca.coords[idx, 1], s=70, color=colours((c - 1) % 10), label=f"cluster {c}",
-                   edgecolor="black", lw=0.5, zorder=3)
-    _label_points(ax, pca.coords[:, :2], pca.models)
+        ax.scatter(pca.coords[idx, 0], pca.coords[idx, 1], s=PCA_MARKER_SIZE, color=colours((c - 1) % 10),
+                   label=f"cluster {c}", edgecolor="black", lw=0.5, zorder=3)
     ax.axhline(0, color="grey", lw=0.6)
     ax.axvline(0, color="grey", lw=0.6)
     ev = pca.explained_variance_ratio
@@ -102,25 +118,68 @@ def plot_pca(pca: PCAResult, clusters: ClusterResult, path: str | Path, dpi: int
                  fontsize=9)
     ax.legend(fontsize=8, loc="best")
     ax.margins(0.15)
+    _label_points(ax, pca.coords[:, :2], pca.models)  # last: the limits and legend are final
     return _save(fig, path, dpi)
 
 
-def _label_points(ax, xy: np.ndarray, names: Sequence[str], size: float = 7.5) -> None:
-    """Name each point, moving a label to the next free spot when it would cover one already
-    placed (close models, e.g. the LLaMA-2 chats, otherwise print on top of each other)."""
-    ax.figure.canvas.draw()
-    to_px = ax.transData.transform
-    placed: list[tuple[float, float, float, float]] = []
-    char_w, line_h = size * 0.62, size * 1.5  # pixels at 100 dpi, roughly
-    for (x, y), name in zip(xy, names):
-        px, py = to_px((x, y))
-        w = char_w * len(name)
-        for dx, dy in ((4, 3), (4, -12), (-w - 4, 3), (-w - 4, -12), (4, 14), (4, -23), (-w - 4, 14), (-w - 4, -23)):
-            box = (px + dx, py + dy, px + dx + w, py + dy + line_h)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+def _label_points(ax, xy: np.ndarray, names: Sequence[str], size: float = 7.5) -> list:
+    """Name each point without covering another label or another point, deterministically.
+
+    Each label tries spots around its point, nearest first (right, left, above, below, then the
+    diagonals), at growing distances; the first spot clear of every placed label, every marker
+    and the legend wins (in the first ring, also no nearer to another point than to its own). A label set further out than the first ring gets a thin leader line, and
+    so does every point whose marker overlaps another's, so near-coincident models (wizardlm-13b
+    and llama-2-13b-chat sit ~4 px apart) are still told apart. Returns the annotations, in the
+    order of `names`.
+    """
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    points = ax.transData.transform(xy)
+    r = marker_radius_px(PCA_MARKER_SIZE, fig.dpi)
+    blocked = [Bbox([[x - r, y - r], [x + r, y + r]]) for x, y in points]
+    legend = ax.get_legend()
+    if legend is not None:
+        blocked.append(legend.get_window_extent(renderer))
+    frame = ax.get_window_extent(renderer)
+    pad = 2.0
+    out = []
+    for (x, y), (px, py), name in zip(xy, points, names):
+        probe = ax.text(0, 0, name, fontsize=size)
+        bb = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = bb.width + 2 * pad, bb.height + 2 * pad
+        chosen = None
+        # a point whose marker overlaps another's gets a leader line whatever the room
+        crowded = int((np.hypot(*(points - (px, py)).T) < 2 * r).sum() > 1)
+        for ring, gap in list(enumerate((r + 1, r + 9, r + 19, r + 31, r + 45, r + 62)))[crowded:]:
+            # (dx, dy) of the box's lower-left corner from the point, per direction
+            spots = ((gap, -h / 2), (-gap - w, -h / 2), (-w / 2, gap), (-w / 2, -gap - h),
+                     (gap * 0.7, gap * 0.7), (-gap * 0.7 - w, gap * 0.7), (gap * 0.7, -gap * 0.7 - h),
+                     (-gap * 0.7 - w, -gap * 0.7 - h))
+            for dx, dy in spots:
+                box = Bbox([[px + dx, py + dy], [px + dx + w, py + dy + h]])
+                inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+                if not inside or any(box.overlaps(b) for b in blocked):
+                    continue
+                # without a leader line the label must sit nearer its own point than any other
+                gap = np.hypot(np.clip(points[:, 0], box.x0, box.x1) - points[:, 0],
+                               np.clip(points[:, 1], box.y0, box.y1) - points[:, 1])
+                if ring > 0 or gap.min() >= np.hypot(np.clip(px, box.x0, box.x1) - px, np.clip(py, box.y0, box.y1) - py):
+                    chosen = (ring, dx, dy, box)
+                    break
+            if chosen:
                 break
-        placed.append(box)
-        ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset pixels", fontsize=size)
+        if chosen is None:  # nowhere clear: beside the point, as before
+            chosen = (0, r + 1, -h / 2, Bbox([[px + r + 1, py - h / 2], [px + r + 1 + w, py + h / 2]]))
+        ring, dx, dy, box = chosen
+        blocked.append(box)
+        leader = {"arrowstyle": "-", "color": "grey", "lw": 0.6, "shrinkA": 0, "shrinkB": r} if ring > 0 else None
+        out.append(ax.annotate(name, (x, y), xytext=(dx + pad, dy + pad), textcoords="offset pixels", fontsize=size,
+                               ha="left", va="bottom", arrowprops=leader))
+    return out
 
 
 def plot_dendrograms(results: Sequence[ClusterResult], path: str | Path, dpi: int = DPI) -> Path:

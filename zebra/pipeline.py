@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 import time
 import warnings
 from collections import Counter
@@ -24,7 +25,7 @@ from zebra.behaviour import BehaviourTable, read_benchmark
 from zebra.data import (Batch, batch_source, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback,
                         to_batch)
 from zebra.errors import ZebraError
-from zebra.pools import PoolOptions, is_long, load_pool
+from zebra.pools import SHIPPED_POOL, PoolOptions, is_long, load_pool
 from zebra.records import RecordWriter, make_parent, output_format, write_json_atomic
 from zebra.reliability import TEMPERATURE, PairReliability
 from zebra.reliability import check_settings as check_reliability_settings
@@ -59,6 +60,85 @@ class BinarizeConfig:
     # How to read a long-format pool (zebra.pools): field names, --model-names, --judgments,
     # --models-per-prompt. None: defaults (and the folder's pool.json); UltraFeedback ignores it.
     pool: PoolOptions | None = None
+
+
+# Which settings a strategy reads (the others are ignored, so the meta file and default names
+# leave them out); every setting not named here applies to every strategy.
+_SIM_BASED = ("sup", "sim", "sim_least", "sup_sim")
+APPLIES_TO = {"tau": _SIM_BASED, "rank_weight": ("sup_sim",), "similarity_weight": ("sup_sim",),
+              "seed": ("baseline",), "score": ("baseline",), "drop_sources": ("baseline",), "only_rated": ("baseline",)}
+# The settings that change which pairs (or weights) a run writes, in the order a default output
+# name lists them, each with the value that leaves it out of the name (the paper's, or the scripts').
+NAMED_SETTINGS = {"data": None, "tau": 0.1, "rank_weight": 0.5, "similarity_weight": 0.5, "score": "overall",
+                  "seed": 42, "drop_sources": ("truthful_qa",), "only_rated": False, "max_entropy": None,
+                  "entropy_quantile": None, "reliability_temperature": TEMPERATURE, "limit": None}
+
+
+def applies(setting: str, strategy: str) -> bool:
+    return strategy in APPLIES_TO.get(setting, (strategy,))
+
+
+def default_output(base: str, cfg: BinarizeConfig) -> str:
+    """`base` with the run's pair-changing settings that differ from the defaults inserted before
+    the extension, so that two runs with different pairs never share a default file:
+    UltraFeedback.baseline.json → UltraFeedback.baseline.score-mean-rating.limit-40.json."""
+    parts = []
+    for name, default in NAMED_SETTINGS.items():
+        value = getattr(cfg, name)
+        if not applies(name, cfg.strategy) or value == default:
+            continue
+        if name == "data":
+            if _is_shipped_pool(value):  # the scripts' default --data: as unnamed as None
+                continue
+            value = _stem(value)
+        parts.append(_name_part(name, value))
+        if name == "data":
+            parts += _pool_parts(cfg)
+    if cfg.data is None or _is_shipped_pool(cfg.data):
+        parts[:0] = _pool_parts(cfg)
+    path = Path(base)
+    if not parts:
+        return base
+    return str(path.with_name(f"{path.stem}.{'.'.join(parts)}{path.suffix}"))
+
+
+def _is_shipped_pool(data: str | None) -> bool:
+    return data is not None and Path(str(data)).resolve() == SHIPPED_POOL
+
+
+def _stem(value: str) -> str:
+    """A dataset's or file's own name: a hub id's last part, a file's stem."""
+    value = Path(str(value).rstrip("/")).name
+    return value.rsplit(".", 1)[0] if "." in value else value
+
+
+def _name_part(name: str, value: Any) -> str:
+    if value is True:
+        return name
+    if isinstance(value, tuple):
+        value = "+".join(value) or "none"
+    elif isinstance(value, float):
+        value = format(value, "g")
+    return f"{name}-{re.sub(r'[^A-Za-z0-9_.+-]+', '-', str(value)).strip('-')}"
+
+
+def _pool_parts(cfg: BinarizeConfig) -> list[str]:
+    """A long-format pool's options that change the pairs: another name map, other labels, keeping
+    only judged responses, and the K-of-a-prompt draw with its seed (the seed matters only then)."""
+    pool = cfg.pool
+    if pool is None:
+        return []
+    parts = [_name_part(name, _stem(getattr(pool, name)))
+             for name in ("model_names", "judgments", "score_field") if getattr(pool, name) is not None]
+    if pool.judged_only:
+        parts.append("judged_only")
+    if pool.models_per_prompt is not None:
+        parts.append(f"k-{pool.models_per_prompt}")
+        if pool.seed != NAMED_SETTINGS["seed"] and not applies("seed", cfg.strategy):
+            parts.append(_name_part("seed", pool.seed))
+    return parts
+
+
 
 
 @dataclass
@@ -382,7 +462,8 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         log.warning("responses skipped, model has a missing score in %s: %s", cfg.benchmark,
                     ", ".join(f"{m} ({c})" for m, c in counts.model_missing_score.most_common()))
     meta = {
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
+                     if applies(k, cfg.strategy)},
         "data": str(cfg.data) if cfg.data is not None else "shipped sample (data/ultrafeedback_sample.jsonl)",
         "behaviour_table": {"models": list(table.models), "benchmarks": list(table.benchmarks),
                             "excluded_missing_score": list(table.excluded),

@@ -86,6 +86,8 @@ FORMATS = ("auto", "ultrafeedback", "long")
 JUDGMENT_KINDS = ("pairwise", "score")
 _EXTS = (".jsonl", ".json", ".parquet", ".csv")
 # AlpacaEval's field names: the defaults when neither a flag nor pool.json names a field.
+# The pool the scripts read by default (data/alpaca_eval: real responses, GPT-4 judged).
+SHIPPED_POOL = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval"
 DEFAULTS = {
     "instruction_field": "instruction",
     "model_field": "generator",
