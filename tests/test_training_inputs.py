@@ -112,7 +112,7 @@ def _bad_inputs(tmp_path, tiny, toy):
         ("empty model folder", ["--data", toy, "--model", str(empty_folder)], "empty-model has no config.json"),
         ("model is a file", ["--data", toy, "--model", str(a_file)], "a-file is a file"),
         ("hub id offline", ["--data", toy, "--model", "zebra-no-such-org/no-such-model"],
-         "zebra-no-such-org/no-such-model: not in the local Hugging Face cache and HF_HUB_OFFLINE=1"),
+         "zebra-no-such-org/no-such-model: no such folder, and not in the local Hugging Face cache (HF_HUB_OFFLINE=1)"),
         ("output-dir is a file", ["--data", toy, "--model", tiny, "--output-dir", str(a_file)], "a-file is a file"),
     ]
 

@@ -178,7 +178,7 @@ def check_model_source(model: str, gguf_file: str | None = None) -> None:
     from huggingface_hub import constants, try_to_load_from_cache
 
     if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(model, "config.json"), str):
-        raise ZebraError(f"--model {model}: not in the local Hugging Face cache and HF_HUB_OFFLINE=1; "
+        raise ZebraError(f"--model {model}: no such folder, and not in the local Hugging Face cache (HF_HUB_OFFLINE=1); "
                          "download it on a machine with the hub, or pass a local folder")
 
 
@@ -247,7 +247,10 @@ def load_policy(settings: TrainSettings, bf16: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(settings.model, settings.gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:  # hub: not found, gated, no network; transformers' message runs to many lines
+        raise ZebraError(f"--model {settings.model}: cannot load ({str(err).strip().splitlines()[0]})") from None
     set_chat_template(tokenizer, settings.chat_template, model_name=f"--model {settings.model}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
