@@ -58,6 +58,7 @@ class Step:
     cmd: list[str]
     done_when: str | None = None  # a path whose existence means the step already ran
     env: dict[str, str] = field(default_factory=dict)
+    runs: list[str] = field(default_factory=list)  # the commands a step runs in turn (train_grid.py's), shown
 
 
 def is_done(step: Step) -> bool:
@@ -65,6 +66,10 @@ def is_done(step: Step) -> bool:
     rewritten after every benchmark, so an interrupted run leaves one behind)."""
     if not step.done_when or not Path(step.done_when).exists():
         return False
+    if Path(step.done_when).name == "metrics.json":  # a training run: finished only with finite losses
+        from zebra.training import run_is_done
+
+        return run_is_done(Path(step.done_when).parent)
     if Path(step.done_when).name == "summary.json":
         import json
 
@@ -82,11 +87,6 @@ def shown(cmd: list[str]) -> str:
 
 def py(*args: str) -> list[str]:
     return [sys.executable, *args]
-
-
-def _strategy(name: str) -> str:
-    # the grid spells SUP+SIM `supsim` in recipe and folder names
-    return {"supsim": "sup_sim"}.get(name, name)
 
 
 def eval_flags(limit: int | None, seed: int, data_dir: str | None) -> list[str]:
@@ -128,7 +128,6 @@ def grid_steps(
     for r in recipes:
         short, run = r["name"].split("/")
         method, strategy = run.split("-", 1)
-        strategy = _strategy(strategy)
         target = out / "evals" / short / f"{method}-{strategy}"
         cmd = py(
             "evaluate.py", "--model", r["args"]["output_dir"], "--output-dir", str(target),
@@ -177,6 +176,8 @@ def run_steps(steps: list[Step], dry_run: bool, force: bool, env: dict[str, str]
         skip = not force and is_done(step)
         print(f"# [{i}/{len(steps)}] {step.name}{' (done, skipped)' if skip else ''}", flush=True)
         print(shown(step.cmd), flush=True)
+        for cmd in step.runs:
+            print(f"#   {cmd}", flush=True)
         if dry_run or skip:
             continue
         start = time.perf_counter()
@@ -196,6 +197,7 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--force", action="store_true", help="redo steps whose outputs exist")
     ap.add_argument("--ultrafeedback", default=None, help="grid: --data for the binarize scripts (hub id or local copy)")
+    ap.add_argument("--allow-sample", action="store_true", help="grid: without --ultrafeedback, train on the shipped 300-row sample anyway")
     ap.add_argument("--recipes", default=RECIPES, help="grid: recipe glob (default: %(default)s)")
     ap.add_argument("--only", default=None, help="grid: recipes matching this glob, e.g. 'qwen2.5-3b/*'")
     ap.add_argument("--limit", type=int, default=EVAL_LIMIT, help="grid: prompts per benchmark (default: %(default)s)")
@@ -205,6 +207,9 @@ def main() -> None:
     ap.add_argument("--smoke-gguf-file", default=None, help="smoke: GGUF name in --smoke-model (default: SmolLM2's)")
     ap.add_argument("--smoke-steps", type=int, default=SMOKE_STEPS, help="smoke: DPO steps (default: %(default)s)")
     args = ap.parse_args()
+    for flag, value, least in (("--limit", args.limit, 1), ("--seed", args.seed, 0), ("--smoke-steps", args.smoke_steps, 1)):
+        if value < least:  # before any step runs
+            sys.exit(f"error: {flag} {value}: must be >= {least}")
 
     env: dict[str, str] = {}
     if args.smoke:
@@ -237,6 +242,22 @@ def main() -> None:
         if not recipes:
             sys.exit(f"error: no recipe matches --recipes {args.recipes} --only {args.only}")
         steps = grid_steps(out, recipes, args.ultrafeedback, args.limit, args.seed, args.data_dir, args.only)
+        # show what train_grid.py will run (and refuse its footgun here, before any step)
+        from zebra.training import SAMPLE_WARNING, grid_plan
+
+        try:
+            plan = grid_plan(args.recipes, args.only, args.ultrafeedback)
+        except ZebraError as err:
+            sys.exit(f"error: {err}")
+        if plan.data and not args.ultrafeedback:
+            if not args.allow_sample and not args.dry_run:
+                sys.exit(f"error: {SAMPLE_WARNING}; pass --ultrafeedback openbmb/UltraFeedback (or a local copy), "
+                         "or --allow-sample for a toy grid")
+            print(f"WARNING: {SAMPLE_WARNING}", file=sys.stderr, flush=True)
+        if args.allow_sample:
+            steps[0].cmd.append("--allow-sample")
+        steps[0].runs = [shown(cmd) for cmd in plan.commands]
+        steps[0].name += f": {len(plan.data)} data commands, {len(plan.training)} training runs"
 
     start = time.perf_counter()
     code = run_steps(steps, args.dry_run, args.force, env, keep_going=not args.smoke)

@@ -24,6 +24,7 @@ input order, with `explicit_margin`, `implicit_margin`, `logp_chosen`, `logp_rej
 
 import argparse
 import logging
+import math
 import time
 
 KEEP = 0.4  # seed 004 keeps the top 40 %
@@ -56,6 +57,7 @@ def main() -> None:
     from zebra.errors import ZebraError
 
     try:
+        check_args(args)  # before run's imports of torch and the model
         meta = run(args)
     except (ZebraError, FileNotFoundError, ValueError) as err:  # ValueError: zebra.models' one-line messages
         raise SystemExit(f"error: {err}")
@@ -63,6 +65,20 @@ def main() -> None:
     print(f"kept {c['kept']} of {c['scored']} scored records ({c['read']} read) by M_AP "
           f"(keep {args.keep}, lambda {args.lam}, explicit {meta['explicit']}) in {meta['seconds']['total']:.1f}s "
           f"-> {args.output}")
+
+
+def check_args(args) -> None:
+    """Refuse NaN/inf and out-of-range numbers, naming the flag, before the model loads."""
+    from zebra.errors import ZebraError
+
+    if not 0 < args.keep <= 1:  # also false for NaN
+        raise ZebraError(f"--keep {args.keep}: must lie in (0, 1] (the seed keeps 0.4)")
+    if not (math.isfinite(args.lam) and args.lam >= 0):  # negative would reward large implicit margins, M_AP's opposite
+        raise ZebraError(f"--lambda {args.lam}: must be a finite number >= 0 (the seed uses 1.0)")
+    for flag, value, least in (("--batch-size", args.batch_size, 1), ("--max-length", args.max_length, 2),
+                               ("--limit", args.limit, 1)):
+        if value is not None and value < least:
+            raise ZebraError(f"{flag} {value}: must be >= {least}")
 
 
 def run(args) -> dict:
@@ -75,10 +91,7 @@ def run(args) -> dict:
     from zebra.models import load_model_and_tokenizer, set_chat_template
     from zebra.records import SCHEMA, RecordWriter, output_format, read_records, write_json_atomic
 
-    if not 0 < args.keep <= 1:
-        raise ZebraError(f"--keep must lie in (0, 1] (the seed keeps 0.4), not {args.keep}")
-    if args.batch_size < 1 or args.max_length < 2:
-        raise ZebraError("--batch-size must be >= 1 and --max-length >= 2")
+    check_args(args)
     output_format(args.output)  # a bad output name fails before the model loads
     t0 = time.perf_counter()
     records = read_records(args.data)[: args.limit]

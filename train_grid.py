@@ -4,27 +4,25 @@ r"""The paper's training grid on a GPU box: 4 models × {SFT, DPO} × {baseline,
     python train_grid.py --dry-run
 
     # the whole grid on a 4-GPU box: makes the four data files from UltraFeedback if missing,
-    # then one `accelerate launch` per recipe, skipping runs whose metrics.json already exists
+    # then one `accelerate launch` per recipe, skipping finished runs (a metrics.json with finite losses);
+    # without --ultrafeedback it refuses (the shipped 300-row sample is no data for 3B-8B models; --allow-sample)
     python train_grid.py --ultrafeedback openbmb/UltraFeedback
 
-    # a subset, on 8 GPUs, or a quick end-to-end check of every recipe (extra flags after --)
-    python train_grid.py --only 'qwen2.5-3b/dpo-*' --num-processes 8
-    python train_grid.py --only 'llama-3.2-3b/*' -- --max-steps 5
+    # a subset, on 8 GPUs, or a quick end-to-end check of every recipe on the sample (extra flags after --)
+    python train_grid.py --ultrafeedback openbmb/UltraFeedback --only 'qwen2.5-3b/dpo-*' --num-processes 8
+    python train_grid.py --allow-sample --only 'llama-3.2-3b/*' -- --max-steps 5
 
 Each run is a file in recipes/<model>/<method>-<strategy>.yaml (script, accelerate config, data,
 flags); edit a recipe to change one run. The data files come from recipes/data.yaml.
 """
 
 import argparse
-import fnmatch
-import glob
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 from zebra.errors import ZebraError
-from zebra.training import data_commands, load_recipe, recipe_command
+from zebra.training import SAMPLE_WARNING, check_launch, grid_plan
 
 RECIPES = "recipes/*/*.yaml"  # one per paper run; recipes/data.yaml and recipes/accelerate/ are not runs
 DATA_RECIPES = "recipes/data.yaml"
@@ -37,28 +35,31 @@ def main() -> None:
     ap.add_argument("--recipes", default=RECIPES, help="glob of run recipes (default: %(default)s)")
     ap.add_argument("--only", default=None, help="glob on recipe names model/method-strategy, e.g. 'qwen2.5-3b/*' or '*/dpo-sup'")
     ap.add_argument("--ultrafeedback", default=ULTRAFEEDBACK, help="--data for the binarize scripts (hub id or local copy)")
+    ap.add_argument("--allow-sample", action="store_true",
+                    help="without --ultrafeedback, make the data from the shipped 300-row sample anyway (toy runs)")
     ap.add_argument("--num-processes", type=int, default=NUM_PROCESSES, help="GPUs per run (default: from the config)")
-    ap.add_argument("--rerun", action="store_true", help="also run recipes whose output_dir has metrics.json")
+    ap.add_argument("--rerun", action="store_true", help="also run recipes whose output_dir has a finished metrics.json")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args, extra = ap.parse_known_args()
     extra = [a for a in extra if a != "--"]
 
     try:
-        import yaml
+        plan = grid_plan(args.recipes, args.only, args.ultrafeedback, args.num_processes, extra, args.rerun, DATA_RECIPES)
+        import train_dpo
+        import train_sft
 
-        paths = sorted(p for p in glob.glob(args.recipes) if Path(p).parent.name != "accelerate")
-        recipes = [load_recipe(p) for p in paths]
-        recipes = [r for r in recipes if not args.only or fnmatch.fnmatchcase(r["name"], args.only)]
-        if not recipes:
-            raise ZebraError(f"no recipe matches --recipes {args.recipes} --only {args.only}")
-        todo = [r for r in recipes if args.rerun or not (Path(r["args"]["output_dir"]) / "metrics.json").exists()]
-        missing_data = [r["data"] for r in todo if not Path(r["data"]).exists()]
-        entries = yaml.safe_load(Path(DATA_RECIPES).read_text())
-        commands = data_commands(entries, missing_data, args.ultrafeedback)
-        commands += [recipe_command(r, args.num_processes, extra) for r in todo]
+        for cmd in plan.training:  # every flag of every run checked before the first one starts
+            check_launch(cmd, (train_dpo if "train_dpo.py" in cmd else train_sft).parser())
+        if plan.data and not args.ultrafeedback and not args.allow_sample:
+            if not args.dry_run:
+                raise ZebraError(f"{SAMPLE_WARNING}; pass --ultrafeedback openbmb/UltraFeedback (or a local copy), "
+                                 "or --allow-sample for a toy grid")
+            print(f"WARNING: {SAMPLE_WARNING}; a real run refuses without --ultrafeedback or --allow-sample",
+                  file=sys.stderr, flush=True)
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
 
+    recipes, todo, commands = plan.recipes, plan.todo, plan.commands
     print(f"# {len(recipes)} recipes, {len(recipes) - len(todo)} already done, {len(commands)} commands", flush=True)
     failed = 0
     for cmd in commands:

@@ -8,8 +8,9 @@ r"""SFT on the chosen responses of a binarize script's output (paper App. A), wi
         --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf \
         --max-steps 3 --batch-size 1 --grad-accum 1 --max-length 256 --output-dir out/sft-x
 
-    # the paper's run on one strategy (4 GPUs, ZeRO-3); every paper run is a recipe: python train_grid.py
-    accelerate launch --config_file recipes/accelerate/zero3.yaml train_sft.py \
+    # the paper's run on one strategy (4 GPUs, data parallel; 7B/8B: fsdp.yaml); every paper run is a recipe:
+    # python train_grid.py
+    accelerate launch --config_file recipes/accelerate/ddp.yaml train_sft.py \
         --data out/sup.json --model meta-llama/Llama-3.2-3B-Instruct --output-dir runs/llama3b-sft-sup
 
 Input: any .json / .jsonl / .parquet that binarize_*.py writes; each record's prompt and chosen

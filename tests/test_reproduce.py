@@ -13,9 +13,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def _run(*args: str, timeout: int = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "reproduce.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, str(ROOT / "reproduce.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _bare(tmp_path: Path) -> Path:
+    """A folder with the recipes and nothing made yet (no out/data, no runs), as on a fresh clone."""
+    bare = tmp_path / "clone"
+    bare.mkdir()
+    (bare / "recipes").symlink_to(ROOT / "recipes")
+    return bare
 
 
 def _commands(stdout: str) -> list[str]:
@@ -37,7 +46,7 @@ def test_grid_dry_run_evaluates_every_recipe_on_1024_prompts_then_builds_tables(
     evals = [c for c in cmds if c.startswith("python evaluate.py --model")]
     assert len(evals) == 32  # 4 models x {SFT, DPO} x 4 strategies
     assert all("--seed 0 --limit 1024" in c for c in evals)
-    llama = next(c for c in evals if "runs/llama-3.2-3b/dpo-supsim" in c)
+    llama = next(c for c in evals if "runs/llama-3.2-3b/dpo-sup_sim" in c)
     assert "--run-model meta-llama/Llama-3.2-3B-Instruct --run-method dpo --run-strategy sup_sim" in llama
     assert f"--output-dir {tmp_path / 'o'}/evals/llama-3.2-3b/dpo-sup_sim" in llama
     compares = [c for c in cmds if c.startswith("python evaluate.py compare")]
@@ -45,6 +54,34 @@ def test_grid_dry_run_evaluates_every_recipe_on_1024_prompts_then_builds_tables(
     assert f"{tmp_path / 'o'}/evals/qwen2.5-7b/sft-baseline {tmp_path / 'o'}/evals/qwen2.5-7b/sft-sim" in " ".join(compares)
     assert cmds[-1] == f"python evaluate.py table {tmp_path / 'o'}/evals --output-dir {tmp_path / 'o'}/tables"
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
+def test_grid_dry_run_shows_the_grids_own_commands_with_one_strategy_spelling(tmp_path):
+    done = _run("--dry-run", "--out", str(tmp_path / "o"), "--ultrafeedback", "openbmb/UltraFeedback", "--only", "qwen2.5-3b/*",
+                cwd=_bare(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    grid = lines.index("python train_grid.py --ultrafeedback openbmb/UltraFeedback --only 'qwen2.5-3b/*'")
+    shown = [line.removeprefix("#   ") for line in lines[grid + 1:] if line.startswith("#   ")]
+    assert "4 data commands, 8 training runs" in lines[grid - 1]
+    assert [c.split()[1] for c in shown[:4]] == ["binarize_baseline.py", "binarize_similarity.py", "binarize_score.py",
+                                                 "binarize_combined.py"]
+    launches = shown[4:]
+    assert len(launches) == 8 and all(c.startswith("accelerate launch --config_file recipes/accelerate/ddp.yaml") for c in launches)
+    # SUP+SIM is `sup_sim` in data, training and evaluation folders alike
+    assert "--data out/data/sup_sim.json" in shown[3] or "--output out/data/sup_sim.json" in shown[3]
+    assert any("--output-dir runs/qwen2.5-3b/dpo-sup_sim" in c for c in launches)
+    assert "supsim" not in done.stdout
+    assert f"--output-dir {tmp_path / 'o'}/evals/qwen2.5-3b/dpo-sup_sim" in done.stdout
+
+
+def test_grid_without_ultrafeedback_warns_in_a_dry_run_and_refuses_a_real_one(tmp_path):
+    bare = _bare(tmp_path)
+    dry = _run("--dry-run", "--out", str(tmp_path / "o"), "--only", "qwen2.5-3b/dpo-sup", cwd=bare)
+    assert dry.returncode == 0 and "300-row sample" in dry.stderr
+    real = _run("--out", str(tmp_path / "o"), "--only", "qwen2.5-3b/dpo-sup", cwd=bare)
+    assert real.returncode == 1 and real.stdout == "" and real.stderr.startswith("error: no --ultrafeedback")
+    assert not (tmp_path / "o").exists()
 
 
 def test_smoke_dry_run_is_the_same_pipeline_at_toy_scale(tmp_path):

@@ -264,7 +264,7 @@ def test_every_paper_run_has_one_recipe_the_script_accepts():
     names = {r["name"] for r in recipes}
     assert len(recipes) == 32 and len(names) == 32
     models = {"llama-3.2-3b", "llama-3.1-8b", "qwen2.5-3b", "qwen2.5-7b"}
-    assert names == {f"{m}/{k}-{s}" for m in models for k in ("sft", "dpo") for s in ("baseline", "sup", "sim", "supsim")}
+    assert names == {f"{m}/{k}-{s}" for m in models for k in ("sft", "dpo") for s in ("baseline", "sup", "sim", "sup_sim")}
     outputs = set()
     for r in recipes:
         assert (ROOT / r["accelerate_config"]).exists()

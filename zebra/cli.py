@@ -129,21 +129,22 @@ def training_parser(doc: str, *, epochs: float, max_steps: int, batch_size: int,
     ap.add_argument("--gguf-file", default=None, help="GGUF file name inside --model (e.g. SmolLM2-135M-Instruct.Q4_1.gguf)")
     ap.add_argument("--chat-template", default=None, help="for models without one: chatml, zephyr, a .jinja file, or a template")
     ap.add_argument("--output-dir", required=True)
-    ap.add_argument("--epochs", type=float, default=epochs)
+    ap.add_argument("--epochs", type=float, default=epochs, help="passes over the data (default: %(default)s)")
     ap.add_argument("--max-steps", type=int, default=max_steps, help="optimizer steps; overrides --epochs (default: %(default)s)")
     ap.add_argument("--batch-size", type=int, default=batch_size, help="per device (default: %(default)s)")
-    ap.add_argument("--grad-accum", type=int, default=grad_accum)
-    ap.add_argument("--lr", type=float, default=lr)
-    ap.add_argument("--warmup-steps", type=int, default=warmup_steps)
+    ap.add_argument("--grad-accum", type=int, default=grad_accum, help="gradient accumulation steps (default: %(default)s)")
+    ap.add_argument("--lr", type=float, default=lr, help="peak learning rate, linear decay after warm-up (default: %(default)s)")
+    ap.add_argument("--warmup-steps", type=int, default=warmup_steps,
+                    help="linear warm-up (default: %(default)s); with --max-steps, at most 10%% of the run's steps")
     ap.add_argument("--max-length", type=int, default=max_length, help="tokens, prompt + response (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=seed)
+    ap.add_argument("--seed", type=int, default=seed, help="data order and initialisation (default: %(default)s)")
     ap.add_argument("--no-bf16", dest="bf16", action="store_false", default=bf16, help="train in fp32 even on a bf16 GPU")
     ap.add_argument("--lora", action="store_true", help="train a LoRA adapter (peft) instead of all weights")
-    ap.add_argument("--lora-r", type=int, default=lora_r)
-    ap.add_argument("--lora-alpha", type=int, default=lora_alpha)
+    ap.add_argument("--lora-r", type=int, default=lora_r, help="LoRA rank (default: %(default)s)")
+    ap.add_argument("--lora-alpha", type=int, default=lora_alpha, help="LoRA scale (default: %(default)s)")
     ap.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
                     default=gradient_checkpointing, help="faster, more memory (trl turns checkpointing on by default)")
-    ap.add_argument("--logging-steps", type=int, default=logging_steps)
+    ap.add_argument("--logging-steps", type=int, default=logging_steps, help="log every N optimizer steps (default: %(default)s)")
     return ap
 
 
@@ -153,7 +154,9 @@ def run_training(method: str, args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        out, metrics = train(TrainSettings(method=method, **vars(args)))
+        settings = TrainSettings(method=method, **vars(args))
+        settings.check()  # bad flags fail before trl and the model load
+        out, metrics = train(settings)
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
     print(f"{method}: saved {out} | " + ", ".join(f"{k} {v}" for k, v in metrics.items()))

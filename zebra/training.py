@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import platform
 import resource
 import time
@@ -71,26 +72,49 @@ class TrainSettings:
         return out
 
     def check(self) -> None:
-        """Fail early, naming the flag, on settings trl would only reject deep inside."""
+        """Fail early, naming the flag, on settings trl would only reject deep inside (or accept and
+        train to an all-NaN model: a NaN beta or lr). Touches no file."""
         if self.method not in ("sft", "dpo"):
             raise ZebraError(f"method {self.method!r}: expected 'sft' or 'dpo'")
-        for flag, value in (("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum)):
+        for flag, value in (("--epochs", self.epochs), ("--lr", self.lr), ("--beta", self.beta)):
+            if not math.isfinite(value):  # checked even where unused (--epochs under --max-steps): it is saved
+                raise ZebraError(f"{flag} {value}: must be a finite number > 0")
+        for flag, value in (("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
+                            ("--logging-steps", self.logging_steps)):
             if value < 1:
                 raise ZebraError(f"{flag} {value}: must be >= 1")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ZebraError(f"--max-steps {self.max_steps}: use a positive number, or -1 to run --epochs")
         if self.max_steps == -1 and self.epochs <= 0:
             raise ZebraError(f"--epochs {self.epochs}: must be > 0 when --max-steps is not set")
-        if self.lr <= 0 or self.warmup_steps < 0:
-            raise ZebraError(f"--lr {self.lr} / --warmup-steps {self.warmup_steps}: need lr > 0 and warm-up >= 0")
+        if self.lr <= 0:
+            raise ZebraError(f"--lr {self.lr}: must be a finite number > 0")
+        if self.warmup_steps < 0:
+            raise ZebraError(f"--warmup-steps {self.warmup_steps}: must be >= 0")
+        if not 0 <= self.seed < 2**32:  # numpy's seed range, which transformers' set_seed feeds
+            raise ZebraError(f"--seed {self.seed}: must lie in [0, 2**32)")
         if self.method == "dpo" and self.beta <= 0:
-            raise ZebraError(f"--beta {self.beta}: must be > 0")
+            raise ZebraError(f"--beta {self.beta}: must be a finite number > 0")
         if self.method == "sft" and self.weight_column:
             raise ZebraError("--weight-column: per-example weights are implemented for DPO only (train_dpo.py)")
         if self.max_length is not None and self.max_length < 8:
             raise ZebraError(f"--max-length {self.max_length}: too short to hold a prompt and a response")
         if self.lora and (self.lora_r < 1 or self.lora_alpha <= 0):
             raise ZebraError(f"--lora-r {self.lora_r} / --lora-alpha {self.lora_alpha}: need r >= 1 and alpha > 0")
+
+
+WARMUP_FRACTION = 0.1  # with --max-steps set, warm-up is at most this share of the run
+
+
+def effective_warmup_steps(settings: TrainSettings) -> int:
+    """The warm-up the run uses: `warmup_steps`, capped at 10 % of `max_steps` when that is set.
+
+    The paper's 500 warm-up steps belong to its ~600-step epoch; kept in a 3-step smoke run they
+    hold the learning rate at 0, 1e-7, 2e-7 and nothing is learned. An `--epochs` run keeps them.
+    """
+    if settings.max_steps > 0:
+        return min(settings.warmup_steps, int(settings.max_steps * WARMUP_FRACTION))
+    return settings.warmup_steps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,13 +149,89 @@ def peak_memory() -> dict[str, float]:
 # data and model
 
 
+def _looks_like_hub_id(model: str) -> bool:
+    """`org/name` or `name`, as the hub spells repos; anything else can only be a local path."""
+    parts = model.split("/")
+    return (not model.startswith((".", "/", "~")) and len(parts) <= 2
+            and all(p and all(c.isalnum() or c in "-_." for c in p) for p in parts))
+
+
+def check_model_source(model: str, gguf_file: str | None = None) -> None:
+    """One-line errors for a --model that cannot load, before minutes of imports and data work:
+    a missing path, a folder that is not a Hugging Face model, a file, or (HF_HUB_OFFLINE=1) a hub
+    id that is not in the local cache (transformers would say so only after its own retries)."""
+    path = Path(model).expanduser()
+    if gguf_file:
+        if not path.is_dir():
+            raise ZebraError(f"--model {model}: no such folder (with --gguf-file, --model is the folder holding the file)")
+        return  # zebra.models names a missing GGUF file itself
+    if path.is_file():
+        hint = f"; pass its folder as --model and --gguf-file {path.name}" if path.suffix == ".gguf" else ""
+        raise ZebraError(f"--model {model} is a file, not a Hugging Face model folder or hub id{hint}")
+    if path.is_dir():
+        if not any((path / name).exists() for name in ("config.json", "adapter_config.json")):
+            raise ZebraError(f"--model {model} has no config.json: not a Hugging Face model folder "
+                             "(for a GGUF file, pass the folder as --model and the file name as --gguf-file)")
+        return
+    if not _looks_like_hub_id(model):
+        raise ZebraError(f"--model {model}: no such folder (and not a hub id like org/name)")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(model, "config.json"), str):
+        raise ZebraError(f"--model {model}: no such folder, and not in the local Hugging Face cache (HF_HUB_OFFLINE=1); "
+                         "download it on a machine with the hub, or pass a local folder")
+
+
+def check_output_dir(output_dir: str) -> None:
+    """An --output-dir that is (or sits under) a file fails now, not after training when the model is saved."""
+    for path in (Path(output_dir), *Path(output_dir).parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ZebraError(f"--output-dir {output_dir}: {path} is a file, not a folder")
+            return
+
+
+def read_training_records(path: str) -> list:
+    """read_records with one-line errors for the files a crash or a full disk leaves: empty, truncated."""
+    from zebra.records import output_format, read_records
+
+    file = Path(path)
+    if file.is_file() and file.stat().st_size == 0:
+        raise ZebraError(f"{path}: empty file (0 bytes); remake it with a binarize_*.py script")
+    try:
+        if file.is_file() and output_format(file) == "jsonl":
+            return _read_jsonl(file)
+        return read_records(path)
+    except ZebraError:
+        raise
+    except json.JSONDecodeError as err:
+        raise ZebraError(f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
+                         "truncated? remake it with a binarize_*.py script") from None
+    except UnicodeDecodeError as err:
+        raise ZebraError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (OSError, ValueError) as err:  # pyarrow: truncated or foreign parquet (ArrowInvalid is a ValueError)
+        raise ZebraError(f"{path}: cannot be read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+
+def _read_jsonl(file: Path) -> list:
+    records = []
+    with open(file, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ZebraError(f"{file} line {number}: not valid JSON ({err.msg}); truncated? "
+                                 "remake it with a binarize_*.py script") from None
+    return records
+
+
 def load_examples(path: str, method: str, weight_column: str | None = None):
     """Binarized records file → (datasets.Dataset in trl's conversational format, counts)."""
     from datasets import Dataset
 
-    from zebra.records import read_records
-
-    records = read_records(path)
+    records = read_training_records(path)
     examples, counts = convert_records(records, method, weight_column=weight_column, source=str(path))
     if not examples:
         raise ZebraError(f"{path}: no usable records ({counts}); is it a binarize_*.py output?")
@@ -147,7 +247,10 @@ def load_policy(settings: TrainSettings, bf16: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(settings.model, settings.gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:  # hub: not found, gated, no network; transformers' message runs to many lines
+        raise ZebraError(f"--model {settings.model}: cannot load ({str(err).strip().splitlines()[0]})") from None
     set_chat_template(tokenizer, settings.chat_template, model_name=f"--model {settings.model}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -179,17 +282,20 @@ def _common_args(settings: TrainSettings, bf16: bool) -> dict[str, Any]:
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
         learning_rate=settings.lr,
-        warmup_steps=settings.warmup_steps,
+        warmup_steps=effective_warmup_steps(settings),
         bf16=bf16,
         max_length=settings.max_length,
         seed=settings.seed,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        # transformers 5 renamed it; the old name still works but warns (FutureWarning) on every run
+        activation_checkpointing=settings.gradient_checkpointing,
         logging_steps=settings.logging_steps,
         # the final model is saved once by save_run; intermediate checkpoints of an 8B full
         # fine-tune (weights + Adam) would fill the disk for no use in this study
         save_strategy="no",
         report_to="none",
         dataloader_num_workers=0,
+        # pinned memory only speeds host-to-GPU copies; without a GPU torch warns on every run
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -304,6 +410,46 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+@functools.cache
+def _stop_on_non_finite_class():
+    from transformers import TrainerCallback
+
+    class StopOnNonFinite(TrainerCallback):
+        """Raise at the first logged loss or gradient norm that is NaN or inf.
+
+        Such a run cannot recover (the weights are already non-finite) and must not be saved:
+        train_grid.py and reproduce.py take a folder with metrics.json as finished.
+        """
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key in ("loss", "grad_norm"):
+                value = (logs or {}).get(key)
+                if isinstance(value, (int, float)) and not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"{key} became {value} at step {state.global_step} (non-finite): training diverged; nothing saved "
+                        f"to {args.output_dir}. Lower --lr ({args.learning_rate:g}) or check the data")
+
+    return StopOnNonFinite
+
+
+class NonFiniteLossError(ZebraError):
+    """A run's loss or gradient norm became NaN/inf."""
+
+
+def quiet_known_warnings() -> None:
+    """Silence the warnings this project cannot fix, and only those.
+
+    trl 1.16's DPOTrainer (trl/models/utils.py `disable_gradient_checkpointing`, entered on every
+    loss computation) still calls transformers 5's deprecated `is_gradient_checkpointing`,
+    `gradient_checkpointing_disable` and `gradient_checkpointing_enable`: three FutureWarnings per
+    run that no setting here can avoid. Our own settings use the new `activation_checkpointing`.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`(is_gradient_checkpointing|gradient_checkpointing_(enable|disable))` "
+                            r"is deprecated", category=FutureWarning)
+
+
 def trainer_args(settings: TrainSettings, bf16: bool):
     """trl's DPOConfig / SFTConfig. Build it before loading the model: it initialises the
     distributed state that FSDP's cpu_ram_efficient_loading and ZeRO-3's zero.Init rely on."""
@@ -313,6 +459,13 @@ def trainer_args(settings: TrainSettings, bf16: bool):
 def make_trainer(settings: TrainSettings, model, tokenizer, dataset, args):
     """trl's SFTTrainer / DPOTrainer, or WeightedDPOTrainer when a weight column is set."""
     peft_config = lora_config(settings)
+    quiet_known_warnings()
+    trainer = _make_trainer(settings, model, tokenizer, dataset, args, peft_config)
+    trainer.add_callback(_stop_on_non_finite_class())
+    return trainer
+
+
+def _make_trainer(settings: TrainSettings, model, tokenizer, dataset, args, peft_config):
     if settings.method == "sft":
         from trl import SFTTrainer
 
@@ -383,12 +536,36 @@ def save_run(trainer, tokenizer, settings: TrainSettings, extra: dict[str, Any],
     return out
 
 
+def _finite_losses(metrics: dict[str, Any]) -> bool:
+    """train_loss is a finite number, and so is final_loss where one was logged."""
+    def finite(value) -> bool:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+
+    return finite(metrics.get("train_loss")) and (metrics.get("final_loss") is None or finite(metrics["final_loss"]))
+
+
+def run_is_done(output_dir: str | Path) -> bool:
+    """A training folder is finished when its metrics.json (written last by save_run) reads and
+    holds finite losses: train_grid.py and reproduce.py skip such runs and redo any other."""
+    try:
+        metrics = json.loads((Path(output_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and _finite_losses(metrics)
+
+
 def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
     """One full run, start to saved folder. Returns (output_dir, metrics)."""
     settings.check()
+    check_output_dir(settings.output_dir)
+    check_model_source(settings.model, settings.gguf_file)
     bf16, notice = resolve_bf16(settings.bf16)
     if notice:
         logger.warning(notice)
+    warmup = effective_warmup_steps(settings)
+    if warmup != settings.warmup_steps:
+        logger.info("warm-up: %d steps, not --warmup-steps %d (capped at %d%% of --max-steps %d)",
+                    warmup, settings.warmup_steps, round(100 * WARMUP_FRACTION), settings.max_steps)
     dataset, counts = load_examples(settings.data, settings.method, settings.weight_column)
     logger.info("%s: %s", settings.data, json.dumps(counts))
     args = trainer_args(settings, bf16)
@@ -397,7 +574,10 @@ def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
     start = time.perf_counter()
     train_output = trainer.train()
     metrics = run_metrics(trainer, train_output, len(dataset), time.perf_counter() - start)
-    extra = {"bf16_used": bf16, "resolved_model_path": model_path, "data_counts": counts,
+    if not _finite_losses(metrics):  # a divergence between two logged steps (--logging-steps > 1)
+        raise NonFiniteLossError(f"the training loss is {metrics['train_loss']} (final {metrics['final_loss']}; non-finite): "
+                                 f"training diverged; nothing saved to {settings.output_dir}. Lower --lr or check the data")
+    extra = {"bf16_used": bf16, "warmup_steps_used": warmup, "resolved_model_path": model_path, "data_counts": counts,
              "trainer": type(trainer).__name__}
     return save_run(trainer, tokenizer, settings, extra, metrics), metrics
 
@@ -484,3 +664,54 @@ def data_commands(entries: dict[str, Any], needed: list[str], ultrafeedback: str
     for output in dict.fromkeys(needed):
         plan(str(output))
     return commands
+
+
+SAMPLE_WARNING = ("no --ultrafeedback: the data commands read the binarize scripts' shipped 300-row sample, "
+                  "far too little for the paper's 3B-8B runs")
+
+
+@dataclass
+class GridPlan:
+    """What train_grid.py runs: recipes matched, those still to train, data and training commands."""
+
+    recipes: list[dict[str, Any]]
+    todo: list[dict[str, Any]]
+    data: list[list[str]]
+    training: list[list[str]]
+
+    @property
+    def commands(self) -> list[list[str]]:
+        return self.data + self.training
+
+
+def grid_plan(recipes_glob: str, only: str | None, ultrafeedback: str | None, num_processes: int | None = None,
+              extra: list[str] = (), rerun: bool = False, data_recipes: str = "recipes/data.yaml") -> GridPlan:
+    """The grid's commands, in order: the missing data files first, then one launch per unfinished run.
+
+    A run counts as finished when `run_is_done(output_dir)` (finite metrics.json); `rerun` redoes all.
+    """
+    import fnmatch
+    import glob
+
+    import yaml
+
+    if num_processes is not None and num_processes < 1:
+        raise ZebraError(f"--num-processes {num_processes}: must be >= 1")
+    paths = sorted(p for p in glob.glob(recipes_glob) if Path(p).parent.name != "accelerate")
+    recipes = [load_recipe(p) for p in paths]
+    recipes = [r for r in recipes if not only or fnmatch.fnmatchcase(r["name"], only)]
+    if not recipes:
+        raise ZebraError(f"no recipe matches --recipes {recipes_glob} --only {only}")
+    todo = [r for r in recipes if rerun or not run_is_done(r["args"]["output_dir"])]
+    missing = [r["data"] for r in todo if not Path(r["data"]).exists()]
+    data = data_commands(yaml.safe_load(Path(data_recipes).read_text()), missing, ultrafeedback)
+    training = [recipe_command(r, num_processes, list(extra)) for r in todo]
+    return GridPlan(recipes, todo, data, training)
+
+
+def check_launch(cmd: list[str], parser) -> None:
+    """Parse a recipe launch's script flags with the script's own parser and check them, so a bad
+    recipe value or pass-through flag (`-- --lr nan`) fails once, before the grid starts."""
+    script = next(i for i, c in enumerate(cmd) if c.endswith(".py"))
+    ns = parser.parse_args(cmd[script + 1:])
+    TrainSettings(method="dpo" if cmd[script].endswith("train_dpo.py") else "sft", **vars(ns)).check()
