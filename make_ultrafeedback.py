@@ -18,6 +18,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from zebra.errors import ZebraError
+from zebra.records import make_parent, remove_stale_tmp
+from zebra.settings import check_number, check_output_path
 from zebra.synthetic import make_rows
 
 ROWS = 300  # enough for every strategy to pick among many model pairs, small enough to ship
@@ -25,6 +28,19 @@ SEED = 0
 RESPONSE_WORDS = 40  # short texts keep the shipped file small (~1 MB)
 AWKWARD_RATE = 0.05  # after the first rows, how often a row is made awkward again
 OUTPUT = "data/ultrafeedback_sample.jsonl"
+
+
+def check_settings(args) -> None:
+    """Every setting in range and the output writable, before any row is made (zebra.settings)."""
+    check_number("--rows", args.rows, low=1, integer=True)
+    check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)
+    check_number("--response-words", args.response_words, low=1, integer=True)
+    check_number("--awkward-rate", args.awkward_rate, low=0, high=1, hint="a probability")
+    if Path(args.output).suffix.lower() != ".jsonl":
+        raise ZebraError(f"--output {args.output}: name it .jsonl (one JSON row per line)")
+    check_output_path(args.output, [])
+    make_parent(args.output)
+    remove_stale_tmp(args.output)
 
 
 def main() -> None:
@@ -35,11 +51,12 @@ def main() -> None:
     ap.add_argument("--awkward-rate", type=float, default=AWKWARD_RATE)
     ap.add_argument("--output", default=OUTPUT, help="a .jsonl file")
     args = ap.parse_args()
-    if args.rows < 1:
-        ap.error("--rows must be at least 1")
+    try:
+        check_settings(args)
+    except ZebraError as err:
+        raise SystemExit(f"error: {err}")
 
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -53,4 +70,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from zebra.cli import main_guard  # Ctrl-C: one line, exit 130
+    main_guard(main)

@@ -73,13 +73,17 @@ def run(args) -> dict:
     from zebra import potential
     from zebra.errors import ZebraError
     from zebra.models import load_model_and_tokenizer, set_chat_template
-    from zebra.records import SCHEMA, RecordWriter, output_format, read_records, write_json_atomic
+    from zebra.records import SCHEMA, RecordWriter, check_output, read_records
+    from zebra.settings import check_number, check_output_path
 
-    if not 0 < args.keep <= 1:
-        raise ZebraError(f"--keep must lie in (0, 1] (the seed keeps 0.4), not {args.keep}")
-    if args.batch_size < 1 or args.max_length < 2:
-        raise ZebraError("--batch-size must be >= 1 and --max-length >= 2")
-    output_format(args.output)  # a bad output name fails before the model loads
+    check_number("--keep", args.keep, low=0, high=1, low_open=True, hint="the seed keeps 0.4")
+    check_number("--lambda", args.lam, low=0, hint="the weight of a penalty on |implicit margin|")
+    check_number("--batch-size", args.batch_size, low=1, integer=True)
+    check_number("--max-length", args.max_length, low=2, integer=True)
+    check_number("--limit", args.limit, low=1, integer=True, optional=True)
+    for path in (args.output, f"{args.output}.meta.json"):
+        check_output_path(path, [args.data])
+    check_output(args.output)  # a bad output name fails before the model loads
     t0 = time.perf_counter()
     records = read_records(args.data)[: args.limit]
     if not records:
@@ -112,7 +116,7 @@ def run(args) -> dict:
     for k in extra:
         dtype_k = pa.array([r.get(k) for r in out]).type
         extra_fields.append((k, pa.float64() if pa.types.is_null(dtype_k) else dtype_k))
-    with RecordWriter(args.output, extra_fields) as writer:
+    with RecordWriter(args.output, extra_fields, deferred=True) as writer:  # renamed with its meta: commit below
         writer.write(out)
 
     scored = np.isfinite(m_ap)
@@ -133,9 +137,10 @@ def run(args) -> dict:
                      "abs_implicit_margin": float(np.nanmean(np.abs(implicit["implicit_margin"][scored]))) if scored.any() else None},
         "seconds": {"load": round(t_load, 3), "score": round(t_score, 3), "total": round(time.perf_counter() - t0, 3)},
     }
-    write_json_atomic(f"{args.output}.meta.json", meta)
+    writer.commit(meta)
     return meta
 
 
 if __name__ == "__main__":
-    main()
+    from zebra.cli import main_guard  # Ctrl-C: one line, exit 130
+    main_guard(main)

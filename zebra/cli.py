@@ -9,10 +9,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, Callable
 
 from zebra.errors import ZebraError
-from zebra.pipeline import BinarizeConfig, binarize, summary_line
+
+INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a job stopped by Ctrl-C
+
+
+def main_guard(main: Callable[[], Any]) -> None:
+    """Run a script's `main()`; Ctrl-C stops it with one line and exit 130 instead of a traceback.
+
+    Every top-level script ends with `cli.main_guard(main)`. Outputs are written to temporary
+    files and renamed only when complete (zebra.records), so an interrupted run leaves none.
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\ninterrupted: {Path(sys.argv[0]).name} stopped by Ctrl-C before finishing\n")
+        raise SystemExit(INTERRUPTED) from None
 
 
 def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, max_entropy: float | None,
@@ -34,6 +50,8 @@ def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, m
 
 def run_binarize(strategy: str, output: str, args: argparse.Namespace, **settings: Any) -> None:
     """Binarize with the common flags plus a script's own `settings`; one-line errors, one-line summary."""
+    from zebra.pipeline import BinarizeConfig, binarize, summary_line  # numpy/pyarrow: not for --help or train_*.py
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     common = {"data": args.data, "benchmark": args.benchmark, "seed": args.seed, "limit": args.limit,
               "max_entropy": args.max_entropy, "entropy_quantile": args.entropy_quantile,
