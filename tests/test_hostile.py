@@ -323,12 +323,11 @@ def test_ctrl_c_in_any_script_is_one_line_and_exit_130(script, monkeypatch):
     assert message_lines(err) == [f"interrupted: {script} stopped by Ctrl-C before finishing"]
 
 
-def test_real_sigint_mid_run_leaves_no_output(tmp_path):
-    """A real SIGINT to a real `python binarize_score.py` in the middle of writing: exit 130, one
-    line, and neither output, meta nor temporary file left behind."""
+def _stalled_binarize(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    """A real `python binarize_score.py` that stops for 30 s after its first batch, its
+    temporary output open; returns once it got there."""
     data = write_jsonl(tmp_path / "d.jsonl", SAMPLE_ROWS)
     marker = tmp_path / "started"
-    out = tmp_path / "out" / "sup.json"
     code = (
         "import runpy, sys, time, pathlib\n"
         "import zebra.pipeline as p\n"
@@ -349,6 +348,26 @@ def test_real_sigint_mid_run_leaves_no_output(tmp_path):
     while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert marker.exists(), proc.communicate()
+    return proc, data
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path):
+    out = tmp_path / "out" / "sup.json"
+    proc, data = _stalled_binarize(tmp_path, out)
+    proc.kill()
+    proc.communicate(timeout=60)
+    left = [p.name for p in out.parent.iterdir()]
+    assert left == [f".sup.json.tmp-{proc.pid}"]  # what SIGKILL leaves: nothing can clean up
+    meta = binarize_in_process("sup", out, data=str(data))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sup.json", "sup.json.meta.json"]
+    assert len(read_records(out)) == meta["counts"]["rows_written"]
+
+
+def test_real_sigint_mid_run_leaves_no_output(tmp_path):
+    """A real SIGINT to a real `python binarize_score.py` in the middle of writing: exit 130, one
+    line, and neither output, meta nor temporary file left behind."""
+    out = tmp_path / "out" / "sup.json"
+    proc, _ = _stalled_binarize(tmp_path, out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
