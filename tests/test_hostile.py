@@ -511,11 +511,16 @@ def _corrupt_value(rng: random.Random):
 def _corrupt(rng: random.Random, tmp: Path, rows: list[dict]) -> tuple[Path, Path]:
     """One corrupted (data, table) pair; several corruptions of a kind at random places."""
     kind = rng.choice(CORRUPTIONS)
+    as_list = rng.random() < 0.25  # a .json list instead of JSON lines
+
+    def serialise(rows):  # NaN/Infinity as Python writes them
+        return json.dumps(rows, indent=1) if as_list else "".join(json.dumps(r) + "\n" for r in rows)
+
     rows = json.loads(json.dumps(rows))
     table = BENCH.read_text()
     data_text = None
     if kind == "truncate":
-        text = "".join(json.dumps(r) + "\n" for r in rows)
+        text = serialise(rows)
         data_text = text[: rng.randrange(len(text))]
     elif kind in ("type_swap", "nan", "delete_field"):
         for _ in range(rng.randint(1, 6)):
@@ -536,9 +541,9 @@ def _corrupt(rng: random.Random, tmp: Path, rows: list[dict]) -> tuple[Path, Pat
                 target[key] = float("nan") if rng.random() < 0.5 else float("inf")
             else:
                 target[key] = _corrupt_value(rng)
-        data_text = "".join(json.dumps(r) + "\n" for r in rows)  # NaN/Infinity as Python writes them
+        data_text = serialise(rows)
     elif kind == "delete_row_bytes":
-        text = "".join(json.dumps(r) + "\n" for r in rows)
+        text = serialise(rows)
         a = rng.randrange(len(text))
         data_text = text[:a] + text[a + rng.randint(1, 200):]
     else:
@@ -551,8 +556,8 @@ def _corrupt(rng: random.Random, tmp: Path, rows: list[dict]) -> tuple[Path, Pat
         if rng.random() < 0.2:
             del lines[rng.randrange(1, len(lines))]
         table = "\n".join(lines) + "\n"
-        data_text = "".join(json.dumps(r) + "\n" for r in rows)
-    data = tmp / "data.jsonl"
+        data_text = serialise(rows)
+    data = tmp / ("data.json" if as_list else "data.jsonl")
     data.write_text(data_text, encoding="utf-8")
     bench = tmp / "table.csv"
     bench.write_text(table, encoding="utf-8")
