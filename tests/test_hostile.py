@@ -160,6 +160,8 @@ def _setup_data(tmp: Path) -> dict:
     files["null"].write_text("null\n")
     files["empty"] = tmp / "empty.jsonl"
     files["empty"].write_text("")
+    files["empty_list"] = tmp / "empty_list.json"
+    files["empty_list"].write_text("[]\n")
     files["blank"] = tmp / "blank.jsonl"
     files["blank"].write_text("\n  \n\n")
     bad = [json.dumps(r) for r in _rows(5)]
@@ -224,6 +226,7 @@ REFUSALS = [
     ("seed-negative", "binarize_baseline.py", ["--seed", "-1"], ["--seed must be in [0, "]),
     ("json-null-file", "binarize_score.py", ["--data", "{null}"], ["null.json", "starts with 'n'"]),
     ("empty-jsonl", "binarize_score.py", ["--data", "{empty}"], ["empty.jsonl: no rows"]),
+    ("empty-json-list", "binarize_score.py", ["--data", "{empty_list}"], ["empty_list.json: no rows"]),
     ("blank-lines-only", "binarize_sim", ["--data", "{blank}"], ["blank.jsonl: no rows"]),
     ("malformed-line", "binarize_score.py", ["--data", "{malformed}"], ["malformed.jsonl: line 3: not valid JSON"]),
     ("empty-folder", "binarize_score.py", ["--data", "{empty_folder}"], ["empty_folder: no .json, .jsonl, .parquet or .arrow"]),

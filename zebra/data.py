@@ -172,6 +172,8 @@ def _content_cache(files: list[Path]) -> str:
 
 def _load_failure(path: Path, source, err: Exception) -> str:
     """One line for a failed load: the JSON line at fault when that is the cause."""
+    if "corresponds to no data" in str(err):  # `[]`, `{}`: valid JSON without a single row
+        return f"{source}: no rows"
     if path.is_file() and _builder(path) == "json":
         where = _bad_json_line(path)
         if where:
