@@ -480,6 +480,26 @@ def test_output_and_meta_fail_together(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_rerun_whose_output_rename_fails_leaves_neither_old_nor_new(tmp_path, monkeypatch):
+    """A rerun over an earlier output that fails at the last step (the output's rename) must not
+    leave the earlier output beside the new meta, which would look like a finished run."""
+    from zebra import records
+
+    out = tmp_path / "o.json"
+    binarize_in_process("sup", out, limit=5)
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if Path(dst) == out:
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(records.os, "replace", failing)
+    with pytest.raises(ZebraError, match="cannot write the output"):
+        binarize_in_process("sup", out, limit=8)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stale_temporary_files_of_killed_runs_are_removed(tmp_path):
     out = tmp_path / "o.json"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -6,6 +6,7 @@ everything succeeded, so an interrupted or failed run never leaves a half-writte
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -66,7 +67,7 @@ def remove_stale_tmp(path: str | Path) -> list[Path]:
     removed = []
     if not path.parent.is_dir():
         return removed
-    for tmp in path.parent.glob(f".{glob_escape(path.name)}.tmp-*"):
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             try:
@@ -77,12 +78,6 @@ def remove_stale_tmp(path: str | Path) -> list[Path]:
     if removed:
         log.info("removed %d stale temporary file(s) of %s left by killed runs", len(removed), path)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def _alive(pid: int) -> bool:
@@ -346,9 +341,10 @@ class RecordWriter:
 
         `deferred=True` writers finish their file when the block ends and wait for this call,
         so that the meta can count everything the block wrote. Output and meta succeed or fail
-        together: the meta is written in full to its own temporary file first and renamed
-        before the output, whose existence is what reproduce.py reads as "done", so a failure
-        in between leaves no output. On failure the temporary output is removed.
+        together: the meta is written in full to its own temporary file first, an earlier output
+        is removed, and the meta is renamed before the output, whose existence is what
+        reproduce.py reads as "done": a failure or crash at any point leaves no output beside a
+        meta it does not match. On failure the temporary output is removed.
         """
         meta_path = Path(f"{self.path}.meta.json")
         meta_tmp = _tmp_path(meta_path)
@@ -356,6 +352,9 @@ class RecordWriter:
             if meta is not None:
                 try:
                     meta_tmp.write_text(json_text(meta), encoding="utf-8")
+                    # an earlier run's output goes first: a crash before the rename below must
+                    # not leave it beside this run's meta, looking done
+                    self.path.unlink(missing_ok=True)
                     os.replace(meta_tmp, meta_path)
                 except OSError as err:
                     raise ZebraError(f"{meta_path}: cannot write the meta file ({err.strerror or err}); "
