@@ -183,8 +183,10 @@ def _load_failure(path: Path, source, err: Exception) -> str:
             if _builder(f) == "json" and (where := _bad_json_line(f)):
                 return f"{f}: {where}"
     if not path.exists() and isinstance(source, str):
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") else ""
-        return f"{source}: cannot load this hub id{offline}: {_first_line(err)}"
+        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+            return f"{source}: cannot load this hub id (HF_HUB_OFFLINE is set): {_first_line(err)}"
+        return (f"{source}: cannot load this hub id: {_first_line(err)}; without network, pass a local copy "
+                "with --data (HF_HUB_OFFLINE=1 makes this fail at once instead of waiting)")
     return f"{source}: cannot read ({type(err).__name__}: {_first_line(err)})"
 
 
