@@ -377,6 +377,25 @@ def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
     return groups
 
 
+def check_settings(args: argparse.Namespace) -> None:
+    """Every number in range and the output folder usable, before any work (zebra.settings)."""
+    from zebra.errors import ZebraError
+    from zebra.settings import check_number
+
+    check_number("--cut", args.cut, low=0, low_open=True, hint="a distance threshold")
+    check_number("--n-boot", args.n_boot, low=1, integer=True)
+    check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)
+    check_number("--limit", args.limit, low=1, integer=True, optional=True)
+    check_number("--instances", args.instances, low=1, integer=True, optional=True)
+    for flag in ("tokens_in", "tokens_out", "price_in", "price_out", "run_cost"):
+        check_number("--" + flag.replace("_", "-"), getattr(args, flag), low=0)
+    check_number("--jobs", args.jobs, low=1, integer=True)
+    check_number("--dpi", args.dpi, low=1, integer=True)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ZebraError(f"--output {out} is a file; it must be a folder for the figures and numbers")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("analyses", nargs="+", choices=[*ANALYSES, "behaviour", "all"], metavar="ANALYSIS",
@@ -425,6 +444,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     try:
+        check_settings(args)
         run = Run(args)
         for name in names:
             t1 = time.perf_counter()
@@ -439,4 +459,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from zebra.cli import main_guard  # Ctrl-C: one line, exit 130
+    main_guard(main)

@@ -23,6 +23,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from zebra.data import SAMPLE
+from zebra.errors import ZebraError
+from zebra.records import make_parent, remove_stale_tmp
+from zebra.settings import check_number, check_output_path
 from zebra.synthetic import make_rows
 
 ROWS = 300  # enough for every strategy to pick among many model pairs, small enough to ship
@@ -31,6 +34,19 @@ RESPONSE_WORDS = 40  # short texts keep the shipped file small (~1 MB)
 AWKWARD_RATE = 0.05  # after the first rows, how often a row is made awkward again
 # Not the shipped sample's path: a bare run must not rewrite the file the tests and README stand on.
 OUTPUT = "out/ultrafeedback_made_up.jsonl"
+
+
+def check_settings(args) -> None:
+    """Every setting in range and the output writable, before any row is made (zebra.settings)."""
+    check_number("--rows", args.rows, low=1, integer=True)
+    check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)
+    check_number("--response-words", args.response_words, low=1, integer=True)
+    check_number("--awkward-rate", args.awkward_rate, low=0, high=1, hint="a probability")
+    if Path(args.output).suffix.lower() != ".jsonl":
+        raise ZebraError(f"--output {args.output}: name it .jsonl (one JSON row per line)")
+    check_output_path(args.output, [])
+    make_parent(args.output)
+    remove_stale_tmp(args.output)
 
 
 def main() -> None:
@@ -43,10 +59,10 @@ def main() -> None:
                     help="share of rows after the first ones made awkward again (default: %(default)s)")
     ap.add_argument("--output", default=OUTPUT, help="a .jsonl file (default: %(default)s)")
     args = ap.parse_args()
-    if args.rows < 1:
-        ap.error("--rows must be at least 1")
-    if not 0 <= args.awkward_rate <= 1:
-        ap.error(f"--awkward-rate must be between 0 and 1, not {args.awkward_rate}")
+    try:
+        check_settings(args)
+    except ZebraError as err:
+        raise SystemExit(f"error: {err}")
 
     out = Path(args.output)
     sample_settings = (ROWS, SEED, RESPONSE_WORDS, AWKWARD_RATE)
@@ -54,7 +70,6 @@ def main() -> None:
         raise SystemExit(f"error: --output {args.output}: {SAMPLE.name} is the shipped sample; only its own settings "
                          f"(--rows {ROWS} --seed {SEED} --response-words {RESPONSE_WORDS} --awkward-rate {AWKWARD_RATE}) "
                          f"may write it; choose another --output")
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -69,4 +84,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from zebra.cli import main_guard  # Ctrl-C: one line, exit 130
+    main_guard(main)

@@ -267,4 +267,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from zebra.cli import main_guard  # Ctrl-C: one line, exit 130
+    main_guard(main)

@@ -89,10 +89,13 @@ def run(args) -> dict:
     from zebra import potential
     from zebra.errors import ZebraError
     from zebra.models import load_model_and_tokenizer, set_chat_template
-    from zebra.records import SCHEMA, RecordWriter, output_format, read_records, write_json_atomic
+    from zebra.records import SCHEMA, RecordWriter, check_output, read_records
+    from zebra.settings import check_output_path
 
     check_args(args)
-    output_format(args.output)  # a bad output name fails before the model loads
+    for path in (args.output, f"{args.output}.meta.json"):
+        check_output_path(path, [args.data])
+    check_output(args.output)  # a bad output name fails before the model loads
     t0 = time.perf_counter()
     records = read_records(args.data)[: args.limit]
     if not records:
@@ -125,7 +128,7 @@ def run(args) -> dict:
     for k in extra:
         dtype_k = pa.array([r.get(k) for r in out]).type
         extra_fields.append((k, pa.float64() if pa.types.is_null(dtype_k) else dtype_k))
-    with RecordWriter(args.output, extra_fields) as writer:
+    with RecordWriter(args.output, extra_fields, deferred=True) as writer:  # renamed with its meta: commit below
         writer.write(out)
 
     scored = np.isfinite(m_ap)
@@ -146,9 +149,10 @@ def run(args) -> dict:
                      "abs_implicit_margin": float(np.nanmean(np.abs(implicit["implicit_margin"][scored]))) if scored.any() else None},
         "seconds": {"load": round(t_load, 3), "score": round(t_score, 3), "total": round(time.perf_counter() - t0, 3)},
     }
-    write_json_atomic(f"{args.output}.meta.json", meta)
+    writer.commit(meta)
     return meta
 
 
 if __name__ == "__main__":
-    main()
+    from zebra.cli import main_guard  # Ctrl-C: one line, exit 130
+    main_guard(main)

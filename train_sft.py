@@ -53,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_guard(main)  # Ctrl-C: one line, exit 130

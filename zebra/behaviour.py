@@ -131,15 +131,33 @@ def _parse_column(values: pd.Series, column: str, source: str) -> np.ndarray:
             f"{source}: row {row + 2} ({values.index[row]}), column {column!r}: "
             f"{text.iloc[row]!r} is not a number (use 86.4, 0.864 or 86.4%)"
         )
-    out = np.where(is_pct.to_numpy(bool), number.to_numpy(float) / 100.0, number.to_numpy(float))
-    plain = ~empty & ~is_pct
-    if is_pct.any() and (plain & (number > 1.0)).any():
-        row = int(np.flatnonzero((plain & (number > 1.0)).to_numpy())[0])
-        raise BenchmarkTableError(
-            f"{source}: row {row + 2} ({values.index[row]}), column {column!r}: plain "
-            f"{text.iloc[row]!r} beside '%' cells; write every cell of a column in one unit"
-        )
-    return out
+    value = number.to_numpy(float)
+    pct = is_pct.to_numpy(bool)
+    plain = (~empty & ~is_pct).to_numpy(bool)
+
+    def fail(mask: np.ndarray, why: str, lead: str = "") -> None:
+        if mask.any():
+            row = int(np.flatnonzero(mask)[0])
+            raise BenchmarkTableError(f"{source}: row {row + 2} ({values.index[row]}), column {column!r}: "
+                                      f"{lead}{text.iloc[row]!r} {why}")
+
+    with np.errstate(invalid="ignore"):
+        # inf would give MB-SUP NaN and silently drop the model from every pair
+        fail(~np.isnan(value) & ~np.isfinite(value), "is not a finite number (use 86.4, 0.864 or 86.4%)")
+        fail(value < 0, "is negative; scores are accuracies (0-100, 0-1 or N%)")
+        fail(pct & (value > 100), "is above 100%")
+        fail(plain & (value > 100), "is above 100; plain scores are read as percentages (0-100) or fractions (0-1)")
+        fail(pct.any() & plain & (value > 1.0), "beside '%' cells; write every cell of a column in one unit", "plain ")
+        # A column of plain numbers is either percentages (85.37) or fractions (0.6371); one
+        # value in (0, 1) among values above 1 is almost surely a fraction typed into a
+        # percentage column (or the other way round), which min-max would rank as ~0.
+        small, large = plain & (value > 0) & (value < 1.0), plain & (value > 1.0)
+        if small.any() and large.any():
+            odd = small if small.sum() <= large.sum() else large
+            fail(odd, f"mixes units with the column's other plain values ({small.sum()} in (0, 1), "
+                      f"{large.sum()} above 1); write it as a percentage like the rest, or with '%' "
+                      "if it really is one")
+    return np.where(pct, value / 100.0, value)
 
 
 def parse_benchmark_table(df: pd.DataFrame, source: str = "<table>") -> BehaviourTable:
@@ -192,6 +210,8 @@ def read_benchmark(path: str | Path) -> BehaviourTable:
         raise BenchmarkTableError(f"{path}: no such benchmark table (pass --benchmark PATH)")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise BenchmarkTableError(f"{path}: empty file; expected a header row (model, benchmarks...) and one row per model") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise BenchmarkTableError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from err
     return parse_benchmark_table(df, str(path))

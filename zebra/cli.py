@@ -10,12 +10,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from zebra.errors import ZebraError
-from zebra.pipeline import BinarizeConfig, binarize, summary_line
-from zebra.pipeline import default_output as pipeline_default_output
+
+INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a job stopped by Ctrl-C
+
+
+def main_guard(main: Callable[[], Any]) -> None:
+    """Run a script's `main()`; Ctrl-C stops it with one line and exit 130 instead of a traceback.
+
+    Every top-level script ends with `cli.main_guard(main)`. Outputs are written to temporary
+    files and renamed only when complete (zebra.records), so an interrupted run leaves none.
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\ninterrupted: {Path(sys.argv[0]).name} stopped by Ctrl-C before finishing\n")
+        raise SystemExit(INTERRUPTED) from None
 
 
 def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, max_entropy: float | None,
@@ -103,16 +117,19 @@ def run_binarize(strategy: str, output: str | None, args: argparse.Namespace, de
 
     `output` None: `default_output` extended by the settings that change the pairs, so two
     differently-set runs never write the same default file."""
+    from zebra.pipeline import BinarizeConfig, binarize, summary_line  # numpy/pyarrow: not for --help or train_*.py
+    from zebra.pipeline import default_output as pipeline_default_output
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     common = {"data": args.data, "benchmark": args.benchmark, "seed": args.seed, "limit": args.limit,
               "max_entropy": args.max_entropy, "entropy_quantile": args.entropy_quantile,
               "reliability_temperature": args.reliability_temperature, "pool": pool_options(args)}
     if args.tau is not None:  # the baseline takes --tau only so every script accepts the same flags
         common["tau"] = args.tau
-    cfg = BinarizeConfig(strategy, output or default_output, **common, **settings)
-    if output is None:
-        cfg = dataclasses.replace(cfg, output=pipeline_default_output(default_output, cfg))
     try:
+        cfg = BinarizeConfig(strategy, output or default_output, **common, **settings)
+        if output is None:
+            cfg = dataclasses.replace(cfg, output=pipeline_default_output(default_output, cfg))
         meta = binarize(cfg)
     except ZebraError as err:
         raise SystemExit(f"error: {err}")

@@ -14,7 +14,9 @@ selected responses per prompt ever become Python strings.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -44,6 +46,9 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
 
     A long-format pool (one row per response, zebra.pools) is read by zebra.pools.load_pool,
     with `pool` (a zebra.pools.PoolOptions) saying how, and comes back in this schema.
+    Every failure is a DataError whose one line names the file (and the line, for malformed
+    JSON). Local data is cached by `datasets` under a key of its content (`_content_cache`),
+    so a file replaced by another is never read as the old one.
     """
     import datasets  # imported here so that `--help` and table-only work stay fast
 
@@ -51,30 +56,179 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
 
     source = SAMPLE if source is None else source
     path = Path(source)
-    if is_long(source, pool):
-        ds = load_pool(source, pool, limit).dataset
-    elif path.is_file():
-        builder = _BUILDERS.get("".join(path.suffixes[-1:]).lower())
-        if builder is None:
-            raise DataError(f"{path}: unknown data format; use .json, .jsonl, .parquet or .arrow")
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
-    elif path.is_dir():
-        if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
-            ds = datasets.load_from_disk(str(path))
-            if isinstance(ds, datasets.DatasetDict):
-                if split not in ds:
-                    raise DataError(f"{path}: no split {split!r}; it has {list(ds)}")
-                ds = ds[split]
+    quiet = _DropErrors()  # a reader's ERROR log would repeat the one-line DataError raised below
+    for name in _READER_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
+    try:
+        if is_long(source, pool):
+            ds = load_pool(source, pool, limit).dataset
+        elif path.is_file():
+            builder = _builder(path)
+            check_data_file(path)
+            ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=_content_cache([path]))
+        elif path.is_dir():
+            if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+                ds = datasets.load_from_disk(str(path))
+                if isinstance(ds, datasets.DatasetDict):
+                    if split not in ds:
+                        raise DataError(f"{path}: no split {split!r}; it has {list(ds)}")
+                    ds = ds[split]
+            else:
+                files = folder_files(path)
+                for f in files:
+                    check_data_file(f)
+                ds = datasets.load_dataset(str(path), split=split, cache_dir=_content_cache(files))
+        elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
+            ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
         else:
-            ds = datasets.load_dataset(str(path), split=split)
-    elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
-        ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
-    else:
-        raise DataError(f"{source}: no such file or folder (pass --data PATH or a hub id like {HUB_ID})")
+            raise DataError(f"{source}: no such file or folder (pass --data PATH or a hub id like {HUB_ID})")
+    except ZebraError:  # DataError, and zebra.pools.PoolError from a long-format pool
+        raise
+    except Exception as err:  # datasets/pyarrow/network errors: one line naming the source instead of a traceback
+        raise DataError(_load_failure(path, source, err)) from None
+    finally:
+        for name in _READER_LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
+    if len(ds) == 0:
+        raise DataError(f"{source}: no rows")
     check_schema(ds.features, str(source))
     if limit is not None and limit < len(ds):
         ds = ds.select(range(limit))
     return ds
+
+
+# loggers that report a failed read before raising (filters apply where a record is made, not to parents)
+_READER_LOGGERS = ("datasets.packaged_modules.json.json", "datasets.packaged_modules.parquet.parquet",
+                   "datasets.packaged_modules.arrow.arrow", "datasets.builder")
+
+
+class _DropErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+def _builder(path: Path) -> str:
+    builder = _BUILDERS.get("".join(path.suffixes[-1:]).lower())
+    if builder is None:
+        raise DataError(f"{path}: unknown data format; use .json, .jsonl, .parquet or .arrow")
+    return builder
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The data files `datasets` would read from a plain folder, refusing a mix of formats.
+
+    `datasets` picks the most common format of a folder and silently ignores the others
+    (a .parquet beside a .json: one of them is never read).
+    """
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+        part.startswith((".", "_")) for part in p.relative_to(folder).parts))
+    kinds: dict[str, list[Path]] = {}
+    for p in files:
+        builder = _BUILDERS.get(p.suffix.lower())
+        if builder is not None:
+            kinds.setdefault(builder, []).append(p)
+    if not kinds:
+        raise DataError(f"{folder}: no .json, .jsonl, .parquet or .arrow file in this folder")
+    if len(kinds) > 1:
+        named = ", ".join(f"{k} ({v[0].name}{' …' if len(v) > 1 else ''})" for k, v in sorted(kinds.items()))
+        raise DataError(f"{folder}: holds data files of more than one format: {named}; "
+                        "only one format would be read, so keep one format per folder")
+    return next(iter(kinds.values()))
+
+
+def check_data_file(path: Path) -> None:
+    """Cheap checks before `datasets` reads a JSON file: empty or blank files have no rows, and
+    a file whose top level is not an object or a list (e.g. `null`) crashes the reader."""
+    if _builder(path) != "json":
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty file (0 bytes)")
+        return
+    first = _first_char(path)
+    if first is None:
+        raise DataError(f"{path}: no rows (the file is empty or holds only blank lines)")
+    if first not in "{[":
+        raise DataError(f"{path}: expected JSON objects (one per line) or a JSON list of them, "
+                        f"but the file starts with {first!r}")
+
+
+def _first_char(path: Path) -> str | None:
+    """The first character that is not whitespace (or a BOM), reading no more than needed."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 16):
+            stripped = chunk.lstrip(b" \t\r\n\xef\xbb\xbf")
+            if stripped:
+                return chr(stripped[0])
+    return None
+
+
+def _content_cache(files: list[Path]) -> str:
+    """A `datasets` cache folder keyed on the files' bytes.
+
+    `datasets` keys its cache of a local file on path and modification time, so a file replaced
+    by another with the same mtime was read as the old data. Hashing the bytes (sha256, ~1.8 GB/s
+    here) costs a fraction of parsing them; identical content reuses its cache.
+    """
+    import datasets
+
+    digest = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "by-content" / digest.hexdigest()[:32])
+
+
+def _load_failure(path: Path, source, err: Exception) -> str:
+    """One line for a failed load: the JSON line at fault when that is the cause."""
+    if "corresponds to no data" in str(err):  # `[]`, `{}`: valid JSON without a single row
+        return f"{source}: no rows"
+    if path.is_file() and _builder(path) == "json":
+        where = _bad_json_line(path)
+        if where:
+            return f"{path}: {where}"
+    if path.is_dir():
+        for f in folder_files(path):
+            if _builder(f) == "json" and (where := _bad_json_line(f)):
+                return f"{f}: {where}"
+    if not path.exists() and isinstance(source, str):
+        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+            return f"{source}: cannot load this hub id (HF_HUB_OFFLINE is set): {_first_line(err)}"
+        return (f"{source}: cannot load this hub id: {_first_line(err)}; without network, pass a local copy "
+                "with --data (HF_HUB_OFFLINE=1 makes this fail at once instead of waiting)")
+    return f"{source}: cannot read ({type(err).__name__}: {_first_line(err)})"
+
+
+def _first_line(err: Exception) -> str:
+    cause = err
+    while cause.__cause__ is not None:  # DatasetGenerationError wraps the reader's own message
+        cause = cause.__cause__
+    text = str(cause).strip() or type(cause).__name__
+    return text.splitlines()[0][:300]
+
+
+def _bad_json_line(path: Path) -> str | None:
+    """'line N: ...' of the first malformed JSON row, or None when every row parses."""
+    if _first_char(path) == "[":
+        try:
+            with open(path, encoding="utf-8-sig") as fh:
+                json.load(fh)
+        except UnicodeDecodeError as err:
+            return f"not UTF-8 text ({err.reason} at byte {err.start})"
+        except json.JSONDecodeError as err:
+            return f"line {err.lineno}: not valid JSON ({err.msg})"
+        return None
+    with open(path, encoding="utf-8-sig", errors="strict") as fh:
+        try:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        value = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        return f"line {n}: not valid JSON ({err.msg})"
+                    if not isinstance(value, dict):
+                        return f"line {n}: expected a JSON object, got {type(value).__name__}"
+        except UnicodeDecodeError as err:
+            return f"not UTF-8 text ({err.reason})"
+    return None
 
 
 def check_schema(features, source: str) -> None:
@@ -84,9 +238,17 @@ def check_schema(features, source: str) -> None:
             raise DataError(f"{source}: no {name!r} field; expected the UltraFeedback schema (SPEC §3)")
     comp = features["completions"]
     inner = getattr(comp, "feature", comp[0] if isinstance(comp, list) else comp)
+    if _is_json_feature(comp) or _is_json_feature(inner):
+        return  # completions of differing shapes: to_batch reads them one by one (missing fields → null)
     for name in ("model", "response"):
         if not hasattr(inner, "keys") or name not in inner:
             raise DataError(f"{source}: completions have no {name!r} field; expected the UltraFeedback schema")
+
+
+def _is_json_feature(feature) -> bool:
+    """`datasets` types a field whose rows disagree in shape (a key missing in some completions,
+    a number in one row and "N/A" in another) as JSON text instead of a struct or a number."""
+    return type(feature).__name__ == "Json"
 
 
 @dataclass(frozen=True)
@@ -196,7 +358,7 @@ class Batch:
     @cached_property
     def prompt_ids(self) -> list[str]:
         """prompt_id of every row, hashed once: the baseline's draw and the records both need it."""
-        return [prompt_id(p) for p in self.instruction]
+        return [prompt_id(p or "") for p in self.instruction]  # no prompt (None): the row is skipped anyway
 
     def texts(self, rows: np.ndarray, slots: np.ndarray) -> list[str]:
         """The response texts at (rows, slots), as Python strings."""
@@ -206,22 +368,25 @@ class Batch:
         """(n, K) float of a per-completion number (NaN where absent)."""
         if field not in self.flat.type.names:
             raise DataError(f"completions have no {field!r} field; the RLAIF baseline needs it")
-        col = pc.cast(self.flat.field(field), pa.float64())
-        return self._per_slot(col.to_numpy(zero_copy_only=False))
+        return self._per_slot(numbers(self.flat.field(field)))
 
     def ratings(self) -> np.ndarray:
         """(n, K, 4) float of the four GPT-4 aspect ratings ("N/A" and absent → NaN)."""
         if "annotations" not in self.flat.type.names:
             raise DataError("completions have no 'annotations' field; --score mean-rating needs it")
         ann = self.flat.field("annotations")
-        if not pa.types.is_struct(ann.type):  # `annotations: {}` in every row loads as Arrow's JSON type
-            raise DataError("completions' 'annotations' hold no aspect ratings; --score mean-rating needs them")
+        if not (pa.types.is_struct(ann.type) and all(
+                pa.types.is_struct(ann.type.field(a).type) for a in ASPECTS if a in ann.type.names)):
+            # annotations of differing shapes (JSON text, or an aspect that is not an object)
+            values = ann.storage.to_pylist() if isinstance(ann.type, pa.BaseExtensionType) else ann.to_pylist()
+            ann = pa.array([_completion({"annotations": v}).get("annotations") for v in values], _RATINGS)
         out = []
         for aspect in ASPECTS:
             if aspect not in ann.type.names or "Rating" not in ann.field(aspect).type.names:
                 out.append(np.full(len(self.flat), np.nan))
                 continue
-            text = pc.cast(ann.field(aspect).field("Rating"), pa.string())
+            rating = ann.field(aspect).field("Rating")
+            text = _strings(rating) if isinstance(rating.type, pa.BaseExtensionType) else pc.cast(rating, pa.string())
             num = pc.cast(pc.if_else(pc.match_substring_regex(text, r"^\s*\d+(\.\d+)?\s*$"), text, None), pa.float64())
             out.append(num.to_numpy(zero_copy_only=False))
         return np.stack([self._per_slot(o) for o in out], axis=-1)
@@ -231,10 +396,98 @@ class Batch:
         return np.where(self.pos >= 0, np.asarray(flat_values, dtype=float)[safe], np.nan)
 
 
+def numbers(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """float64 values of a score column; anything that is not a number ("N/A", text, a list,
+    null) becomes NaN, as the "N/A" aspect ratings do, so it is counted as a missing score."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if isinstance(arr.type, pa.BaseExtensionType):  # JSON text: 4.5, "4.5" and "N/A" side by side
+        arr = pa.array([_json_number(v) for v in arr.storage.to_pylist()], pa.float64())
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        arr = pc.if_else(pc.match_substring_regex(arr, r"^\s*-?\d+(\.\d+)?\s*$"), arr, None)
+    if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_string(arr.type)
+            or pa.types.is_large_string(arr.type) or pa.types.is_null(arr.type)):
+        return np.full(len(arr), np.nan)
+    return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+
+
+def _json_number(text: str | None) -> float | None:
+    try:
+        value = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A string column from whatever `datasets` inferred: non-strings (numbers, lists, JSON
+    values of another type) become null, i.e. a missing prompt, model or response."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_string(arr.type):
+        return arr
+    if pa.types.is_large_string(arr.type):
+        return arr.cast(pa.string())
+    if isinstance(arr.type, pa.BaseExtensionType):
+        values = [_json_value(v) for v in arr.storage.to_pylist()]
+    else:
+        values = arr.to_pylist()
+    return pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+
+
+def _json_value(text: str | None):
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+_RATINGS = pa.struct([(a, pa.struct([("Rating", pa.string())])) for a in ASPECTS])
+_COMPLETION = pa.struct([("model", pa.string()), ("response", pa.string()), ("overall_score", pa.float64()),
+                         ("annotations", _RATINGS)])
+
+
+def _completion(value) -> dict:
+    """One completion of irregular data, reduced to the fields ZEBRA reads (wrong types → null)."""
+    if isinstance(value, str) and value[:1] == "{":
+        value = _json_value(value)
+    if not isinstance(value, dict):
+        return {}
+    out = {k: value.get(k) if isinstance(value.get(k), str) else None for k in ("model", "response")}
+    out["overall_score"] = _json_number(json.dumps(value.get("overall_score")))
+    ann = value.get("annotations")
+    ann = _json_value(ann) if isinstance(ann, str) else ann
+    if isinstance(ann, dict):
+        out["annotations"] = {a: {"Rating": str(r["Rating"]) if isinstance(r := ann.get(a), dict)
+                                  and isinstance(r.get("Rating"), (str, int, float)) else None} for a in ASPECTS}
+    return out
+
+
+def _regular_completions(comp: pa.Array) -> pa.Array:
+    """`comp` as list<struct> with string `model` and `response`, converting row by row only
+    when `datasets` could not type it so (completions of differing shapes: the slow, rare path)."""
+    list_type = pa.types.is_list(comp.type) or pa.types.is_large_list(comp.type)
+    if list_type and pa.types.is_struct(comp.type.value_type):
+        inner = comp.type.value_type
+        if all(name in inner.names and pa.types.is_string(inner.field(name).type) for name in ("model", "response")):
+            return comp
+    rows = []
+    values = comp.storage.to_pylist() if isinstance(comp.type, pa.BaseExtensionType) else comp.to_pylist()
+    for value in values:
+        value = _json_value(value) if isinstance(value, str) else value
+        rows.append([_completion(c) for c in value] if isinstance(value, list) else None)
+    return pa.array(rows, pa.list_(_COMPLETION))
+
+
 def to_batch(table: pa.Table) -> Batch:
     """Lay out one Arrow batch of UltraFeedback rows per slot, without a Python loop over rows."""
     n = table.num_rows
-    comp = table.column("completions").combine_chunks()
+    comp = _regular_completions(table.column("completions").combine_chunks())
     counts = pc.fill_null(pc.list_value_length(comp), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(comp)
     if isinstance(flat, pa.ChunkedArray):
@@ -267,7 +520,7 @@ def to_batch(table: pa.Table) -> Batch:
         np.asarray(table.column("source").to_pylist(), dtype=object)
         if "source" in table.column_names else np.full(n, None, dtype=object)
     )
-    return Batch(table.column("instruction").to_pylist(), source, model, pos, responses, nonempty, lengths, flat)
+    return Batch(_strings(table.column("instruction")).to_pylist(), source, model, pos, responses, nonempty, lengths, flat)
 
 
 def duplicate_slots(batch: Batch, usable: np.ndarray) -> np.ndarray:

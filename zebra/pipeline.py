@@ -22,13 +22,14 @@ import pyarrow as pa
 
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
-from zebra.data import (Batch, batch_source, duplicate_models, duplicate_slots, iter_batches, load_ultrafeedback,
-                        to_batch)
+from zebra.data import (SAMPLE, Batch, batch_source, duplicate_models, duplicate_slots, iter_batches,
+                        load_ultrafeedback, to_batch)
 from zebra.errors import ZebraError
 from zebra.pools import SHIPPED_POOL, PoolOptions, is_long, load_pool
-from zebra.records import RecordWriter, make_parent, output_format, write_json_atomic
+from zebra.records import RecordWriter, check_output
 from zebra.reliability import TEMPERATURE, PairReliability
 from zebra.reliability import check_settings as check_reliability_settings
+from zebra.settings import check_number, check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +201,14 @@ def usable_slots(batch: Batch, table: BehaviourTable, counts: Counts, require_ra
     midx = model_index(batch, table)
     rated = midx >= 0
     counts.responses["total"] += int(present.sum())
+    no_model = present & np.equal(batch.model, None)  # a completion without a model name (null or absent)
+    counts.responses["no_model"] += int(no_model.sum())
     if require_rated:
         excluded = set(table.excluded)
-        for name in batch.model[present & ~rated]:
+        for name in batch.model[present & ~rated & ~no_model]:
             bucket = counts.model_missing_score if name in excluded else counts.model_not_in_table
             bucket[str(name)] += 1
-    usable = present & batch.nonempty & (rated if require_rated else True)
+    usable = present & ~no_model & batch.nonempty & (rated if require_rated else True)
     counts.responses["empty"] += int((present & ~batch.nonempty).sum())
     dup_model = duplicate_models(np.where(usable, _name_codes(batch), -1))
     usable &= ~dup_model
@@ -334,6 +337,10 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
         dropped = np.isin(batch.source.astype(str), list(cfg.drop_sources))
         counts.rows_skipped["dropped_source"] += int(dropped.sum())
         keep_rows &= ~dropped
+    # A pair needs a prompt: empty, whitespace-only, null or non-text instructions are skipped.
+    no_prompt = np.fromiter((not p or p.isspace() for p in batch.instruction), dtype=bool, count=n) & keep_rows
+    counts.rows_skipped["empty_prompt"] += int(no_prompt.sum())
+    keep_rows &= ~no_prompt
 
     if cfg.strategy == "baseline":
         usable, midx = usable_slots(batch, table, counts, require_rated=cfg.only_rated)
@@ -400,21 +407,38 @@ def _versions() -> dict[str, str]:
             "pyarrow": pa.__version__, "datasets": datasets.__version__}
 
 
-def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
-    """Run one constructor end to end; returns the meta dict also written beside the output."""
-    from tqdm.auto import tqdm
-
+def check_config(cfg: BinarizeConfig) -> None:
+    """Every setting in range and the output writable, before any work (zebra.settings)."""
     if cfg.strategy not in (*strategies.STRATEGIES, "baseline"):
         raise ZebraError(f"unknown strategy {cfg.strategy!r}")
     if cfg.score not in ("overall", "mean-rating"):
         raise ZebraError(f"--score must be 'overall' or 'mean-rating', not {cfg.score!r}")
-    if not 0 < cfg.batch_size:
-        raise ZebraError(f"--batch-size must be positive, not {cfg.batch_size}")
-    if cfg.limit is not None and cfg.limit < 1:
-        raise ZebraError(f"--limit must be at least 1, not {cfg.limit}")
-    output_format(cfg.output)  # a bad output name or folder fails before any work
-    make_parent(cfg.output)
+    # MB-SIM is a cosine: a tau outside [-1, 1] admits every pair or none (an empty file, exit 0)
+    check_number("--tau", cfg.tau, low=-1, high=1, hint="MB-SIM is a cosine similarity")
+    # Negative weights would reward the worse or the less similar pair: not the method, refused.
+    check_number("--rank-weight", cfg.rank_weight, low=0)
+    check_number("--similarity-weight", cfg.similarity_weight, low=0)
+    if cfg.strategy == "sup_sim" and cfg.rank_weight == 0 and cfg.similarity_weight == 0:
+        raise ZebraError("--rank-weight and --similarity-weight are both 0: every pair would tie; make one positive")
+    check_number("--seed", cfg.seed, low=0, high=2**63 - 1, integer=True)
+    check_number("--limit", cfg.limit, low=1, integer=True, optional=True)
+    check_number("--batch-size", cfg.batch_size, low=1, integer=True)
+    check_number("--max-entropy", cfg.max_entropy, low=0, optional=True, hint="entropies lie in 0 … ln 2 = 0.693")
+    check_number("--entropy-quantile", cfg.entropy_quantile, low=0, high=1, low_open=True, optional=True)
+    check_number("--reliability-temperature", cfg.reliability_temperature, low=0, low_open=True)
     check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
+    data = cfg.data if cfg.data is not None else SAMPLE
+    pool_files = [getattr(cfg.pool, name) for name in ("model_names", "judgments")] if cfg.pool else []
+    for path in (cfg.output, f"{cfg.output}.meta.json"):
+        check_output_path(path, [data, cfg.benchmark, *(f for f in pool_files if f)])
+    check_output(cfg.output)  # format, folder, stale temporary files: before any work
+
+
+def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
+    """Run one constructor end to end; returns the meta dict also written beside the output."""
+    from tqdm.auto import tqdm
+
+    check_config(cfg)
     t0 = time.perf_counter()
     table = read_benchmark(cfg.benchmark)
     pool_report = None
@@ -439,7 +463,8 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         seen = reliability.pair_counts
     reliability = reliability.resolved(cfg.max_entropy, cfg.entropy_quantile)
     t_select += time.perf_counter() - t1
-    with RecordWriter(cfg.output, extra, background=True) as writer, tqdm(
+    # deferred: the file is finished when the block ends and renamed with its meta (commit below)
+    with RecordWriter(cfg.output, extra, background=True, deferred=True) as writer, tqdm(
         total=len(ds), unit="prompt", desc=f"binarize {cfg.strategy}", disable=not cfg.progress
     ) as bar:
         for arrow_batch in iter_batches(ds, cfg.batch_size):
@@ -475,7 +500,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
                     "total": round(time.perf_counter() - t0, 3)},
         "versions": _versions(),
     }
-    write_json_atomic(f"{cfg.output}.meta.json", meta)
+    writer.commit(meta)  # output and meta together, or neither
     return meta
 
 

@@ -6,7 +6,9 @@ everything succeeded, so an interrupted or failed run never leaves a half-writte
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import os
 import queue
 import threading
@@ -19,6 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zebra.errors import ZebraError
+
+log = logging.getLogger(__name__)
 
 FORMATS = {".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 
@@ -50,6 +54,74 @@ def output_format(path: str | Path) -> str:
 
 def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def remove_stale_tmp(path: str | Path) -> list[Path]:
+    """Delete `path`'s temporary files left by runs that were killed (SIGKILL, power loss).
+
+    A run removes its own temporary file on any error it sees, but nothing runs after a
+    SIGKILL; the file is `.<name>.tmp-<pid>`, so one whose process no longer exists is stale.
+    Returns the removed files.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass  # not ours to remove (permissions): leave it
+    if removed:
+        log.info("removed %d stale temporary file(s) of %s left by killed runs", len(removed), path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def check_output(path: str | Path) -> None:
+    """An output name that can be written, checked before any work: format, not a folder,
+    its meta file not a folder either; stale temporary files of earlier killed runs removed."""
+    path = Path(path)
+    output_format(path)
+    for p in (path, Path(f"{path}.meta.json")):
+        if p.is_dir():
+            raise ZebraError(f"{p} is a folder; choose another --output (a file name)")
+    make_parent(path)
+    remove_stale_tmp(path)
+    remove_stale_tmp(f"{path}.meta.json")
+
+
+def json_text(obj: Any) -> str:
+    """Indented JSON of `obj` with every non-finite float written as null.
+
+    NaN and Infinity are not JSON (json.dumps writes them bare by default); null here means
+    "not defined", e.g. a mean over no records.
+    """
+    return json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 # JSON text built column by column in Arrow, byte-identical to json.dumps(record,
@@ -177,12 +249,13 @@ class RecordWriter:
     """
 
     def __init__(self, path: str | Path, extra_fields: Iterable[tuple[str, pa.DataType]] = (),
-                 background: bool = False):
+                 background: bool = False, deferred: bool = False):
         self._thread = None
         self.path = Path(path)
         self.format = output_format(self.path)
-        make_parent(self.path)
+        check_output(self.path)
         self.tmp = _tmp_path(self.path)
+        self.deferred = deferred
         self.schema = SCHEMA
         for name, dtype in extra_fields:
             self.schema = self.schema.append(pa.field(name, dtype))
@@ -260,7 +333,41 @@ class RecordWriter:
         else:
             self._fh.write("\n]\n" if self.format == "json" else ("\n" if self.count else ""))
             self._fh.close()
-        os.replace(self.tmp, self.path)
+        if not self.deferred:
+            self.commit()
+
+    def commit(self, meta: Any = None) -> None:
+        """Rename the finished file into place, with `meta` as `<path>.meta.json` if given.
+
+        `deferred=True` writers finish their file when the block ends and wait for this call,
+        so that the meta can count everything the block wrote. Output and meta succeed or fail
+        together: the meta is written in full to its own temporary file first, an earlier output
+        is removed, and the meta is renamed before the output, whose existence is what
+        reproduce.py reads as "done": a failure or crash at any point leaves no output beside a
+        meta it does not match. On failure the temporary output is removed.
+        """
+        meta_path = Path(f"{self.path}.meta.json")
+        meta_tmp = _tmp_path(meta_path)
+        try:
+            if meta is not None:
+                try:
+                    meta_tmp.write_text(json_text(meta), encoding="utf-8")
+                    # an earlier run's output goes first: a crash before the rename below must
+                    # not leave it beside this run's meta, looking done
+                    self.path.unlink(missing_ok=True)
+                    os.replace(meta_tmp, meta_path)
+                except OSError as err:
+                    raise ZebraError(f"{meta_path}: cannot write the meta file ({err.strerror or err}); "
+                                     f"nothing was written to {self.path}") from None
+            try:
+                os.replace(self.tmp, self.path)
+            except OSError as err:
+                if meta is not None:
+                    meta_path.unlink(missing_ok=True)
+                raise ZebraError(f"{self.path}: cannot write the output ({err.strerror or err})") from None
+        finally:
+            meta_tmp.unlink(missing_ok=True)
+            self.tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
         try:
@@ -291,10 +398,13 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write a small JSON document (settings, counts) atomically."""
     path = Path(path)
     make_parent(path)
+    remove_stale_tmp(path)
     tmp = _tmp_path(path)
     try:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(json_text(obj), encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as err:
+        raise ZebraError(f"{path}: cannot write ({err.strerror or err})") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -1,0 +1,76 @@
+"""Range checks for the numbers a user passes on the command line.
+
+argparse's `type=float` accepts `nan`, `inf` and any sign, and a NaN compares false with
+everything: `--tau nan` admitted no pair and wrote an empty file with exit 0, `--rank-weight nan`
+picked arbitrary pairs. Every script checks its numeric settings here before any work, so a bad
+value stops the run with one line naming the flag, the value and the allowed range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from zebra.errors import ZebraError
+
+
+class SettingError(ZebraError):
+    """A setting outside its range; the message names the flag."""
+
+
+def check_number(flag: str, value: float | int | None, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False,
+                 optional: bool = False, hint: str = "") -> None:
+    """Stop unless `value` is a finite number in [low, high] (bounds open where asked).
+
+    `optional`: None means "not set" and passes. `hint` is appended to the message (why the range).
+    """
+    if value is None:
+        if optional:
+            return
+        raise SettingError(f"{flag} must be set")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        raise SettingError(f"{flag} must be {'an integer' if integer else 'a number'}, not {value!r}")
+    if not math.isfinite(value):
+        raise SettingError(f"{flag} must be a finite number, not {value}{_hint(hint)}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        raise SettingError(f"{flag} must be {_range(low, high, low_open, high_open)}, not {value}{_hint(hint)}")
+
+
+def _hint(hint: str) -> str:
+    return f" ({hint})" if hint else ""
+
+
+def _range(low, high, low_open, high_open) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high}"
+    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_output_path(output: str | Path, inputs: Iterable[str | Path | None], flag: str = "--output") -> None:
+    """Refuse an output that is a folder, or that is (or would replace) one of the `inputs`.
+
+    An input folder counts too: writing into it would add a file that the next read of the
+    folder picks up as data. Hub ids and names that do not exist on disk are not inputs here.
+    """
+    out = _resolved(output)
+    if out.is_dir():
+        raise SettingError(f"{flag} {output} is a folder; name a file inside it")
+    for given in inputs:
+        if given is None:
+            continue
+        src = Path(given).expanduser()
+        if not src.exists():
+            continue
+        src = src.resolve()
+        if out == src or (src.is_dir() and src in out.parents):
+            raise SettingError(f"{flag} {output} would overwrite the input {given}; choose another output name")
