@@ -391,9 +391,9 @@ def check_settings(args: argparse.Namespace) -> None:
         check_number("--" + flag.replace("_", "-"), getattr(args, flag), low=0)
     check_number("--jobs", args.jobs, low=1, integer=True)
     check_number("--dpi", args.dpi, low=1, integer=True)
-    out = Path(args.output)
+    out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
-        raise ZebraError(f"--output {out} is a file; it must be a folder for the figures and numbers")
+        raise ZebraError(f"--output-dir {out} is a file; it must be a folder for the figures and numbers")
 
 
 def main() -> None:

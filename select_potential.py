@@ -24,7 +24,6 @@ input order, with `explicit_margin`, `implicit_margin`, `logp_chosen`, `logp_rej
 
 import argparse
 import logging
-import math
 import time
 
 KEEP = 0.4  # seed 004 keeps the top 40 %
@@ -68,17 +67,15 @@ def main() -> None:
 
 
 def check_args(args) -> None:
-    """Refuse NaN/inf and out-of-range numbers, naming the flag, before the model loads."""
-    from zebra.errors import ZebraError
+    """Refuse NaN/inf and out-of-range numbers, naming the flag, before the model loads (zebra.settings)."""
+    from zebra.settings import check_number
 
-    if not 0 < args.keep <= 1:  # also false for NaN
-        raise ZebraError(f"--keep {args.keep}: must lie in (0, 1] (the seed keeps 0.4)")
-    if not (math.isfinite(args.lam) and args.lam >= 0):  # negative would reward large implicit margins, M_AP's opposite
-        raise ZebraError(f"--lambda {args.lam}: must be a finite number >= 0 (the seed uses 1.0)")
-    for flag, value, least in (("--batch-size", args.batch_size, 1), ("--max-length", args.max_length, 2),
-                               ("--limit", args.limit, 1)):
-        if value is not None and value < least:
-            raise ZebraError(f"{flag} {value}: must be >= {least}")
+    check_number("--keep", args.keep, low=0, high=1, low_open=True, hint="the seed keeps 0.4")
+    # a negative lambda would reward large implicit margins, the opposite of M_AP
+    check_number("--lambda", args.lam, low=0, hint="the weight of a penalty on |implicit margin|")
+    check_number("--batch-size", args.batch_size, low=1, integer=True)
+    check_number("--max-length", args.max_length, low=2, integer=True)
+    check_number("--limit", args.limit, low=1, integer=True, optional=True)
 
 
 def run(args) -> dict:

@@ -192,9 +192,11 @@ def test_grid_and_reproduce_redo_a_run_whose_metrics_are_nan(tmp_path):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--keep", "nan"], "--keep"), (["--lambda", "nan"], "--lambda nan"), (["--lambda", "inf"], "--lambda inf"),
-    (["--lambda=-1"], "--lambda -1"), (["--batch-size", "0"], "--batch-size 0"), (["--limit", "0"], "--limit 0"),
-    (["--max-length", "1"], "--max-length 1"),
+    (["--keep", "nan"], "--keep must be a finite number, not nan"),
+    (["--lambda", "nan"], "--lambda must be a finite number, not nan"),
+    (["--lambda", "inf"], "--lambda must be a finite number, not inf"), (["--lambda=-1"], "--lambda must be >= 0, not -1"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, not 0"), (["--limit", "0"], "--limit must be >= 1, not 0"),
+    (["--max-length", "1"], "--max-length must be >= 2, not 1"),
 ])
 def test_select_potential_refuses_bad_numbers_before_the_model_loads(argv, needle, tmp_path, toy):
     out = tmp_path / "pot.json"

@@ -380,6 +380,10 @@ class Batch:
             # annotations of differing shapes (JSON text, or an aspect that is not an object)
             values = ann.storage.to_pylist() if isinstance(ann.type, pa.BaseExtensionType) else ann.to_pylist()
             ann = pa.array([_completion({"annotations": v}).get("annotations") for v in values], _RATINGS)
+        if not any(pc.any(pc.is_valid(ann.field(a).field("Rating"))).as_py() for a in ASPECTS
+                   if a in ann.type.names and "Rating" in ann.field(a).type.names):
+            # e.g. a long-format pool's rows, `annotations: {}`: no rating anywhere, not N/A ratings
+            raise DataError("completions' 'annotations' hold no aspect ratings; --score mean-rating needs them")
         out = []
         for aspect in ASPECTS:
             if aspect not in ann.type.names or "Rating" not in ann.field(aspect).type.names:
