@@ -53,6 +53,7 @@ from zebra.benchmarks import (
     write_real_subsets,
 )
 from zebra.errors import ZebraError
+from zebra.records import write_json_atomic
 from zebra.evaluation import (
     IFEVAL_GPT4_DIR,
     choose_backend,
@@ -84,6 +85,27 @@ N_PERMUTATIONS = stats.N_PERMUTATIONS  # paper Table 2: 10,000 shuffles
 PERMUTATION_SEED = stats.PERMUTATION_SEED
 
 
+def check_permutations(n: int) -> None:
+    if n < 1:
+        raise ZebraError(f"--permutations must be at least 1, got {n}")
+
+
+def check_output_dir(path: str | Path) -> None:
+    """Before any work: an --output-dir that exists must be a folder."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise ZebraError(f"--output-dir {path} is a file; pass a folder")
+
+
+def check_output_file(flag: str, path: str | Path) -> None:
+    """Before any work: a file output must not be a folder, nor sit under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ZebraError(f"{flag} {path} is a folder; pass a file name")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ZebraError(f"{flag} {path}: {parent} is a file, not a folder")
+
+
 def evaluate_main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="hub id, HF folder, LoRA adapter folder, or GGUF folder (+ --gguf-file)")
@@ -109,7 +131,8 @@ def evaluate_main(argv: list[str]) -> None:
 
     from zebra.models import load_model_and_tokenizer, load_tokenizer, set_chat_template
 
-    # data first: a missing file should fail before minutes of model loading
+    # settings and data first: a bad output or a missing file should fail before minutes of model loading
+    check_output_dir(args.output_dir)
     items = {}
     for name in parse_benchmarks(args.benchmarks):
         items[name] = sample_items(load_items(name, args.data_dir), args.limit, args.seed)
@@ -183,14 +206,19 @@ def compare_main(argv: list[str]) -> None:
     ap.add_argument("--json", default=None, help="also write {benchmark|pooled: {n, t, p_t, mean_delta, p_perm}} here")
     ap.add_argument("--permutations", type=int, default=N_PERMUTATIONS, help="(default: %(default)s)")
     ap.add_argument("--seed", type=int, default=PERMUTATION_SEED, help="permutation generator seed (default: %(default)s)")
+    ap.add_argument("--benchmarks", default=None,
+                    help="compare only these (comma-separated); default: all, and both runs must have the same set")
     args = ap.parse_args(argv)
-    result = stats.compare_runs(args.run_a, args.run_b, args.permutations, args.seed)
+    check_permutations(args.permutations)
+    if args.json:
+        check_output_file("--json", args.json)
+    benchmarks = tuple(parse_benchmarks(args.benchmarks)) if args.benchmarks else None
+    result = stats.compare_runs(args.run_a, args.run_b, args.permutations, args.seed, benchmarks=benchmarks)
     if not result:
         raise stats.RunError(f"{args.run_a} and {args.run_b} share no benchmark with common prompt ids")
     print(stats.format_comparison(result, title=f"{Path(args.run_b).name} vs {Path(args.run_a).name}"))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(args.json, result)
         print(f"wrote {args.json}")
 
 
@@ -242,6 +270,9 @@ def table_main(argv: list[str]) -> None:
     ap.add_argument("--permutations", type=int, default=N_PERMUTATIONS, help="(default: %(default)s)")
     ap.add_argument("--seed", type=int, default=PERMUTATION_SEED, help="(default: %(default)s)")
     args = ap.parse_args(argv)
+    check_permutations(args.permutations)
+    if args.output_dir:
+        check_output_dir(args.output_dir)
     runs = stats.collect_runs(args.results_dir)
     if not runs:
         raise stats.RunError(f"{args.results_dir}: no summary.json below it; run evaluate.py --output-dir inside it first")

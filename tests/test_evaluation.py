@@ -432,3 +432,80 @@ def test_smollm2_on_the_fixtures(tmp_path):
     assert correct >= 4
     records = [json.loads(line) for line in (out / "ifeval.jsonl").read_text().splitlines()]
     assert all(r["generation"].strip() for r in records)
+
+
+# ----------------------------------------------------------------------------- hostile input (issue 14)
+
+
+def _main_error(monkeypatch, capsys, *argv) -> str:
+    """evaluate.py's main() with argv: the one-line `error: ...` it exits with."""
+    script = _script()
+    monkeypatch.setattr("sys.argv", ["evaluate.py", *argv])
+    with pytest.raises(SystemExit) as exc:
+        script.main()
+    message = str(exc.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert "Traceback" not in capsys.readouterr().err
+    return message
+
+
+def _two_runs(root: Path) -> tuple[Path, Path]:
+    runs = []
+    for name, scores in (("a", [1, 0, 1]), ("b", [1, 1, 1])):
+        folder = root / name
+        folder.mkdir(parents=True)
+        (folder / "arc_easy.jsonl").write_text("".join(json.dumps({"id": str(i), "score": s}) + "\n" for i, s in enumerate(scores)))
+        summary = {"run": {"model": "m", "method": "dpo", "strategy": "baseline" if name == "a" else "sup"},
+                   "results": {"arc_easy": {"n": 3, "accuracy": sum(scores) / 3}}, "finished": True}  # fmt: skip
+        (folder / "summary.json").write_text(json.dumps(summary))
+        runs.append(folder)
+    return runs[0], runs[1]
+
+
+def test_bad_compare_and_table_settings_are_one_line_errors_before_any_work(tmp_path, monkeypatch, capsys):
+    a, b = _two_runs(tmp_path / "evals")
+    msg = _main_error(monkeypatch, capsys, "compare", str(a), str(b), "--permutations", "0")
+    assert "--permutations must be at least 1, got 0" in msg
+    (tmp_path / "adir").mkdir()
+    msg = _main_error(monkeypatch, capsys, "compare", str(a), str(b), "--json", str(tmp_path / "adir"))
+    assert f"--json {tmp_path / 'adir'} is a folder" in msg
+    assert capsys.readouterr().out == ""  # refused before the tests ran and printed
+    (tmp_path / "afile").write_text("x")
+    msg = _main_error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--output-dir", str(tmp_path / "afile"))
+    assert f"--output-dir {tmp_path / 'afile'} is a file" in msg
+    msg = _main_error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--permutations", "-3")
+    assert "--permutations must be at least 1, got -3" in msg
+    assert not list((tmp_path / "evals").glob("table*"))
+    msg = _main_error(monkeypatch, capsys, "--model", "org/none", "--data-dir", str(FIXTURES), "--output-dir", str(tmp_path / "afile"))
+    assert f"--output-dir {tmp_path / 'afile'} is a file" in msg
+
+
+def test_table_and_compare_refuse_broken_summaries_and_scores_by_name(tmp_path, monkeypatch, capsys):
+    a, b = _two_runs(tmp_path / "evals")
+    (a / "summary.json").write_text('{"run": {}, "results": {"arc_easy": {"n": 3, "accura')
+    msg = _main_error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--permutations", "10")
+    assert f"{a / 'summary.json'}: not JSON" in msg
+    (a / "summary.json").write_text('{"run": {}, "results": {"arc_easy": {"n": 3}}, "finished": true}')
+    msg = _main_error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--permutations", "10")
+    assert f"{a / 'summary.json'}: arc_easy has no finite `accuracy`" in msg
+    (b / "arc_easy.jsonl").write_text('{"id": "0", "score": NaN}\n')
+    msg = _main_error(monkeypatch, capsys, "compare", str(a), str(b), "--permutations", "10")
+    assert f"{b / 'arc_easy.jsonl'}:1: score nan is not a number in [0, 1]" in msg
+
+
+def test_compare_cli_names_missing_benchmarks_and_accepts_an_explicit_list(tmp_path, monkeypatch, capsys):
+    a, b = _two_runs(tmp_path / "evals")
+    (b / "ifeval.jsonl").write_text('{"id": "1", "score": 1}\n')
+    msg = _main_error(monkeypatch, capsys, "compare", str(a), str(b), "--permutations", "10")
+    assert f"only {b} has ifeval" in msg
+    _script().compare_main([str(a), str(b), "--permutations", "10", "--benchmarks", "arc_easy"])
+    assert "| pooled | 3 |" in capsys.readouterr().out
+
+
+def test_table_leaves_out_an_unfinished_run_with_a_warning(tmp_path, capsys, caplog):
+    a, b = _two_runs(tmp_path / "evals")
+    summary = json.loads((b / "summary.json").read_text())
+    (b / "summary.json").write_text(json.dumps({**summary, "finished": False}))
+    _script().table_main([str(tmp_path / "evals"), "--permutations", "10"])
+    assert f"{b}: unfinished run (finished: false) left out" in caplog.text
+    assert "1 runs;" in capsys.readouterr().out
