@@ -122,7 +122,8 @@ def evaluate_main(argv: list[str]) -> None:
     ap.add_argument("--dtype", default=DTYPE, help="auto, bfloat16, float16 or float32 (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=CPU_THREADS, help="torch CPU threads, 0 = torch default (default: %(default)s)")
     ap.add_argument("--chat-template", default=None, help="for models without one: chatml, zephyr, a .jinja file or a template")
-    ap.add_argument("--run-model", default=None, help="Table 5 row: the base model's name (default: run.json or --model)")
+    ap.add_argument("--run-model", default=None,
+                    help="Table 5 row: the base model's name (default: run.json, else the GGUF file's stem, a local folder's name or the hub id)")
     ap.add_argument("--run-method", default=None, help="base | sft | dpo (default: run.json or base)")
     ap.add_argument("--run-strategy", default=None, help="baseline | sup | sim | sup_sim | none (default: run.json or none)")
     args = ap.parse_args(argv)
@@ -137,7 +138,7 @@ def evaluate_main(argv: list[str]) -> None:
     for name in parse_benchmarks(args.benchmarks):
         items[name] = sample_items(load_items(name, args.data_dir), args.limit, args.seed)
         logging.info("%s: %d prompts", name, len(items[name]))
-    run = read_run_identity(args.model, args.run_model, args.run_method, args.run_strategy)
+    run = read_run_identity(args.model, args.run_model, args.run_method, args.run_strategy, args.gguf_file)
     backend = choose_backend(args.backend, args.model, args.gguf_file)
     cuda = torch.cuda.is_available()
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if cuda else "float32")

