@@ -165,6 +165,12 @@ def test_jsonl_lines_split_on_newline_only(tmp_path):
     assert load_items("mmlu_pro", tmp_path)[0].question == "a\u2028b"
 
 
+def test_benchmark_file_without_rows_is_an_error(tmp_path):
+    (tmp_path / "arc_easy.jsonl").write_text("\n\n")
+    with pytest.raises(BenchmarkDataError, match="arc_easy: no rows in"):
+        load_items("arc_easy", tmp_path)
+
+
 def test_figure7_prompt_rendering():
     item = load_items("arc_easy", FIXTURES)[2]
     assert render_prompt(item) == (

@@ -217,3 +217,13 @@ def test_table2_names_benchmarks_one_run_lacks(tmp_path, caplog):
     t2 = stats.table2(stats.collect_runs(tmp_path), n_permutations=50)
     assert t2.loc["SUP vs BL", "n"] == 4
     assert "ifeval in only one of them" in caplog.text
+
+
+def test_compare_leaves_out_benchmarks_too_small_to_test_and_writes_no_nan(tmp_path, caplog):
+    a = _write_run(tmp_path / "a", {"arc_easy": {"x": 0, "y": 1, "z": 0}, "ifeval": {"1": 0}})
+    b = _write_run(tmp_path / "b", {"arc_easy": {"x": 1, "y": 1, "z": 1}, "ifeval": {"1": 1}})
+    res = stats.compare_runs(a, b, n_permutations=100)
+    assert list(res) == ["arc_easy", "pooled"] and res["pooled"]["n"] == 4
+    assert "ifeval: 1 paired prompt(s), too few to test; left out" in caplog.text
+    json.dumps(res, allow_nan=False)  # raises on NaN/inf
+

@@ -242,6 +242,8 @@ def load_items(name: str, data_dir: str | Path | None = None) -> list[Item]:
     """All items of a benchmark, from `data_dir` when given, else from the hub."""
     spec = BENCHMARKS[name]
     rows = load_local_rows(spec, data_dir) if data_dir else load_hub_rows(spec)
+    if not rows:  # an empty benchmark would score NaN, which no table can use
+        raise BenchmarkDataError(f"{name}: no rows in {data_dir or spec.hub_id}; mirror {spec.hub_id} ({spec.split}) there")
     if spec.name == "mmlu_stem":
         rows = _mmlu_stem_rows(rows)
     items = [spec.to_item(row, i) for i, row in enumerate(rows)]

@@ -209,11 +209,14 @@ def compare_runs(
         dropped = len(ra[bench]) + len(rb[bench]) - 2 * len(ids)
         if dropped:
             log.warning("%s: %d prompt(s) scored by only one run are left out", bench, dropped)
-        out[bench] = paired_tests(sa, sb, n_permutations, seed).as_dict()
         if bench in pooled_benchmarks:
             pooled_a.append(sa)
             pooled_b.append(sb)
-    if pooled_a:
+        if len(ids) < 2:  # no test is defined (NaN p-values, not JSON)
+            log.warning("%s: %d paired prompt(s), too few to test; left out", bench, len(ids))
+            continue
+        out[bench] = paired_tests(sa, sb, n_permutations, seed).as_dict()
+    if sum(len(x) for x in pooled_a) >= 2:
         out["pooled"] = paired_tests(np.concatenate(pooled_a), np.concatenate(pooled_b), n_permutations, seed).as_dict()
     return out
 
