@@ -91,9 +91,12 @@ def check_permutations(n: int) -> None:
 
 
 def check_output_dir(path: str | Path) -> None:
-    """Before any work: an --output-dir that exists must be a folder."""
+    """Before any work: an --output-dir that exists must be a folder, and so must its parents."""
     if Path(path).exists() and not Path(path).is_dir():
         raise ZebraError(f"--output-dir {path} is a file; pass a folder")
+    for parent in Path(path).parents:
+        if parent.exists() and not parent.is_dir():
+            raise ZebraError(f"--output-dir {path}: {parent} is a file, not a folder")
 
 
 def check_output_file(flag: str, path: str | Path) -> None:
@@ -253,8 +256,7 @@ def subsets_main(argv: list[str]) -> None:
     ap.add_argument("--n", type=int, default=REAL_SUBSET_SIZE, help="items per benchmark (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=REAL_SUBSET_SEED, help="(default: %(default)s)")
     args = ap.parse_args(argv)
-    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
-        raise ZebraError(f"--output-dir {args.output_dir} is a file; pass a folder")
+    check_output_dir(args.output_dir)
     for name, path in write_real_subsets(args.source, args.output_dir, args.n, args.seed).items():
         print(f"{name}: {args.n} items -> {path}")
 

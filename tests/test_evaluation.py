@@ -492,6 +492,10 @@ def test_bad_compare_and_table_settings_are_one_line_errors_before_any_work(tmp_
     assert not list((tmp_path / "evals").glob("table*"))
     msg = _main_error(monkeypatch, capsys, "--model", "org/none", "--data-dir", str(FIXTURES), "--output-dir", str(tmp_path / "afile"))
     assert f"--output-dir {tmp_path / 'afile'} is a file" in msg
+    msg = _main_error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--output-dir", str(tmp_path / "afile" / "t"))
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in msg
+    msg = _main_error(monkeypatch, capsys, "compare", str(a), str(b), "--json", str(tmp_path / "afile" / "c.json"))
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in msg
 
 
 def test_table_and_compare_refuse_broken_summaries_and_scores_by_name(tmp_path, monkeypatch, capsys):
