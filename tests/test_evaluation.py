@@ -4,6 +4,7 @@ scoring, batched generation, and evaluate.py / compare / table end to end on a t
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -362,15 +363,24 @@ def tiny_runs(tmp_path_factory):
     model = make_tiny_model_dir(root / "tiny")
     script = _script()
     runs = {}
-    for strategy in ("baseline", "sup"):
-        out = root / "evals" / f"dpo-{strategy}"
-        script.evaluate_main(
-            ["--model", str(model), "--data-dir", str(FIXTURES), "--limit", "3", "--seed", "1",
-             "--max-new-tokens", "4", "--ifeval-max-new-tokens", "4", "--batch-size", "4",
-             "--threads", "0", "--output-dir", str(out), "--run-model", "tiny", "--run-method", "dpo", "--run-strategy", strategy]
-        )  # fmt: skip
-        runs[strategy] = out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for strategy in ("baseline", "sup"):
+            out = root / "evals" / f"dpo-{strategy}"
+            script.evaluate_main(
+                ["--model", str(model), "--data-dir", str(FIXTURES), "--limit", "3", "--seed", "1",
+                 "--max-new-tokens", "4", "--ifeval-max-new-tokens", "4", "--batch-size", "4",
+                 "--threads", "0", "--output-dir", str(out), "--run-model", "tiny", "--run-method", "dpo", "--run-strategy", strategy]
+            )  # fmt: skip
+            runs[strategy] = out
+    runs["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
     return script, root, runs
+
+
+def test_evaluation_runs_print_no_warnings(tiny_runs):
+    # issue 15: training printed transformers' gradient_checkpointing FutureWarnings and torch's
+    # pin_memory UserWarning; evaluation builds no Trainer or DataLoader and must stay quiet
+    assert tiny_runs[2]["warnings"] == []
 
 
 def test_evaluate_script_writes_records_and_summary(tiny_runs):
