@@ -421,7 +421,7 @@ def test_compare_and_table_commands_on_evaluate_outputs(tiny_runs, capsys):
 
 
 # Measured with the README's CPU command (greedy, 64 / 256 new tokens, 1 thread) on the shared
-# 2-core dev machine, 8 min wall: correct answers out of 24 real items per benchmark
+# 2-core dev machine (8 and 13 min wall, ~3 min CPU): correct answers out of 24 real items per benchmark
 SMOLLM2_REAL_CORRECT = {"mmlu_stem": 2, "mmlu_pro": 3, "arc_easy": 3, "arc_challenge": 7, "hellaswag": 4, "ifeval": 6}
 
 
