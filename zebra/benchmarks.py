@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -338,8 +339,6 @@ def write_real_subsets(source_dir: str | Path, output_dir: str | Path, n: int = 
                        seed: int = REAL_SUBSET_SEED) -> dict[str, Path]:
     """`output_dir/<benchmark>.jsonl` for every benchmark, from `source_dir` laid out as
     `REAL_SOURCES` says; each file is written to a temporary name and renamed."""
-    import os
-
     source_dir, output_dir = Path(source_dir), Path(output_dir)
     missing = [str(source_dir / rel) for rel in REAL_SOURCES.values() if not (source_dir / rel).is_file()]
     if missing:
