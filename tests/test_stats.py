@@ -141,3 +141,89 @@ def test_collect_runs_rejects_two_runs_with_one_identity(tmp_path):
     _write_run(tmp_path / "y", {"arc_easy": {"1": 0.0}}, run=run)
     with pytest.raises(stats.RunError, match="both model=m method=dpo strategy=sup"):
         stats.collect_runs(tmp_path)
+
+
+# ----------------------------------------------------------------------------- hostile input (issue 14)
+
+
+def test_table_leaves_out_unfinished_runs_and_names_them(tmp_path, caplog):
+    _grid(tmp_path)
+    summary = tmp_path / "m2" / "dpo-sup" / "summary.json"
+    data = json.loads(summary.read_text())
+    summary.write_text(json.dumps({**data, "finished": False}))
+    runs = stats.collect_runs(tmp_path)
+    assert len(runs) == 4 and all(r.path != summary.parent for r in runs)
+    assert f"{summary.parent}" in caplog.text and "unfinished" in caplog.text
+    assert stats.table1(runs).loc["sup", "n_runs"] == 1
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"run": {}, "results": {"arc_easy": {"n": 3, "accur', "not JSON"),
+        ('{"run": {}, "results": {"arc_easy": {"n": 3}}}', "arc_easy has no finite `accuracy`"),
+        ('{"run": {}, "results": {"arc_easy": {"n": 3, "accuracy": NaN}}}', "arc_easy has no finite `accuracy`"),
+        ('{"run": {}, "results": {"arc_easy": {"n": 3, "accuracy": 1.5}}}', "outside [0, 1]"),
+        ('{"run": {}, "results": ["arc_easy"]}', "`results` is not an object"),
+    ],
+)
+def test_bad_summary_is_one_error_naming_the_file(tmp_path, content, message):
+    _write_run(tmp_path / "ok", {"arc_easy": {"1": 1.0}}, run={"model": "m", "method": "dpo", "strategy": "sup"})
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "summary.json").write_text(content)
+    with pytest.raises(stats.RunError, match=f"{tmp_path / 'bad' / 'summary.json'}: .*" + message.replace("[", r"\[").replace("`", "`")):
+        stats.collect_runs(tmp_path)
+
+
+def test_json_that_is_no_summary_is_skipped_by_name(tmp_path, caplog):
+    _write_run(tmp_path / "ok", {"arc_easy": {"1": 1.0}}, run={"model": "m", "method": "dpo", "strategy": "sup"})
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "summary.json").write_text("[]")
+    assert [r.path.name for r in stats.collect_runs(tmp_path)] == ["ok"]
+    assert "analysis/summary.json: no `results`" in caplog.text
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-0.5", "2", '"x"'])
+def test_non_finite_or_out_of_range_scores_are_errors(tmp_path, bad):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "arc_easy.jsonl").write_text('{"id": "a", "score": 1}\n{"id": "b", "score": ' + bad + "}\n")
+    with pytest.raises(stats.RunError, match=r"arc_easy.jsonl:2: score .* is not a number in \[0, 1\]"):
+        stats.read_run(folder)
+
+
+def test_paired_tests_refuse_nan_and_zero_permutations():
+    with pytest.raises(ValueError, match="non-finite score"):
+        stats.paired_tests([0, 1, 1], [1, float("nan"), 1])
+    with pytest.raises(ValueError, match="--permutations must be at least 1, got 0"):
+        stats.paired_tests([0, 1, 1], [1, 0, 1], n_permutations=0)
+
+
+def test_compare_names_benchmarks_missing_on_either_side(tmp_path):
+    a = _write_run(tmp_path / "a", {"arc_easy": {"x": 0, "y": 1}, "ifeval": {"1": 0, "2": 1}})
+    b = _write_run(tmp_path / "b", {"arc_easy": {"x": 1, "y": 1}, "mmlu_pro": {"1": 1, "2": 1}})
+    with pytest.raises(stats.RunError, match=r"only .*a has ifeval; only .*b has mmlu_pro; .*--benchmarks"):
+        stats.compare_runs(a, b, n_permutations=100)
+    res = stats.compare_runs(a, b, n_permutations=100, benchmarks=("arc_easy",))
+    assert list(res) == ["arc_easy", "pooled"] and res["pooled"]["n"] == 2
+    with pytest.raises(stats.RunError, match=r"--benchmarks: .*b has no ifeval"):
+        stats.compare_runs(a, b, n_permutations=100, benchmarks=("arc_easy", "ifeval"))
+
+
+def test_table2_names_benchmarks_one_run_lacks(tmp_path, caplog):
+    ids = {str(i): float(i % 2) for i in range(4)}
+    _write_run(tmp_path / "bl", {"arc_easy": ids, "ifeval": ids}, run={"model": "m", "method": "dpo", "strategy": "baseline"})
+    _write_run(tmp_path / "sup", {"arc_easy": ids}, run={"model": "m", "method": "dpo", "strategy": "sup"})
+    t2 = stats.table2(stats.collect_runs(tmp_path), n_permutations=50)
+    assert t2.loc["SUP vs BL", "n"] == 4
+    assert "ifeval in only one of them" in caplog.text
+
+
+def test_compare_leaves_out_benchmarks_too_small_to_test_and_writes_no_nan(tmp_path, caplog):
+    a = _write_run(tmp_path / "a", {"arc_easy": {"x": 0, "y": 1, "z": 0}, "ifeval": {"1": 0}})
+    b = _write_run(tmp_path / "b", {"arc_easy": {"x": 1, "y": 1, "z": 1}, "ifeval": {"1": 1}})
+    res = stats.compare_runs(a, b, n_permutations=100)
+    assert list(res) == ["arc_easy", "pooled"] and res["pooled"]["n"] == 4
+    assert "ifeval: 1 paired prompt(s), too few to test; left out" in caplog.text
+    json.dumps(res, allow_nan=False)  # raises on NaN/inf
+

