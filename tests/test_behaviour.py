@@ -129,3 +129,19 @@ def test_subset_renormalises(table):
     np.testing.assert_allclose(knowledge.normalised, table.normalised[:, [1, 2]])
     with pytest.raises(BenchmarkTableError, match="no benchmark column 'nope'"):
         table.subset(["nope"])
+
+
+def test_a_column_on_its_own_scale_is_read_with_a_warning(caplog):
+    """A leaderboard Elo (all plain values above 100) is a score on its own scale: min-max makes
+    the scale irrelevant, so it is accepted, with a warning that says what was assumed."""
+    df = pd.DataFrame({"Model": ["a", "b", "c"], "acc": ["50%", "60%", "70%"], "Arena Elo": ["1250", "1100", "1175"]})
+    with caplog.at_level("WARNING"):
+        t = parse_benchmark_table(df, "mine.csv")
+    np.testing.assert_allclose(t.normalised[:, 1], [1.0, 0.0, 0.5])
+    assert "column 'Arena Elo'" in caplog.text and "own scale" in caplog.text
+
+
+def test_one_value_above_100_among_percentages_is_a_typo():
+    df = pd.DataFrame({"Model": ["a", "b", "c"], "x": ["85.37", "853.7", "70.1"]})
+    with pytest.raises(BenchmarkTableError, match=r"row 3 \(b\), column 'x': '853.7' is above 100"):
+        parse_benchmark_table(df, "t.csv")

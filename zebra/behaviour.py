@@ -146,7 +146,15 @@ def _parse_column(values: pd.Series, column: str, source: str) -> np.ndarray:
         fail(~np.isnan(value) & ~np.isfinite(value), "is not a finite number (use 86.4, 0.864 or 86.4%)")
         fail(value < 0, "is negative; scores are accuracies (0-100, 0-1 or N%)")
         fail(pct & (value > 100), "is above 100%")
-        fail(plain & (value > 100), "is above 100; plain scores are read as percentages (0-100) or fractions (0-1)")
+        above = plain & (value > 100)
+        if above.any() and above.sum() == plain.sum():
+            # Every value above 100 (an Elo, a token count): a score on the column's own scale.
+            # Min-max normalisation makes any scale work, so it is read, and the warning says so.
+            log.warning("%s: column %r: every value is above 100 (max %s): read as a score on its own scale, "
+                        "not a percentage; higher = better, min-max normalised like every column",
+                        source, column, text[above].iloc[int(np.argmax(value[above]))])
+        else:
+            fail(above, "is above 100; plain scores are read as percentages (0-100) or fractions (0-1)")
         fail(pct.any() & plain & (value > 1.0), "beside '%' cells; write every cell of a column in one unit", "plain ")
         # A column of plain numbers is either percentages (85.37) or fractions (0.6371); one
         # value in (0, 1) among values above 1 is almost surely a fraction typed into a
