@@ -109,7 +109,9 @@ class Run:
 
     def save_json(self, obj, name: str) -> None:
         if not self.args.figures_only:
-            (self.out / name).write_text(json.dumps(obj, indent=2, default=float) + "\n", encoding="utf-8")
+            from zebra.records import write_json_atomic  # NaN/inf as null: bare NaN is not JSON
+
+            write_json_atomic(self.out / name, obj)
             self.written.append(name)
 
     def figure(self, name: str) -> Path:

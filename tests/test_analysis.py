@@ -407,3 +407,18 @@ def test_binarized_folder_with_several_draws_is_refused(tmp_path, monkeypatch):
                  "--output", str(tmp_path / "o"))
     with pytest.raises(SystemExit, match="'1' must be an integer >= 2 or 'all'"):
         _analyze(monkeypatch, "agreement", "--models-per-prompt", "1", "--output", str(tmp_path / "o"))
+
+
+def test_analysis_json_never_holds_bare_nan(tmp_path):
+    """NaN is not JSON (issue 14): an undefined number in an analysis summary is written as null."""
+    import argparse
+
+    import analyze
+
+    run = analyze.Run.__new__(analyze.Run)
+    run.args, run.out, run.written = argparse.Namespace(figures_only=False), tmp_path, []
+    run.save_json({"gap": float("nan"), "ci": [np.float64("inf"), 0.5], "n": np.int64(3)}, "s.json")
+    text = (tmp_path / "s.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"gap": None, "ci": [None, 0.5], "n": 3}
+    assert not list(tmp_path.glob(".s.json*"))  # written through a temporary file
