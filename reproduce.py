@@ -120,9 +120,12 @@ def grid_steps(
     seed: int,
     data_dir: str | None,
     only: str | None,
+    recipes_glob: str = RECIPES,
 ) -> list[Step]:
     """GPU: train_grid.py (binarize + train every recipe), then evaluate each trained folder."""
-    grid = py("train_grid.py") + (["--ultrafeedback", ultrafeedback] if ultrafeedback else []) + (["--only", only] if only else [])
+    # the same recipes and subset as the evaluations below, so the grid trains exactly the runs evaluated
+    grid = (py("train_grid.py") + (["--ultrafeedback", ultrafeedback] if ultrafeedback else [])
+            + (["--recipes", recipes_glob] if recipes_glob != RECIPES else []) + (["--only", only] if only else []))
     steps = [Step("train grid (data + training; skips finished runs)", grid)]
     evals = []
     for r in recipes:
@@ -236,7 +239,7 @@ def main() -> None:
         recipes = [r for r in recipes if not args.only or fnmatch.fnmatchcase(r["name"], args.only)]
         if not recipes:
             sys.exit(f"error: no recipe matches --recipes {args.recipes} --only {args.only}")
-        steps = grid_steps(out, recipes, args.ultrafeedback, args.limit, args.seed, args.data_dir, args.only)
+        steps = grid_steps(out, recipes, args.ultrafeedback, args.limit, args.seed, args.data_dir, args.only, args.recipes)
 
     start = time.perf_counter()
     code = run_steps(steps, args.dry_run, args.force, env, keep_going=not args.smoke)

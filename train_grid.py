@@ -32,6 +32,25 @@ ULTRAFEEDBACK = None  # None: the binarize scripts' shipped sample; on the GPU b
 NUM_PROCESSES = None  # None: what the accelerate config says (4, the paper's 4×L40)
 
 
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]  # what recipe_command runs: this interpreter's accelerate
+
+
+def shown(cmd: list[str]) -> str:
+    """The command as a user would type it: `python ...`, `accelerate launch ...`."""
+    if cmd[: len(LAUNCH)] == LAUNCH:
+        cmd = ["accelerate", "launch", *cmd[len(LAUNCH):]]
+    return shlex.join(["python" if c == sys.executable else c for c in cmd])
+
+
+def run_command(cmd: list[str]) -> str | None:
+    """Run one grid step; None if it succeeded, else a one-line reason (the grid carries on)."""
+    try:
+        done = subprocess.run(cmd)
+    except OSError as err:  # the program is missing or not executable: the step fails, not the grid
+        return f"cannot start ({err.strerror}: {err.filename or cmd[0]})"
+    return f"exit {done.returncode}" if done.returncode else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default=RECIPES, help="glob of run recipes (default: %(default)s)")
@@ -62,13 +81,13 @@ def main() -> None:
     print(f"# {len(recipes)} recipes, {len(recipes) - len(todo)} already done, {len(commands)} commands", flush=True)
     failed = 0
     for cmd in commands:
-        print(shlex.join(cmd), flush=True)
+        print(shown(cmd), flush=True)
         if not args.dry_run:
             # one failed run (e.g. a gated model) should not cost the rest of the grid
-            done = subprocess.run(cmd)
-            if done.returncode:
+            reason = run_command(cmd)
+            if reason:
                 failed += 1
-                print(f"# failed (exit {done.returncode}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
+                print(f"# failed ({reason}): {shown(cmd)}", file=sys.stderr, flush=True)
     if failed:
         raise SystemExit(f"error: {failed} of {len(commands)} commands failed (see '# failed' lines above)")
 
