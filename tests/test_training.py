@@ -579,3 +579,14 @@ def test_reproduce_passes_recipes_on_to_the_grid(tmp_path):
     launches = [line for line in grid.stdout.splitlines() if line.startswith("accelerate launch")]
     assert sorted(line.split("--output-dir ")[1].split()[0] for line in launches) == [
         "runs/qwen2.5-3b/dpo-sup", "runs/qwen2.5-3b/sft-sup"]
+
+
+def test_weighted_dpo_speed_benchmark_reports_alternated_ratios(tmp_path):
+    from benchmarks.weighted_dpo_speed import run
+
+    out = run("tiny", [2], 2, str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(out))
+    (r,) = out["results"]
+    assert r["batch_size"] == 2 and len(r["plain_s"]) == len(r["weighted_s"]) == 2
+    ratios = [w / p for w, p in zip(r["weighted_s"], r["plain_s"])]
+    assert r["ratio_median"] == pytest.approx(sum(ratios) / 2, abs=1e-4) and out["torch_threads"] >= 1
