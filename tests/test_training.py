@@ -590,3 +590,22 @@ def test_weighted_dpo_speed_benchmark_reports_alternated_ratios(tmp_path):
     assert r["batch_size"] == 2 and len(r["plain_s"]) == len(r["weighted_s"]) == 2
     ratios = [w / p for w, p in zip(r["weighted_s"], r["plain_s"])]
     assert r["ratio_median"] == pytest.approx(sum(ratios) / 2, abs=1e-4) and out["torch_threads"] >= 1
+
+
+def test_weighted_dpo_with_lora_takes_the_reference_from_trls_second_forward(tiny, mixed, tmp_path):
+    """LoRA: no reference model, trl's second forward (adapters off) is the reference."""
+    kw = dict(lora=True, lora_r=4, lora_alpha=8)
+    plain = trainer_for(settings("dpo", mixed, tiny, tmp_path / "a", **kw))
+    weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path / "b", weight_column="w", **kw))
+    for trainer in (plain, weighted):
+        assert trainer.ref_model is None
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():  # move the adapters (B starts at 0, so policy == reference)
+            for name, p in trainer.model.named_parameters():
+                if "lora_" in name:
+                    p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    loss_p, grad_p = _loss_and_grads(plain, [0, 1, 2, 3])
+    loss_w, grad_w = _loss_and_grads(weighted, [0, 1, 2, 3])
+    assert abs(loss_p.item() - 0.6931) > 1e-4
+    assert loss_w.item() == pytest.approx(loss_p.item(), abs=1e-6)
+    torch.testing.assert_close(grad_w, grad_p, rtol=1e-4, atol=1e-7)
