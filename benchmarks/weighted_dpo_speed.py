@@ -1,6 +1,10 @@
 """Step time of weighted DPO (WeightedDPOTrainer) against plain DPO (trl's DPOTrainer), one process.
 
-    # the measurement in the README: SmolLM2-135M's architecture, random weights, batch 6 and 12
+    # the measurement in the README: SmolLM2-135M's width and vocabulary, 6 of its 30 layers (a full
+    # 30-layer step takes minutes on 2 shared cores), random weights, batch 6 and 12
+    python -m benchmarks.weighted_dpo_speed --layers 6
+
+    # SmolLM2-135M's architecture in full
     python -m benchmarks.weighted_dpo_speed
 
     # a quick look with the tests' tiny model (seconds; tests/test_training.py runs this)
@@ -38,6 +42,7 @@ REPEATS = 7  # alternated plain/weighted pairs per batch size; medians are repor
 WARMUP = 1  # untimed steps of each first (allocator, first-call overheads)
 MAX_LENGTH = 128  # prompt + response tokens
 THREADS = None  # None: torch's default for this machine
+LAYERS = None  # None: the model's own depth (SmolLM2: 30); fewer for a quicker measurement
 OUTPUT = "benchmarks/results/weighted_dpo_speed.json"
 TARGET = 1.1  # issue 13: weighted ≤ 1.1 × plain at batch 6 and 12
 
@@ -47,7 +52,7 @@ SMOLLM2_CONFIG = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers
 SMOLLM2_VOCAB = 49152
 
 
-def make_model_dir(kind: str, path: Path) -> Path:
+def make_model_dir(kind: str, path: Path, layers: int | None = None) -> Path:
     """A random-weight model folder with the tests' tiny tokenizer (ids stay below any vocab)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -55,10 +60,11 @@ def make_model_dir(kind: str, path: Path) -> Path:
     from tests.tiny import make_tiny_model_dir, make_tiny_tokenizer
 
     if kind == "tiny":
-        return make_tiny_model_dir(path)
+        return make_tiny_model_dir(path, **({"num_layers": layers} if layers else {}))
     tokenizer = make_tiny_tokenizer()
     config = LlamaConfig(vocab_size=SMOLLM2_VOCAB, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **SMOLLM2_CONFIG)
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+                         **{**SMOLLM2_CONFIG, **({"num_hidden_layers": layers} if layers else {})})
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -96,13 +102,13 @@ def step_time(trainer, batch) -> float:
     return time.perf_counter() - start
 
 
-def run(model: str, batch_sizes: list[int], repeats: int, output: str) -> dict:
+def run(model: str, batch_sizes: list[int], repeats: int, output: str, layers: int | None = None) -> dict:
     import torch
 
     from zebra.training import WeightedDPOTrainer
 
     work = Path(tempfile.mkdtemp(prefix="wdpo_"))
-    model_dir = make_model_dir(model, work / "model")
+    model_dir = make_model_dir(model, work / "model", layers)
     data = work / "pairs.json"
     data.write_text(json.dumps(pairs(max(batch_sizes))))
     results = []
@@ -123,6 +129,8 @@ def run(model: str, batch_sizes: list[int], repeats: int, output: str) -> dict:
             order = ("plain", "weighted") if r % 2 == 0 else ("weighted", "plain")
             for name in order:
                 times[name].append(step_time(trainers[name], batches[name]))
+            print(f"# batch {batch_size} repeat {r + 1}/{repeats}: plain {times['plain'][-1]:.3f} s, "
+                  f"weighted {times['weighted'][-1]:.3f} s", file=sys.stderr, flush=True)
         ratios = [w / p for w, p in zip(times["weighted"], times["plain"])]
         tokens = int(batches["plain"]["attention_mask"].sum())
         results.append({
@@ -137,7 +145,7 @@ def run(model: str, batch_sizes: list[int], repeats: int, output: str) -> dict:
         del trainers
     out = {
         "what": "weighted DPO (WeightedDPOTrainer) vs plain DPO (trl DPOTrainer) training-step time, alternated in one process",
-        "model": model, "model_config": SMOLLM2_CONFIG if model == "smollm2" else "tests/tiny.py",
+        "model": model, "model_config": SMOLLM2_CONFIG if model == "smollm2" else "tests/tiny.py", "layers": layers,
         "max_length": MAX_LENGTH, "repeats": repeats, "warmup_steps": WARMUP, "target_ratio": TARGET,
         "torch_threads": torch.get_num_threads(), "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
@@ -157,11 +165,12 @@ def main() -> None:
     ap.add_argument("--model", choices=("smollm2", "tiny"), default=MODEL, help="model size (default: %(default)s)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES), help="pairs per step (default: 6 12)")
     ap.add_argument("--repeats", type=int, default=REPEATS, help="alternated plain/weighted pairs (default: %(default)s)")
+    ap.add_argument("--layers", type=int, default=LAYERS, help="decoder layers (default: the model's own)")
     ap.add_argument("--threads", type=int, default=THREADS, help="torch threads (default: torch's choice)")
     ap.add_argument("--output", default=OUTPUT, help="JSON file (default: %(default)s)")
     args = ap.parse_args()
-    if args.repeats < 1 or min(args.batch_sizes) < 1 or (args.threads is not None and args.threads < 1):
-        raise SystemExit("error: --repeats, --batch-sizes and --threads must be >= 1")
+    if args.repeats < 1 or min(args.batch_sizes) < 1 or any(v is not None and v < 1 for v in (args.threads, args.layers)):
+        raise SystemExit("error: --repeats, --batch-sizes, --layers and --threads must be >= 1")
     import logging
 
     import torch
@@ -169,7 +178,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = run(args.model, args.batch_sizes, args.repeats, args.output)
+    out = run(args.model, args.batch_sizes, args.repeats, args.output, args.layers)
     print(f"# {out['model']}, {out['torch_threads']} torch threads, {out['repeats']} alternated repeats")
     print("batch  plain_s  weighted_s  ratio (median of per-repeat weighted/plain)")
     for r in out["results"]:
