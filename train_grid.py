@@ -5,10 +5,10 @@ r"""The paper's training grid on a GPU box: 4 models × {SFT, DPO} × {baseline,
 
     # the whole grid on a 4-GPU box: makes the four data files from UltraFeedback if missing,
     # then one `accelerate launch` per recipe, skipping finished runs (a metrics.json with finite losses);
-    # without --ultrafeedback it refuses (the shipped 300-row sample is no data for 3B-8B models; --allow-sample)
+    # without --ultrafeedback it refuses (the shipped 403-prompt pool is no data for 3B-8B models; --allow-sample)
     python train_grid.py --ultrafeedback openbmb/UltraFeedback
 
-    # a subset, on 8 GPUs, or a quick end-to-end check of every recipe on the sample (extra flags after --)
+    # a subset, on 8 GPUs, or a quick end-to-end check of every recipe on the shipped pool (extra flags after --)
     python train_grid.py --ultrafeedback openbmb/UltraFeedback --only 'qwen2.5-3b/dpo-*' --num-processes 8
     python train_grid.py --allow-sample --only 'llama-3.2-3b/*' -- --max-steps 5
 
@@ -26,8 +26,27 @@ from zebra.training import SAMPLE_WARNING, check_launch, grid_plan
 
 RECIPES = "recipes/*/*.yaml"  # one per paper run; recipes/data.yaml and recipes/accelerate/ are not runs
 DATA_RECIPES = "recipes/data.yaml"
-ULTRAFEEDBACK = None  # None: the binarize scripts' shipped sample; on the GPU box: openbmb/UltraFeedback or a mirror
+ULTRAFEEDBACK = None  # None: the binarize scripts' shipped pool (data/alpaca_eval); on the GPU box: openbmb/UltraFeedback or a mirror
 NUM_PROCESSES = None  # None: what the accelerate config says (4, the paper's 4×L40)
+
+
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]  # what recipe_command runs: this interpreter's accelerate
+
+
+def shown(cmd: list[str]) -> str:
+    """The command as a user would type it: `python ...`, `accelerate launch ...`."""
+    if cmd[: len(LAUNCH)] == LAUNCH:
+        cmd = ["accelerate", "launch", *cmd[len(LAUNCH):]]
+    return shlex.join(["python" if c == sys.executable else c for c in cmd])
+
+
+def run_command(cmd: list[str]) -> str | None:
+    """Run one grid step; None if it succeeded, else a one-line reason (the grid carries on)."""
+    try:
+        done = subprocess.run(cmd)
+    except OSError as err:  # the program is missing or not executable: the step fails, not the grid
+        return f"cannot start ({err.strerror}: {err.filename or cmd[0]})"
+    return f"exit {done.returncode}" if done.returncode else None
 
 
 def main() -> None:
@@ -36,7 +55,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="glob on recipe names model/method-strategy, e.g. 'qwen2.5-3b/*' or '*/dpo-sup'")
     ap.add_argument("--ultrafeedback", default=ULTRAFEEDBACK, help="--data for the binarize scripts (hub id or local copy)")
     ap.add_argument("--allow-sample", action="store_true",
-                    help="without --ultrafeedback, make the data from the shipped 300-row sample anyway (toy runs)")
+                    help="without --ultrafeedback, make the data from the shipped 403-prompt pool anyway (toy runs)")
     ap.add_argument("--num-processes", type=int, default=NUM_PROCESSES, help="GPUs per run (default: from the config)")
     ap.add_argument("--rerun", action="store_true", help="also run recipes whose output_dir has a finished metrics.json")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -63,13 +82,13 @@ def main() -> None:
     print(f"# {len(recipes)} recipes, {len(recipes) - len(todo)} already done, {len(commands)} commands", flush=True)
     failed = 0
     for cmd in commands:
-        print(shlex.join(cmd), flush=True)
+        print(shown(cmd), flush=True)
         if not args.dry_run:
             # one failed run (e.g. a gated model) should not cost the rest of the grid
-            done = subprocess.run(cmd)
-            if done.returncode:
+            reason = run_command(cmd)
+            if reason:
                 failed += 1
-                print(f"# failed (exit {done.returncode}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
+                print(f"# failed ({reason}): {shown(cmd)}", file=sys.stderr, flush=True)
     if failed:
         raise SystemExit(f"error: {failed} of {len(commands)} commands failed (see '# failed' lines above)")
 

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zebra.behaviour import BenchmarkTableError, read_benchmark
-from zebra.data import SAMPLE, DataError, load_ultrafeedback
+from zebra.behaviour import read_benchmark
+from zebra.data import SAMPLE, load_ultrafeedback
 from zebra.errors import ZebraError
 from zebra.pipeline import BinarizeConfig, binarize
 from zebra.records import read_records, write_json_atomic

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import pandas as pd
 import pytest
 
 from zebra import pipeline

@@ -78,7 +78,7 @@ def test_grid_dry_run_shows_the_grids_own_commands_with_one_strategy_spelling(tm
 def test_grid_without_ultrafeedback_warns_in_a_dry_run_and_refuses_a_real_one(tmp_path):
     bare = _bare(tmp_path)
     dry = _run("--dry-run", "--out", str(tmp_path / "o"), "--only", "qwen2.5-3b/dpo-sup", cwd=bare)
-    assert dry.returncode == 0 and "300-row sample" in dry.stderr
+    assert dry.returncode == 0 and "shipped pool" in dry.stderr
     real = _run("--out", str(tmp_path / "o"), "--only", "qwen2.5-3b/dpo-sup", cwd=bare)
     assert real.returncode == 1 and real.stdout == "" and real.stderr.startswith("error: no --ultrafeedback")
     assert not (tmp_path / "o").exists()

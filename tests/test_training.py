@@ -287,8 +287,10 @@ def test_accelerate_configs_load():
 def test_recipe_command_is_an_accelerate_launch():
     recipe = load_recipe(ROOT / "recipes/qwen2.5-3b/dpo-sup.yaml")
     cmd = recipe_command(recipe, num_processes=8, extra=["--max-steps", "5"])
-    assert cmd[:6] == ["accelerate", "launch", "--config_file", "recipes/accelerate/ddp.yaml", "--num_processes", "8"]
-    assert cmd[6:10] == ["train_dpo.py", "--data", "out/data/sup.json", "--model"]
+    # this interpreter's accelerate, whatever is on PATH
+    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert cmd[3:7] == ["--config_file", "recipes/accelerate/ddp.yaml", "--num_processes", "8"]
+    assert cmd[7:11] == ["train_dpo.py", "--data", "out/data/sup.json", "--model"]
     assert cmd[-2:] == ["--max-steps", "5"] and "--beta" in cmd
 
 
@@ -340,8 +342,270 @@ def test_data_commands_make_inputs_first(tmp_path):
                 "output": str(tmp_path / "pot.json"), "args": {"keep": 0.4}},
     }
     cmds = data_commands(entries, [str(tmp_path / "pot.json")], "openbmb/UltraFeedback")
-    assert [c[1] for c in cmds] == ["binarize_score.py", "select_potential.py"]
+    assert [c[:2] for c in cmds] == [[sys.executable, "binarize_score.py"], [sys.executable, "select_potential.py"]]
     assert cmds[0][-2:] == ["--data", "openbmb/UltraFeedback"]
     assert cmds[1][cmds[1].index("--data") + 1] == str(tmp_path / "sup.json") and "--keep" in cmds[1]
     (tmp_path / "sup.json").write_text("[]")  # input already there: only the second command
     assert [c[1] for c in data_commands(entries, [str(tmp_path / "pot.json")], None)] == ["select_potential.py"]
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 13: the multi-GPU path (precision, what a run records, checkpoints, batched weighted DPO)
+
+
+def _perturb(model, seed=1, scale=0.05):
+    """Move the policy away from the reference (trl rebuilt it from the same path), the same way every call."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen).to(p.dtype))
+
+
+def _count_forwards(model):
+    calls = []
+    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    return calls, handle
+
+
+def test_weighted_dpo_is_one_batched_pass_and_equals_trl_with_policy_off_reference(tiny, mixed, tmp_path):
+    plain = trainer_for(settings("dpo", mixed, tiny, tmp_path / "a"))
+    weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path / "b", weight_column="w"))
+    _perturb(plain.model)
+    _perturb(weighted.model)
+    loss_p, grad_p = _loss_and_grads(plain, [0, 1, 2, 3])
+    assert abs(loss_p.item() - 0.6931) > 1e-3  # policy != reference, so the per-pair losses differ from log 2
+    calls, handle = _count_forwards(weighted.model)
+    loss_w, grad_w = _loss_and_grads(weighted, [0, 1, 2, 3])
+    handle.remove()
+    assert len(calls) == 1  # the policy sees the 4 pairs (8 sequences) in one forward, not 4
+    assert loss_w.item() == pytest.approx(loss_p.item(), abs=1e-6)
+    torch.testing.assert_close(grad_w, grad_p, rtol=1e-4, atol=1e-6)
+
+
+def test_weighted_dpo_weighs_trls_own_per_pair_losses(tiny, mixed, tmp_path):
+    """Σ w_i ℓ_i / Σ w_i with ℓ_i trl's loss on pair i alone (policy off the reference)."""
+    weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path / "w", weight_column="w"))
+    plain = trainer_for(settings("dpo", mixed, tiny, tmp_path / "p"))
+    _perturb(weighted.model)
+    _perturb(plain.model)
+    single = [_loss_and_grads(plain, [i]) for i in range(4)]
+    w = [0.5, 1.5, 2.0, 0.0]
+    weighted.train_dataset = weighted.train_dataset.map(lambda ex, i: {"weight": w[i]}, with_indices=True)
+    loss, grad = _loss_and_grads(weighted, [0, 1, 2, 3])
+    expect = sum(wi * s[0].item() for wi, s in zip(w, single)) / sum(w)
+    assert loss.item() == pytest.approx(expect, abs=1e-5)
+    torch.testing.assert_close(grad, sum(wi * s[1] for wi, s in zip(w, single)) / sum(w), rtol=1e-3, atol=1e-6)
+
+
+def _fp32_logit_logps(model, batch):
+    """Per-sequence summed log-probs of the completion, from fp32 logits of the same weights."""
+    inner = model
+    with torch.no_grad():
+        hidden = inner.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = hidden.float() @ inner.lm_head.weight.float().t()
+        logps = torch.log_softmax(logits[:, :-1], -1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return (logps * batch["completion_mask"][:, 1:]).sum(1)
+
+
+def test_dpo_log_probs_come_from_fp32_logits_with_bf16_weights(tiny, mixed, tmp_path):
+    """DDP and ZeRO-3 run bf16 weights: trl's fused LM head then rounds the logits to bf16 before log-softmax."""
+    s = settings("dpo", mixed, tiny, tmp_path)
+    dataset, _ = load_examples(s.data, s.method)
+    model, tokenizer, _ = load_policy(s, bf16=True)
+    assert model.dtype == torch.bfloat16
+    trainer = make_trainer(s, model, tokenizer, dataset, trainer_args(s, bf16=False))
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(4)]))
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    with torch.no_grad():
+        out = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+                            fused_lm_head=True)
+    assert out.log_probs.dtype == torch.float32
+    torch.testing.assert_close(out.log_probs.sum(1), _fp32_logit_logps(trainer.model, batch), rtol=0, atol=1e-4)
+
+
+@pytest.fixture
+def gloo_world_of_one(monkeypatch):
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_fsdp2_bf16_policy_keeps_dpo_log_probs_fp32(tiny, mixed, tmp_path, gloo_world_of_one):
+    """FSDP2 for real (one gloo process, CPU) with accelerate's bf16 policy, as fsdp.yaml sets it up."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from zebra.training import fsdp_fp32_outputs
+
+    s = settings("dpo", mixed, tiny, tmp_path)
+    dataset, _ = load_examples(s.data, s.method)
+    model, tokenizer, _ = load_policy(s, bf16=False)  # fp32 master weights, as accelerate's FSDP2 upcasts them
+    trainer = make_trainer(s, model, tokenizer, dataset, trainer_args(s, bf16=False))
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(4)]))
+    expected = _fp32_logit_logps(trainer.model, batch)  # before sharding: plain fp32 weights
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+    plugin.set_mixed_precision("bf16")  # what AcceleratorState does for `mixed_precision: bf16`
+    assert plugin.mixed_precision_policy.output_dtype == torch.bfloat16
+    fsdp_fp32_outputs(plugin)
+    mesh = init_device_mesh("cpu", (1,))
+    for layer in trainer.model.model.layers:
+        fully_shard(layer, mp_policy=plugin.mixed_precision_policy, mesh=mesh)
+    fully_shard(trainer.model, mp_policy=plugin.mixed_precision_policy, mesh=mesh)
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    with torch.no_grad():
+        out = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+                            fused_lm_head=True)
+    assert out.log_probs.dtype == torch.float32
+    # bf16 compute in the layers moves the sums a little; bf16 outputs would round each token's log-prob to ~3 digits
+    torch.testing.assert_close(out.log_probs.sum(1), expected, rtol=0, atol=0.1)
+    assert (out.log_probs.sum(1) != out.log_probs.sum(1).to(torch.bfloat16).float()).any()
+
+
+def test_no_bf16_wins_over_the_accelerate_config_and_settings_record_what_ran(tiny, toy, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "train_dpo.py", "--data", toy, "--model", tiny, "--output-dir", str(out), "--no-bf16",
+           "--max-steps", "1", "--batch-size", "2", "--grad-accum", "3", "--max-length", "32", "--warmup-steps", "0"]
+    # what `accelerate launch --config_file recipes/accelerate/ddp.yaml` exports
+    env = {**ENV, "ACCELERATE_MIXED_PRECISION": "bf16"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads((out / "settings.json").read_text())
+    assert saved["precision"] == "fp32" and saved["bf16_used"] is False
+    assert (saved["engine"], saved["num_processes"], saved["world_batch_size"]) == ("single", 1, 6)
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+
+
+def test_checkpoint_state_dict_is_the_runs_dtype_with_tied_head_once(tiny):
+    """What FSDP's FULL_STATE_DICT gathers: fp32 master weights, the tied head as its own tensor."""
+    from zebra.training import checkpoint_state_dict
+
+    model, _ = load_model_and_tokenizer(tiny)
+    gathered = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+    gathered["lm_head.weight"] = gathered["model.embed_tokens.weight"].clone()
+    out = checkpoint_state_dict(gathered, model, torch.bfloat16)
+    assert "lm_head.weight" not in out and "model.embed_tokens.weight" in out
+    assert {v.dtype for v in out.values()} == {torch.bfloat16}
+    assert set(out) == set(gathered) - {"lm_head.weight"}
+
+
+def test_only_rank_zero_prints_saved(tiny, toy, tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from zebra import cli, training
+
+    monkeypatch.setattr(training, "train", lambda s: (Path(s.output_dir), {"steps": 1}))
+    args = argparse.Namespace(**{k: v for k, v in settings("dpo", toy, tiny, tmp_path).to_dict().items() if k != "method"})
+    monkeypatch.setenv("RANK", "1")
+    cli.run_training("dpo", args)
+    assert "saved" not in capsys.readouterr().out
+    monkeypatch.setenv("RANK", "0")
+    cli.run_training("dpo", args)
+    assert "dpo: saved" in capsys.readouterr().out
+
+
+def _grid_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_grid_script", ROOT / "train_grid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grid_runs_this_interpreter_without_the_venv_on_path_and_carries_on(tmp_path):
+    """No `python` or `accelerate` on PATH: the data step and the launch still run (sys.executable);
+    the launch fails (no train_dpo.py here) as one failed step, with the data step done."""
+    (tmp_path / "recipes" / "m").mkdir(parents=True)
+    (tmp_path / "make.py").write_text(
+        "import sys, json\nout = sys.argv[sys.argv.index('--output') + 1]\n"
+        "open(out, 'w').write(json.dumps({'python': sys.executable}))\n")
+    (tmp_path / "recipes" / "data.yaml").write_text("x:\n  script: make.py\n  output: x.json\n")
+    for name in ("dpo-a", "dpo-b"):
+        (tmp_path / "recipes" / "m" / f"{name}.yaml").write_text(
+            "script: train_dpo.py\naccelerate_config: missing.yaml\ndata: x.json\n"
+            f"args: {{model: m, output_dir: runs/{name}}}\n")
+    env = {"PATH": "/nonexistent", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "train_grid.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    # today's grid died here: FileNotFoundError: ... 'python' (then 'accelerate'), the grid's own traceback
+    assert 'train_grid.py", line' not in done.stderr
+    assert "No such file or directory: 'python'" not in done.stderr and "'accelerate'" not in done.stderr
+    assert json.loads((tmp_path / "x.json").read_text())["python"] == sys.executable
+    failed = [line for line in done.stderr.splitlines() if line.startswith("# failed")]
+    assert len(failed) == 2 and all("accelerate launch" in line for line in failed)  # both runs tried
+    assert done.returncode != 0 and "error: 2 of 3 commands failed" in done.stderr
+
+
+def test_grid_command_that_cannot_start_is_one_failed_step():
+    grid = _grid_module()
+    reason = grid.run_command(["/nonexistent/accelerate", "launch"])
+    assert reason is not None and "\n" not in reason and "/nonexistent/accelerate" in reason
+    assert grid.run_command([sys.executable, "-c", "pass"]) is None
+    assert "exit 3" in grid.run_command([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_reproduce_passes_recipes_on_to_the_grid(tmp_path):
+    recipes = tmp_path / "recipes"
+    for name in ("qwen2.5-3b/dpo-sup", "qwen2.5-3b/sft-sup", "llama-3.2-3b/dpo-sup"):
+        (recipes / name).parent.mkdir(parents=True, exist_ok=True)
+        (recipes / f"{name}.yaml").write_text((ROOT / "recipes" / f"{name}.yaml").read_text())
+    glob_ = str(recipes / "*" / "*.yaml")
+    env = {**ENV}
+    done = subprocess.run([sys.executable, "reproduce.py", "--dry-run", "--out", str(tmp_path / "o"),
+                           "--recipes", glob_, "--only", "qwen2.5-3b/*"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    cmds = [line for line in done.stdout.splitlines() if line.startswith("python ")]
+    assert cmds[0] == f"python train_grid.py --recipes '{glob_}' --only 'qwen2.5-3b/*'"
+    assert sorted(c.split("--model ")[1].split()[0] for c in cmds if c.startswith("python evaluate.py --model")) == [
+        "runs/qwen2.5-3b/dpo-sup", "runs/qwen2.5-3b/sft-sup"]
+    # and the grid, given the same flags, trains exactly those two
+    grid = subprocess.run([sys.executable, "train_grid.py", "--dry-run", "--recipes", glob_, "--only", "qwen2.5-3b/*"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert grid.returncode == 0, grid.stderr
+    launches = [line for line in grid.stdout.splitlines() if line.startswith("accelerate launch")]
+    assert sorted(line.split("--output-dir ")[1].split()[0] for line in launches) == [
+        "runs/qwen2.5-3b/dpo-sup", "runs/qwen2.5-3b/sft-sup"]
+
+
+def test_weighted_dpo_speed_benchmark_reports_alternated_ratios(tmp_path):
+    from benchmarks.weighted_dpo_speed import run
+
+    out = run("tiny", [2], 2, str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(out))
+    (r,) = out["results"]
+    assert r["batch_size"] == 2 and len(r["plain_s"]) == len(r["weighted_s"]) == 2
+    ratios = [w / p for w, p in zip(r["weighted_s"], r["plain_s"])]
+    assert r["ratio_median"] == pytest.approx(sum(ratios) / 2, abs=1e-4) and out["torch_threads"] >= 1
+
+
+def test_weighted_dpo_with_lora_takes_the_reference_from_trls_second_forward(tiny, mixed, tmp_path):
+    """LoRA: no reference model, trl's second forward (adapters off) is the reference."""
+    kw = dict(lora=True, lora_r=4, lora_alpha=8)
+    plain = trainer_for(settings("dpo", mixed, tiny, tmp_path / "a", **kw))
+    weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path / "b", weight_column="w", **kw))
+    for trainer in (plain, weighted):
+        assert trainer.ref_model is None
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():  # move the adapters (B starts at 0, so policy == reference)
+            for name, p in trainer.model.named_parameters():
+                if "lora_" in name:
+                    p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    loss_p, grad_p = _loss_and_grads(plain, [0, 1, 2, 3])
+    loss_w, grad_w = _loss_and_grads(weighted, [0, 1, 2, 3])
+    assert abs(loss_p.item() - 0.6931) > 1e-4
+    assert loss_w.item() == pytest.approx(loss_p.item(), abs=1e-6)
+    torch.testing.assert_close(grad_w, grad_p, rtol=1e-4, atol=1e-7)

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from zebra import cli
-from zebra.errors import ZebraError
 from zebra.training import TrainSettings, effective_warmup_steps, run_is_done
 
 ROOT = Path(__file__).resolve().parents[1]

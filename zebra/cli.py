@@ -167,7 +167,7 @@ def training_parser(doc: str, *, epochs: float, max_steps: int, batch_size: int,
 
 def run_training(method: str, args: argparse.Namespace) -> None:
     """Train with the parsed flags; one-line errors, a one-line summary of metrics.json."""
-    from zebra.training import TrainSettings, train  # trl is slow to import: only the train scripts pay
+    from zebra.training import TrainSettings, is_main_process, train  # trl is slow to import: only the train scripts pay
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
@@ -176,4 +176,5 @@ def run_training(method: str, args: argparse.Namespace) -> None:
         out, metrics = train(settings)
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
-    print(f"{method}: saved {out} | " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    if is_main_process():  # under `accelerate launch` every rank returns here; one line is the run's
+        print(f"{method}: saved {out} | " + ", ".join(f"{k} {v}" for k, v in metrics.items()))

@@ -161,7 +161,6 @@ def select_baseline(scores: np.ndarray, usable: np.ndarray, keys: np.ndarray) ->
     score the same give no pair.
     """
     usable = usable & ~np.isnan(scores)
-    n = scores.shape[0]
     masked = np.where(usable, scores, -np.inf)
     top = masked.max(axis=1)
     chosen = masked.argmax(axis=1)

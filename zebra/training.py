@@ -17,6 +17,7 @@ import logging
 import math
 import platform
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,6 +319,7 @@ def sft_config(settings: TrainSettings, bf16: bool):
 @functools.cache
 def _weighted_dpo_trainer_class():
     # Built lazily so importing zebra.training does not import trl (slow) for settings-only use.
+    import torch.nn.functional as F
     from trl import DPOTrainer
 
     class WeightedDPOTrainer(DPOTrainer):
@@ -329,20 +331,24 @@ def _weighted_dpo_trainer_class():
             L   = Σ_i w_i ℓ_i / Σ_i w_i            (0 when every weight in the batch is 0)
 
         i.e. DPO (Rafailov et al. 2023, eq. 7) with the batch mean replaced by a weighted mean,
-        as in reliability-aware alignment (SPEC §9, seed 003). With all w_i equal, L is trl's loss.
+        as in reliability-aware alignment (SPEC §9, seed 003). With all w_i = 1, L is trl's loss.
 
-        The smallest override: trl (1.16) averages the per-pair losses inside its ~300-line
-        `_compute_loss` without exposing them (a `weight` column was proposed in trl#5613 and
-        not merged), so each pair is passed to trl's own `_compute_loss` as a batch of one and the
-        results are combined here. Everything else (reference model, other loss types, metrics)
-        is trl's. Cost: B forward passes of one pair instead of one of B pairs.
+        The smallest override: trl (1.16) computes the per-pair losses inside its ~300-line
+        `_compute_loss` and returns only their mean (a `weight` column was proposed in trl#5613
+        and not merged). So trl's `_compute_loss` runs unchanged on the whole batch (one policy
+        forward, one reference forward, trl's metrics), a forward hook keeps the per-token
+        log-probs those two forwards return, and ℓ_i is rebuilt from them with trl's own
+        arithmetic (sum over the completion, log-ratios, −logσ(β·Δ)). trl's returned mean is
+        dropped; the weighted mean is returned instead.
         """
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            if {"aot", "aot_unpaired"} & set(self.loss_types):
-                # these sort the pairs of a batch against each other: no per-pair loss to weigh
-                raise ZebraError(f"--weight-column: loss_type {self.loss_types} has no per-pair loss; use sigmoid")
+            # ℓ_i is rebuilt for trl's default DPO only; anything else would silently be a different loss
+            if (self.loss_types != ["sigmoid"] or list(self.loss_weights) != [1.0] or self.f_divergence_type != "reverse_kl"
+                    or self.ld_alpha is not None or self.use_weighting or self.aux_loss_enabled):
+                raise ZebraError(f"--weight-column: implemented for trl's sigmoid DPO loss only, not loss_type "
+                                 f"{self.loss_types} / f_divergence {self.f_divergence_type} / ld_alpha / WPO / MoE aux loss")
             self.data_collator = _WeightCollator(self.data_collator)
 
         def _set_signature_columns_if_needed(self):
@@ -351,6 +357,13 @@ def _weighted_dpo_trainer_class():
             if WEIGHT_KEY not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, WEIGHT_KEY]
 
+        def _fused_modules(self):
+            """(policy module, reference module or None): the modules whose forward trl patched."""
+            policy = self.accelerator.unwrap_model(self.model)
+            policy = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+            ref = None if self.ref_model is None else self.accelerator.unwrap_model(self.ref_model)
+            return policy, ref
+
         def _compute_loss(self, model, inputs, return_outputs):
             inputs = dict(inputs)
             weights = inputs.pop(WEIGHT_KEY, None)
@@ -358,9 +371,26 @@ def _weighted_dpo_trainer_class():
                 return super()._compute_loss(model, inputs, return_outputs)
             if weights is None:  # never train unweighted by accident: the column was lost on the way
                 raise ZebraError(f"WeightedDPOTrainer: batch without a {WEIGHT_KEY!r} tensor; keep the column in the dataset")
-            n = weights.shape[0]
-            losses = torch.stack([super(WeightedDPOTrainer, self)._compute_loss(model, _one_pair(inputs, i, n), False)
-                                  for i in range(n)])
+            policy, ref = self._fused_modules()
+            seen = {"policy": [], "ref": []}
+            hooks = [policy.register_forward_hook(lambda m, a, out: seen["policy"].append(out.log_probs))]
+            if ref is not None:
+                hooks.append(ref.register_forward_hook(lambda m, a, out: seen["ref"].append(out.log_probs)))
+            try:
+                super()._compute_loss(model, inputs, False)  # trl's batched forwards and metrics
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            # without a separate reference model (LoRA) trl's second forward, adapters off, is the reference
+            ref_log_probs = seen["ref"] or seen["policy"][1:]
+            seq_len = inputs["completion_mask"].size(1) - 1
+            chosen_logps, rejected_logps = seen["policy"][0][:, -seq_len:].sum(dim=1).chunk(2, dim=0)
+            if self.precompute_ref_logps:
+                ref_chosen_logps, ref_rejected_logps = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+            else:
+                ref_chosen_logps, ref_rejected_logps = ref_log_probs[0][:, -seq_len:].sum(dim=1).chunk(2, dim=0)
+            delta = (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)
+            losses = -F.logsigmoid(self.beta * delta)  # trl's per_sequence_loss for loss_type "sigmoid"
             weights = weights.to(losses.device, losses.dtype)
             return (weights * losses).sum() / weights.sum().clamp_min(torch.finfo(losses.dtype).tiny)
 
@@ -378,29 +408,6 @@ class _WeightCollator:
         if examples and WEIGHT_KEY in examples[0]:
             batch[WEIGHT_KEY] = torch.tensor([float(e[WEIGHT_KEY]) for e in examples], dtype=torch.float32)
         return batch
-
-
-def _one_pair(inputs: dict, i: int, n: int) -> dict:
-    """Pair i of a trl preference batch (rows 0..n-1 chosen, n..2n-1 rejected), padding trimmed."""
-    rows = torch.tensor([i, n + i])
-    out = {}
-    for key, value in inputs.items():
-        if not torch.is_tensor(value) or value.dim() == 0:
-            out[key] = value
-        elif value.shape[0] == 2 * n:
-            out[key] = value[rows.to(value.device)]
-        elif value.shape[0] == n:
-            out[key] = value[i : i + 1]
-        else:
-            raise ValueError(f"cannot split batch field {key!r} of shape {tuple(value.shape)} into {n} pairs")
-    # trl pads on the right; drop the columns that are padding in both rows
-    if "attention_mask" in out:
-        length = int(out["attention_mask"].sum(dim=1).max())
-        seq = out["attention_mask"].shape[1]
-        for key, value in out.items():
-            if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == seq:
-                out[key] = value[:, :length]
-    return out
 
 
 def __getattr__(name: str):
@@ -478,8 +485,47 @@ def _make_trainer(settings: TrainSettings, model, tokenizer, dataset, args, peft
         trainer_cls = _weighted_dpo_trainer_class()
     else:
         from trl import DPOTrainer as trainer_cls
-    return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                       peft_config=peft_config)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=peft_config)
+    fp32_lm_head(trainer)
+    return trainer
+
+
+def fp32_lm_head(trainer) -> None:
+    """Make trl's DPO log-probs come from fp32 logits, whatever the engine's compute dtype.
+
+    trl 1.16 patches the policy and reference forwards with a fused LM head (`add_fused_lm_head`)
+    that projects in the compute dtype: with bf16 weights (DDP's bf16 load, ZeRO-3) or bf16
+    autocast / FSDP2 param_dtype, every logit is rounded to bf16 (3 significant digits) before the
+    log-softmax, and DPO's loss is a difference of sums of hundreds of such log-probs. trl has the
+    switch (`cast_lm_head_to_fp32`, used by its GRPO) but DPOTrainer does not expose it, so the
+    same patch is applied again with it on: the hidden states and the head's weight go to fp32
+    for the projection only (one vocabulary chunk at a time), the backbone stays in bf16.
+    """
+    from trl.trainer.utils import add_fused_lm_head
+
+    policy = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    # the per-token fields trl's DPOTrainer.__init__ asks for (trl 1.16, dpo_trainer.py)
+    outputs = ("log_probs", "entropy", "mean_logits", "is_top1") + (("log_sum_sq_probs",) if trainer.use_weighting else ())
+    for module, fields in ((policy, outputs), (trainer.ref_model, ("log_probs",))):
+        if module is None:
+            continue
+        module.__dict__.pop("forward", None)  # undo trl's instance-level patch, then patch once more
+        add_fused_lm_head(module, cast_lm_head_to_fp32=True, outputs=fields)
+
+
+def fsdp_fp32_outputs(fsdp_plugin) -> None:
+    """FSDP2: leave module outputs in the dtype they were computed in, instead of bf16.
+
+    accelerate's bf16 policy for FSDP2 sets `output_dtype=bf16`, so the root module's outputs
+    are cast to bf16 after the forward: trl's per-token log-probs (fp32 from the fused head) came
+    out rounded to bf16 and were summed in bf16 (-430.0 instead of -430.049 in a 2-process run;
+    DPO's loss stuck at 0.6914). `output_dtype=None` casts nothing: the decoder layers still
+    compute and return bf16 (param_dtype), the fused head's fp32 log-probs stay fp32.
+    """
+    policy = getattr(fsdp_plugin, "mixed_precision_policy", None)
+    if getattr(fsdp_plugin, "fsdp_version", 1) == 2 and policy is not None and policy.output_dtype is not None:
+        fsdp_plugin.mixed_precision_policy = dataclasses.replace(policy, output_dtype=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,12 +567,75 @@ def run_metrics(trainer, train_output, n_examples: int, wall_s: float) -> dict[s
     return metrics
 
 
-def save_run(trainer, tokenizer, settings: TrainSettings, extra: dict[str, Any], metrics: dict[str, Any]) -> Path:
+def checkpoint_state_dict(state_dict: dict[str, torch.Tensor], model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The full state dict as it goes into model.safetensors: floats in `dtype`, a tied head once.
+
+    FSDP2 keeps fp32 master weights (accelerate upcasts bf16 ones) and its FULL_STATE_DICT gather
+    returns the tied `lm_head.weight` as a tensor of its own, so `save_pretrained` wrote fp32 with
+    the embedding twice; DDP and ZeRO-3 (16-bit gather) wrote bf16 once. Every engine now leaves
+    the same checkpoint: the run's weight dtype, tied weights stored once (from_pretrained re-ties).
+    """
+    out = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    head = model.get_output_embeddings()
+    if getattr(config, "tie_word_embeddings", False) and head is not None:
+        for name, module in model.named_modules():
+            if module is head:
+                out.pop(f"{name}.weight", None)
+    return out
+
+
+def is_main_process() -> bool:
+    """Rank 0 of an `accelerate launch` / torchrun group, or a plain single process."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def save_model(trainer, out: Path, settings: TrainSettings, bf16: bool) -> None:
+    """Gather the weights from every engine (a collective: all ranks call it); rank 0 writes them."""
+    if settings.lora:  # the adapter only; peft saves it from the unwrapped model
+        trainer.save_model(str(out))
+        return
+    accelerator = trainer.accelerator
+    state_dict = accelerator.get_state_dict(trainer.model_wrapped)  # FSDP / ZeRO-3 gather the shards here
+    if not accelerator.is_main_process:
+        return
+    model = accelerator.unwrap_model(trainer.model)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    model.config.dtype = dtype
+    model.save_pretrained(str(out), state_dict=checkpoint_state_dict(state_dict, model, dtype), safe_serialization=True)
+
+
+def run_record(trainer, bf16: bool) -> dict[str, Any]:
+    """What ran, read back from the accelerator rather than from the flags."""
+    accelerator = trainer.accelerator
+    kind = accelerator.distributed_type.name  # NO, MULTI_GPU, MULTI_CPU, FSDP, DEEPSPEED, ...
+    if kind == "FSDP":
+        engine = f"fsdp{getattr(accelerator.state.fsdp_plugin, 'fsdp_version', 1)}".replace("fsdp1", "fsdp")
+    elif kind == "DEEPSPEED":
+        engine = f"deepspeed-zero{accelerator.state.deepspeed_plugin.zero_stage}"
+    else:
+        engine = "single" if kind == "NO" else "ddp"
+    precision = {"no": "fp32"}.get(str(accelerator.mixed_precision), str(accelerator.mixed_precision))
+    args = trainer.args
+    return {
+        "precision": precision,
+        "bf16_used": precision == "bf16",
+        "weights_dtype": "bf16" if bf16 else "fp32",
+        "engine": engine,
+        "num_processes": accelerator.num_processes,
+        "world_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
+    }
+
+
+def save_run(trainer, tokenizer, settings: TrainSettings, extra: dict[str, Any], metrics: dict[str, Any],
+             bf16: bool = False) -> Path:
     """Write the model (adapter or full), tokenizer, settings.json, log_history.json and metrics.json."""
     from zebra.records import write_json_atomic
 
     out = Path(settings.output_dir)
-    trainer.save_model(str(out))  # on multi-GPU this gathers FSDP / ZeRO-3 shards; only rank 0 writes
+    save_model(trainer, out, settings, bf16)
     if not trainer.is_world_process_zero():
         return out
     tokenizer.save_pretrained(out)
@@ -556,6 +665,8 @@ def run_is_done(output_dir: str | Path) -> bool:
 
 def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
     """One full run, start to saved folder. Returns (output_dir, metrics)."""
+    import os
+
     settings.check()
     check_output_dir(settings.output_dir)
     check_model_source(settings.model, settings.gguf_file)
@@ -566,20 +677,27 @@ def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
     if warmup != settings.warmup_steps:
         logger.info("warm-up: %d steps, not --warmup-steps %d (capped at %d%% of --max-steps %d)",
                     warmup, settings.warmup_steps, round(100 * WARMUP_FRACTION), settings.max_steps)
+    # `accelerate launch --config_file recipes/accelerate/*.yaml` exports ACCELERATE_MIXED_PRECISION=bf16,
+    # and TrainingArguments takes it when bf16=False: --no-bf16 (or no bf16 GPU) must win over the config
+    os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if bf16 else "no"
     dataset, counts = load_examples(settings.data, settings.method, settings.weight_column)
     logger.info("%s: %s", settings.data, json.dumps(counts))
     args = trainer_args(settings, bf16)
     model, tokenizer, model_path = load_policy(settings, bf16)
     trainer = make_trainer(settings, model, tokenizer, dataset, args)
+    fsdp_plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if fsdp_plugin is not None:  # before trainer.train() shards the model with it
+        fsdp_fp32_outputs(fsdp_plugin)
     start = time.perf_counter()
     train_output = trainer.train()
     metrics = run_metrics(trainer, train_output, len(dataset), time.perf_counter() - start)
     if not _finite_losses(metrics):  # a divergence between two logged steps (--logging-steps > 1)
         raise NonFiniteLossError(f"the training loss is {metrics['train_loss']} (final {metrics['final_loss']}; non-finite): "
                                  f"training diverged; nothing saved to {settings.output_dir}. Lower --lr or check the data")
-    extra = {"bf16_used": bf16, "warmup_steps_used": warmup, "resolved_model_path": model_path, "data_counts": counts,
+    extra = {**run_record(trainer, bf16), "warmup_steps_used": warmup, "resolved_model_path": model_path,
+             "data_counts": counts,
              "trainer": type(trainer).__name__}
-    return save_run(trainer, tokenizer, settings, extra, metrics), metrics
+    return save_run(trainer, tokenizer, settings, extra, metrics, bf16), metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,7 +744,8 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 def recipe_command(recipe: dict[str, Any], num_processes: int | None = None, extra: list[str] = ()) -> list[str]:
     """`accelerate launch --config_file ... train_x.py --data ... --model ...` for one recipe."""
-    cmd = ["accelerate", "launch", "--config_file", recipe["accelerate_config"]]
+    # this interpreter's accelerate, not whatever `accelerate` is on PATH (an un-activated venv)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", recipe["accelerate_config"]]
     if num_processes:
         cmd += ["--num_processes", str(num_processes)]
     cmd += [recipe["script"], "--data", str(recipe["data"]), *args_to_flags(recipe["args"]), *extra]
@@ -650,7 +769,7 @@ def data_commands(entries: dict[str, Any], needed: list[str], ultrafeedback: str
         entry = by_output.get(output)
         if entry is None:
             raise ZebraError(f"recipes/data.yaml: no entry writes {output}; add one or make the file yourself")
-        cmd = ["python", entry["script"], "--output", output]
+        cmd = [sys.executable, entry["script"], "--output", output]
         if entry.get("input"):
             source = str(entry["input"])
             if not Path(source).exists():
@@ -666,7 +785,7 @@ def data_commands(entries: dict[str, Any], needed: list[str], ultrafeedback: str
     return commands
 
 
-SAMPLE_WARNING = ("no --ultrafeedback: the data commands read the binarize scripts' shipped 300-row sample, "
+SAMPLE_WARNING = ("no --ultrafeedback: the data commands read the binarize scripts' shipped pool (403 AlpacaEval prompts), "
                   "far too little for the paper's 3B-8B runs")
 
 
