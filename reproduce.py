@@ -20,7 +20,6 @@ import argparse
 import fnmatch
 import glob
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -81,8 +80,10 @@ def is_done(step: Step) -> bool:
 
 
 def shown(cmd: list[str]) -> str:
-    """The command as a user would type it (`python`, not the interpreter's full path)."""
-    return shlex.join(["python" if c == sys.executable else c for c in cmd])
+    """The command as a user would type it (`python`, `accelerate launch`, not the interpreter's path)."""
+    from zebra.training import shown_command  # trl is imported only when a command is shown
+
+    return shown_command(cmd)
 
 
 def py(*args: str) -> list[str]:

@@ -17,27 +17,17 @@ flags); edit a recipe to change one run. The data files come from recipes/data.y
 """
 
 import argparse
-import shlex
 import subprocess
 import sys
 
 from zebra.errors import ZebraError
 from zebra.training import SAMPLE_WARNING, check_launch, grid_plan
+from zebra.training import shown_command as shown
 
 RECIPES = "recipes/*/*.yaml"  # one per paper run; recipes/data.yaml and recipes/accelerate/ are not runs
 DATA_RECIPES = "recipes/data.yaml"
 ULTRAFEEDBACK = None  # None: the binarize scripts' shipped pool (data/alpaca_eval); on the GPU box: openbmb/UltraFeedback or a mirror
 NUM_PROCESSES = None  # None: what the accelerate config says (4, the paper's 4×L40)
-
-
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]  # what recipe_command runs: this interpreter's accelerate
-
-
-def shown(cmd: list[str]) -> str:
-    """The command as a user would type it: `python ...`, `accelerate launch ...`."""
-    if cmd[: len(LAUNCH)] == LAUNCH:
-        cmd = ["accelerate", "launch", *cmd[len(LAUNCH):]]
-    return shlex.join(["python" if c == sys.executable else c for c in cmd])
 
 
 def run_command(cmd: list[str]) -> str | None:

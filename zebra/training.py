@@ -17,6 +17,7 @@ import logging
 import math
 import platform
 import resource
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -742,10 +743,21 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return {**recipe, "name": f"{path.parent.name}/{path.stem}"}
 
 
+# This interpreter's accelerate, not whichever `accelerate` is first on PATH (a venv not activated).
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+def shown_command(cmd: list[str]) -> str:
+    """A grid command as a user would type it: `python ...`, `accelerate launch ...`."""
+    if cmd[: len(LAUNCH)] == LAUNCH:
+        cmd = ["accelerate", "launch", *cmd[len(LAUNCH):]]
+    return shlex.join(["python" if c == sys.executable else c for c in cmd])
+
+
 def recipe_command(recipe: dict[str, Any], num_processes: int | None = None, extra: list[str] = ()) -> list[str]:
     """`accelerate launch --config_file ... train_x.py --data ... --model ...` for one recipe."""
     # this interpreter's accelerate, not whatever `accelerate` is on PATH (an un-activated venv)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", recipe["accelerate_config"]]
+    cmd = [*LAUNCH, "--config_file", recipe["accelerate_config"]]
     if num_processes:
         cmd += ["--num_processes", str(num_processes)]
     cmd += [recipe["script"], "--data", str(recipe["data"]), *args_to_flags(recipe["args"]), *extra]
