@@ -332,7 +332,10 @@ def _stalled_binarize(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path
     data = write_jsonl(tmp_path / "d.jsonl", SAMPLE_ROWS)
     marker = tmp_path / "started"
     code = (
-        "import runpy, sys, time, pathlib\n"
+        "import runpy, signal, sys, time, pathlib\n"
+        # a shell without job control starts background jobs with SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: restore it, so the test does not depend on its launcher
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import zebra.pipeline as p\n"
         "orig = p.process_batch\n"
         "def slow(*a, **k):\n"
