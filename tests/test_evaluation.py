@@ -110,7 +110,7 @@ def test_fixtures_load_in_their_own_schemas():
 
 
 REAL = ROOT / "data" / "eval"
-REALDATA = ROOT.parents[1] / "shared" / "realdata" / "eval"  # SPEC §11; absent on a fresh clone
+REALDATA = ROOT.parent / "shared" / "realdata" / "eval"  # SPEC §11; absent on a fresh clone
 
 
 def test_shipped_real_subsets_load_with_their_licence_note():
