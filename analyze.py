@@ -100,7 +100,7 @@ class Run:
         self._dataset = None
         self.ks = parse_ks(args.models_per_prompt)
         if args.binarized and len(self.ks) > 1:  # one folder holds one draw: which K would it be?
-            raise SystemExit(f"analyze.py: --binarized {args.binarized} holds one draw; give one --models-per-prompt value with it")
+            raise SystemExit(f"error: --binarized {args.binarized} holds one draw; give one --models-per-prompt value with it")
 
     def save_frame(self, df, name: str) -> None:
         if not self.args.figures_only:
@@ -170,7 +170,7 @@ def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None) -
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise SystemExit(f"analyze.py: {script} {' '.join(extra)} failed for {strategy}: {tail}")
+            raise SystemExit(f"error: {script} {' '.join(extra)} failed for {strategy}: {tail}")
         return (done.stdout.strip().splitlines() or [""])[-1]
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
@@ -268,7 +268,7 @@ def run_tfidf(run: Run) -> dict:
 
     pairs = run.pairs()
     if "SIM" not in pairs or "SIM-least" not in pairs:
-        raise SystemExit(f"analyze.py tfidf: needs the SIM and SIM-least outputs (sim, sim_least) in {run.args.binarized}")
+        raise SystemExit(f"error: analyze.py tfidf: needs the SIM and SIM-least outputs (sim, sim_least) in {run.args.binarized}")
     result, per_record = tfidf_check(pairs["SIM"], pairs["SIM-least"], run.args.n_boot, run.args.seed, progress=True)
     run.save_frame(per_record, "tfidf_pairs.csv")
     run.save_json({**result, "paper": {"most": 0.4623, "least": 0.4129}}, "tfidf.json")
@@ -357,7 +357,7 @@ def parse_ks(values: list[str]) -> list[int | None]:
         elif str(v).isdigit() and int(v) >= 2:
             out.append(int(v))
         else:
-            raise SystemExit(f"analyze.py: --models-per-prompt {v!r} must be an integer >= 2 or 'all'")
+            raise SystemExit(f"error: --models-per-prompt {v!r} must be an integer >= 2 or 'all'")
     return list(dict.fromkeys(out))
 
 
@@ -374,7 +374,7 @@ def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
     for item in items:
         name, sep, cols = item.partition("=")
         if not sep or not name.strip() or not cols.strip():
-            raise SystemExit(f"analyze.py: --group {item!r} must look like NAME=BENCH[,BENCH...], e.g. knowledge=MMLU,MMLU-pro")
+            raise SystemExit(f"error: --group {item!r} must look like NAME=BENCH[,BENCH...], e.g. knowledge=MMLU,MMLU-pro")
         groups[name.strip()] = [c.strip() for c in cols.split(",") if c.strip()]
     return groups
 
@@ -453,7 +453,7 @@ def main() -> None:
             run.summary[name] = RUNNERS[name](run)
             log.info("%s: %s (%.1fs)", name, json.dumps(run.summary[name], default=float)[:300], time.perf_counter() - t1)
     except ZebraError as err:
-        raise SystemExit(f"analyze.py: {err}") from None
+        raise SystemExit(f"error: {err}") from None
     settings = {k: v for k, v in vars(args).items() if k not in ("group", "analyses")}
     run.save_json({"analyses": names, "settings": settings, "results": run.summary, "files": run.written,
                    "seconds": round(time.perf_counter() - t0, 2)}, summary_name(args.analyses))
