@@ -304,25 +304,21 @@ def read_result_files(
 
 
 def read_model_names(path: str | Path) -> dict[str, str]:
-    """The pools' names map: CSV `pool_name,behaviour_table_name` (the file's name → the table's)."""
+    """The pools' names map (zebra.pools.read_model_names), with its header spelled out:
+    CSV `pool_name,behaviour_table_name` (the file's name → the table's)."""
+    from zebra.pools import PoolError
+    from zebra.pools import read_model_names as read_pool_names
+
     path = Path(path)
-    if not path.is_file():
-        raise ResultFileError(f"{path}: no such names map (CSV pool_name,behaviour_table_name)")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows or [c.strip() for c in rows[0][:2]] != ["pool_name", "behaviour_table_name"] or len(rows[0]) != 2:
-        raise ResultFileError(f"{path}: header must be exactly pool_name,behaviour_table_name")
-    names: dict[str, str] = {}
-    for i, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise ResultFileError(f"{path}: row {i} must hold two non-empty names, got {row!r}")
-        src, dst = row[0].strip(), row[1].strip()
-        if src in names:
-            raise ResultFileError(f"{path}: row {i}: {src!r} is mapped twice; keep one row per pool name")
-        names[src] = dst
-    return names
+    if path.is_file():
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if [c.strip() for c in header] != ["pool_name", "behaviour_table_name"]:
+            raise ResultFileError(f"{path}: header must be exactly pool_name,behaviour_table_name")
+    try:
+        return read_pool_names(path)
+    except PoolError as err:
+        raise ResultFileError(str(err)) from None
 
 
 def map_model_name(source: str, names: Mapping[str, str]) -> str | None:

@@ -314,7 +314,7 @@ def read_model_names(path: str | Path) -> dict[str, str]:
         if not any(c.strip() for c in row):
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise PoolError(f"{path}: row {n}: want two names (pool name, behaviour-table name), got {row}")
+            raise PoolError(f"{path}: row {n} must hold two non-empty names (pool name, behaviour-table name), got {row}")
         pool, table = row[0].strip(), row[1].strip()
         if pool in mapping:
             raise PoolError(f"{path}: row {n}: {pool!r} is mapped twice ({mapping[pool]!r} and {table!r})")
