@@ -89,7 +89,6 @@ def run(args) -> dict:
     from zebra.records import SCHEMA, RecordWriter, check_output, read_records
     from zebra.settings import check_output_path
 
-    check_args(args)
     for path in (args.output, f"{args.output}.meta.json"):
         check_output_path(path, [args.data])
     check_output(args.output)  # a bad output name fails before the model loads
