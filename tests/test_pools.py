@@ -207,3 +207,17 @@ def test_other_file_types_read_the_same(tmp_path, suffix):
                        judgments=str(judged), judgment_kind="score", judgment_instruction_field="prompt",
                        judgment_model_field="model", judgment_value_field="s")
     assert [c["overall_score"] for c in load_pool(path, opts).dataset[1]["completions"]] == [None, None, 4.0, None]
+
+
+def test_format_ultrafeedback_is_honoured_for_a_file_that_looks_long(tmp_path):
+    """--format ultrafeedback means the UltraFeedback schema even when the first record has the
+    pool's fields: the loader must not fall back to its own detection and read it as a pool."""
+    from zebra.data import DataError
+    from zebra.pipeline import BinarizeConfig, binarize
+
+    data = write_jsonl(tmp_path / "long.jsonl", [{"instruction": "p", "generator": "gpt4", "output": "x"},
+                                                  {"instruction": "p", "generator": "alpaca-7b", "output": "y"}])
+    with pytest.raises(DataError, match="no 'completions' field"):
+        binarize(BinarizeConfig("sup", str(tmp_path / "o.json"), data=str(data),
+                                pool=PoolOptions(format="ultrafeedback")))
+    assert not (tmp_path / "o.json").exists()

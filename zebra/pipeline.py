@@ -446,7 +446,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         pool = load_pool(cfg.data, cfg.pool, cfg.limit)
         ds, pool_report = pool.dataset, pool.report
     else:
-        ds = load_ultrafeedback(cfg.data, limit=cfg.limit)
+        ds = load_ultrafeedback(cfg.data, limit=cfg.limit, pool=cfg.pool)  # its --format, not the loader's own guess
     ds = batch_source(ds)  # the file names, not the memory map
     t_load = time.perf_counter() - t0
     counts = Counts()
