@@ -410,17 +410,39 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Read records written by RecordWriter (or any JSON list / JSON lines / Parquet of dicts)."""
+    """Read records written by RecordWriter (or any JSON list / JSON lines / Parquet of dicts).
+
+    What a crash or a full disk leaves (an empty or truncated file, a bad line) is a one-line
+    ZebraError naming the file and line, for every script that reads binarize outputs.
+    """
     path = Path(path)
     fmt = output_format(path)
     if not path.is_file():
         raise ZebraError(f"{path}: no such records file")
-    if fmt == "parquet":
-        return pq.read_table(path).to_pylist()
-    with open(path, encoding="utf-8") as fh:
-        if fmt == "jsonl":
-            return [json.loads(line) for line in fh if line.strip()]
-        data = json.load(fh)
+    if path.stat().st_size == 0:
+        raise ZebraError(f"{path}: empty file (0 bytes); remake it with a binarize_*.py script")
+    try:
+        if fmt == "parquet":
+            return pq.read_table(path).to_pylist()
+        with open(path, encoding="utf-8") as fh:
+            if fmt == "jsonl":
+                return [_jsonl_record(line, path, number) for number, line in enumerate(fh, 1) if line.strip()]
+            data = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise ZebraError(f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
+                         "truncated? remake it with a binarize_*.py script") from None
+    except UnicodeDecodeError as err:
+        raise ZebraError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (OSError, ValueError) as err:  # pyarrow: truncated or foreign parquet (ArrowInvalid is a ValueError)
+        raise ZebraError(f"{path}: cannot be read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     if not isinstance(data, list):
         raise ZebraError(f"{path}: expected a JSON list of records")
     return data
+
+
+def _jsonl_record(line: str, path: Path, number: int) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ZebraError(f"{path} line {number}: not valid JSON ({err.msg}); truncated? "
+                         "remake it with a binarize_*.py script") from None

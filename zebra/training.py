@@ -193,47 +193,13 @@ def check_output_dir(output_dir: str) -> None:
             return
 
 
-def read_training_records(path: str) -> list:
-    """read_records with one-line errors for the files a crash or a full disk leaves: empty, truncated."""
-    from zebra.records import output_format, read_records
-
-    file = Path(path)
-    if file.is_file() and file.stat().st_size == 0:
-        raise ZebraError(f"{path}: empty file (0 bytes); remake it with a binarize_*.py script")
-    try:
-        if file.is_file() and output_format(file) == "jsonl":
-            return _read_jsonl(file)
-        return read_records(path)
-    except ZebraError:
-        raise
-    except json.JSONDecodeError as err:
-        raise ZebraError(f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
-                         "truncated? remake it with a binarize_*.py script") from None
-    except UnicodeDecodeError as err:
-        raise ZebraError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except (OSError, ValueError) as err:  # pyarrow: truncated or foreign parquet (ArrowInvalid is a ValueError)
-        raise ZebraError(f"{path}: cannot be read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-
-
-def _read_jsonl(file: Path) -> list:
-    records = []
-    with open(file, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ZebraError(f"{file} line {number}: not valid JSON ({err.msg}); truncated? "
-                                 "remake it with a binarize_*.py script") from None
-    return records
-
-
 def load_examples(path: str, method: str, weight_column: str | None = None):
     """Binarized records file → (datasets.Dataset in trl's conversational format, counts)."""
     from datasets import Dataset
 
-    records = read_training_records(path)
+    from zebra.records import read_records  # one-line errors for empty or truncated files
+
+    records = read_records(path)
     examples, counts = convert_records(records, method, weight_column=weight_column, source=str(path))
     if not examples:
         raise ZebraError(f"{path}: no usable records ({counts}); is it a binarize_*.py output?")
