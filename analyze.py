@@ -381,8 +381,7 @@ def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
 
 def check_settings(args: argparse.Namespace) -> None:
     """Every number in range and the output folder usable, before any work (zebra.settings)."""
-    from zebra.errors import ZebraError
-    from zebra.settings import check_number
+    from zebra.settings import check_number, check_output_dir
 
     check_number("--cut", args.cut, low=0, low_open=True, hint="a distance threshold")
     check_number("--n-boot", args.n_boot, low=1, integer=True)
@@ -393,9 +392,7 @@ def check_settings(args: argparse.Namespace) -> None:
         check_number("--" + flag.replace("_", "-"), getattr(args, flag), low=0)
     check_number("--jobs", args.jobs, low=1, integer=True)
     check_number("--dpi", args.dpi, low=1, integer=True)
-    out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise ZebraError(f"--output-dir {out} is a file; it must be a folder for the figures and numbers")
+    check_output_dir(args.output_dir)
 
 
 def main() -> None:

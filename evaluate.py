@@ -70,6 +70,7 @@ from zebra.evaluation import (
     write_summary,
 )
 from zebra.records import write_json_atomic
+from zebra.settings import check_output_dir
 
 BENCHMARK_NAMES = ",".join(BENCHMARKS)  # mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval
 LIMIT = None  # all prompts; the paper scores 1,024 per benchmark (--limit 1024)
@@ -89,15 +90,6 @@ PERMUTATION_SEED = stats.PERMUTATION_SEED
 def check_permutations(n: int) -> None:
     if n < 1:
         raise ZebraError(f"--permutations must be at least 1, got {n}")
-
-
-def check_output_dir(path: str | Path) -> None:
-    """Before any work: an --output-dir that exists must be a folder, and so must its parents."""
-    if Path(path).exists() and not Path(path).is_dir():
-        raise ZebraError(f"--output-dir {path} is a file; pass a folder")
-    for parent in Path(path).parents:
-        if parent.exists() and not parent.is_dir():
-            raise ZebraError(f"--output-dir {path}: {parent} is a file, not a folder")
 
 
 def check_output_file(flag: str, path: str | Path) -> None:

@@ -74,3 +74,14 @@ def check_output_path(output: str | Path, inputs: Iterable[str | Path | None], f
         src = src.resolve()
         if out == src or (src.is_dir() and src in out.parents):
             raise SettingError(f"{flag} {output} would overwrite the input {given}; choose another output name")
+
+
+def check_output_dir(path: str | Path, flag: str = "--output-dir") -> None:
+    """Before any work: an output folder that exists must be a folder, and so must its parents
+    (otherwise the run fails only when it saves, after the work)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SettingError(f"{flag} {path} is a file; pass a folder")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise SettingError(f"{flag} {path}: {parent} is a file, not a folder")

@@ -29,6 +29,7 @@ import torch
 from zebra.errors import ZebraError
 from zebra.formats import convert_records
 from zebra.models import resolve_model_path, set_chat_template
+from zebra.settings import check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -182,15 +183,6 @@ def check_model_source(model: str, gguf_file: str | None = None) -> None:
     if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(model, "config.json"), str):
         raise ZebraError(f"--model {model}: no such folder, and not in the local Hugging Face cache (HF_HUB_OFFLINE=1); "
                          "download it on a machine with the hub, or pass a local folder")
-
-
-def check_output_dir(output_dir: str) -> None:
-    """An --output-dir that is (or sits under) a file fails now, not after training when the model is saved."""
-    for path in (Path(output_dir), *Path(output_dir).parents):
-        if path.exists():
-            if not path.is_dir():
-                raise ZebraError(f"--output-dir {output_dir}: {path} is a file, not a folder")
-            return
 
 
 def load_examples(path: str, method: str, weight_column: str | None = None):
@@ -635,7 +627,7 @@ def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
     import os
 
     settings.check()
-    check_output_dir(settings.output_dir)
+    check_output_dir(settings.output_dir)  # zebra.settings: a file in the way fails now, not at save
     check_model_source(settings.model, settings.gguf_file)
     bf16, notice = resolve_bf16(settings.bf16)
     if notice:
