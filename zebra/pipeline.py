@@ -68,9 +68,9 @@ class BinarizeConfig:
 _SIM_BASED = ("sup", "sim", "sim_least", "sup_sim")
 APPLIES_TO = {"tau": _SIM_BASED, "rank_weight": ("sup_sim",), "similarity_weight": ("sup_sim",),
               "seed": ("baseline",), "score": ("baseline",), "drop_sources": ("baseline",), "only_rated": ("baseline",)}
-# The settings that change which pairs (or weights) a run writes, in the order a default output
+# The settings besides the data that change which pairs (or weights) a run writes, in the order a default output
 # name lists them, each with the value that leaves it out of the name (the paper's, or the scripts').
-NAMED_SETTINGS = {"data": None, "tau": 0.1, "rank_weight": 0.5, "similarity_weight": 0.5, "score": "overall",
+NAMED_SETTINGS = {"tau": 0.1, "rank_weight": 0.5, "similarity_weight": 0.5, "score": "overall",
                   "seed": 42, "drop_sources": ("truthful_qa",), "only_rated": False, "max_entropy": None,
                   "entropy_quantile": None, "reliability_temperature": TEMPERATURE, "limit": None}
 
@@ -83,20 +83,13 @@ def default_output(base: str, cfg: BinarizeConfig) -> str:
     """`base` with the run's pair-changing settings that differ from the defaults inserted before
     the extension, so that two runs with different pairs never share a default file:
     UltraFeedback.baseline.json → UltraFeedback.baseline.score-mean-rating.limit-40.json."""
-    parts = []
+    # the data's own name (none for the scripts' default, the shipped pool), then how it was read
+    parts = [] if cfg.data is None or _is_shipped_pool(cfg.data) else [_name_part("data", _stem(cfg.data))]
+    parts += _pool_parts(cfg)
     for name, default in NAMED_SETTINGS.items():
         value = getattr(cfg, name)
-        if not applies(name, cfg.strategy) or value == default:
-            continue
-        if name == "data":
-            if _is_shipped_pool(value):  # the scripts' default --data: as unnamed as None
-                continue
-            value = _stem(value)
-        parts.append(_name_part(name, value))
-        if name == "data":
-            parts += _pool_parts(cfg)
-    if cfg.data is None or _is_shipped_pool(cfg.data):
-        parts[:0] = _pool_parts(cfg)
+        if applies(name, cfg.strategy) and value != default:
+            parts.append(_name_part(name, value))
     path = Path(base)
     if not parts:
         return base
