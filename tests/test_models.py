@@ -20,11 +20,6 @@ from zebra.models import (
 )
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model"))
-
-
 def test_tiny_model_loads_generates_and_has_a_chat_template(tiny):
     model, tokenizer = load_model_and_tokenizer(tiny, dtype="bfloat16")
     assert model.dtype == torch.bfloat16 and tokenizer.pad_token is not None

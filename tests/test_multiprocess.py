@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny import make_tiny_model_dir
+from tests.tiny import make_tiny_model_dir, preference_record
 from zebra.models import load_model_and_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,10 +100,7 @@ def launch(config, spy, script, data, tiny, out, spy_dir, extra=(), env_extra=No
 
 
 def pref(i):
-    prompt = f"Question {i}?"
-    return {"prompt": prompt, "prompt_id": str(i), "weight": 1.0 + i % 3,
-            "chosen": [{"role": "user", "content": prompt}, {"role": "assistant", "content": "Good answer yes."}],
-            "rejected": [{"role": "user", "content": prompt}, {"role": "assistant", "content": "Bad answer no."}]}
+    return preference_record(i, weight=1.0 + i % 3)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny import make_tiny_model_dir
+from tests.tiny import preference_record as pref
 from zebra.errors import ZebraError
 from zebra.models import load_model_and_tokenizer
 from zebra.training import (
@@ -31,21 +31,6 @@ from zebra.training import (
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-
-
-def pref(i, chosen="Good answer yes.", rejected="Bad answer no.", **extra):
-    prompt = f"Question {i}?"
-    return {
-        "prompt": prompt, "prompt_id": str(i),
-        "chosen": [{"role": "user", "content": prompt}, {"role": "assistant", "content": chosen}],
-        "rejected": [{"role": "user", "content": prompt}, {"role": "assistant", "content": rejected}],
-        **extra,
-    }
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model"))
 
 
 @pytest.fixture(scope="module")

@@ -12,25 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny import preference_record as pref
 from zebra import cli
 from zebra.training import TrainSettings, effective_warmup_steps, run_is_done
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-
-
-def pref(i, chosen="Good answer yes.", rejected="Bad answer no."):
-    prompt = f"Question {i}?"
-    return {"prompt": prompt, "prompt_id": str(i),
-            "chosen": [{"role": "user", "content": prompt}, {"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "user", "content": prompt}, {"role": "assistant", "content": rejected}]}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from tests.tiny import make_tiny_model_dir
-
-    return str(make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model"))
 
 
 @pytest.fixture(scope="module")

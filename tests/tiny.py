@@ -100,3 +100,14 @@ def make_tiny_model_dir(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def preference_record(i, chosen="Good answer yes.", rejected="Bad answer no.", **extra) -> dict:
+    """A binarize-output record (prompt once, two-message chosen/rejected), as the train scripts read."""
+    prompt = f"Question {i}?"
+    return {
+        "prompt": prompt, "prompt_id": str(i),
+        "chosen": [{"role": "user", "content": prompt}, {"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "user", "content": prompt}, {"role": "assistant", "content": rejected}],
+        **extra,
+    }

@@ -1,0 +1,11 @@
+"""Fixtures several test files share."""
+
+import pytest
+
+from tests.tiny import make_tiny_model_dir
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random model folder (tests/tiny.py), made once per test module."""
+    return str(make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model"))
