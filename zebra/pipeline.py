@@ -439,7 +439,8 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         pool = load_pool(cfg.data, cfg.pool, cfg.limit)
         ds, pool_report = pool.dataset, pool.report
     else:
-        ds = load_ultrafeedback(cfg.data, limit=cfg.limit, pool=cfg.pool)  # its --format, not the loader's own guess
+        # decided above: UltraFeedback rows (the loader need not read the file's first record again)
+        ds = load_ultrafeedback(cfg.data, limit=cfg.limit, pool=PoolOptions(format="ultrafeedback"))
     ds = batch_source(ds)  # the file names, not the memory map
     t_load = time.perf_counter() - t0
     counts = Counts()
