@@ -77,6 +77,18 @@ def check_output_path(output: str | Path, inputs: Iterable[str | Path | None], f
             raise SettingError(f"{flag} {output} would overwrite the input {given}; choose another output name")
 
 
+def check_output_folder(output: str | Path, inputs: Iterable[str | Path | None], flag: str = "--output-dir") -> None:
+    """Refuse an output folder (written whole, replacing what was there) that is an input, holds
+    one, or lies inside an input folder. Hub ids and names not on disk are not inputs here."""
+    out = _resolved(output)
+    for given in inputs:
+        if given is None or not Path(given).expanduser().exists():
+            continue
+        src = _resolved(given)
+        if out == src or src in out.parents or out in src.parents:
+            raise SettingError(f"{flag} {output} would overwrite or hold the input {given}; choose another folder")
+
+
 def check_writable_dir(path: str | Path, flag: str = "--output-dir") -> None:
     """Before any work: the output folder exists (made here) and a file can be created in it.
 
