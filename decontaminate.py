@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from zebra.errors import ZebraError
@@ -65,8 +66,9 @@ def eval_items(eval_dir: str, names: list[str]) -> dict:
     return items
 
 
-def pool_texts(args, responses: bool) -> list:
-    """Prompts (and responses) of a pool or UltraFeedback file, with their prompt ids and sources."""
+def pool_batches(args, responses: bool):
+    """The prompts (and responses) of a pool or UltraFeedback file, one Arrow batch at a time, with
+    their prompt ids and sources: only one batch of texts is held at once."""
     import numpy as np
 
     from zebra.cli import pool_options
@@ -74,9 +76,9 @@ def pool_texts(args, responses: bool) -> list:
     from zebra.decontamination import TrainingText
 
     ds = load_ultrafeedback(args.data, limit=args.limit, pool=pool_options(args))
-    texts = []
     for arrow_batch in iter_batches(ds):
         b = to_batch(arrow_batch)
+        texts = []
         for i, (pid, prompt) in enumerate(zip(b.prompt_ids, b.instruction)):
             source = str(b.source[i]) if b.source[i] is not None else "(no source)"
             texts.append(TrainingText(pid, source, "prompt", prompt))
@@ -84,7 +86,7 @@ def pool_texts(args, responses: bool) -> list:
                 slots = np.flatnonzero(b.pos[i] >= 0)
                 for slot, text in zip(slots, b.texts(np.full(slots.size, i), slots)):
                     texts.append(TrainingText(pid, source, f"response:{b.model[i, slot]}", text))
-    return texts
+        yield texts
 
 
 def record_texts(records: list, responses: bool, where: str) -> list:
@@ -189,11 +191,15 @@ def run(args: argparse.Namespace) -> None:
         records = read_records(args.data)
         if args.limit is not None:
             records = records[: args.limit]
-        texts = record_texts(records, args.responses, args.data)
+        batches = [record_texts(records, args.responses, args.data)]
     else:
-        texts = pool_texts(args, args.responses)
-    matches = dc.find_matches(index, [t.text for t in texts], args.threshold,
-                              progress=lambda it: tqdm(it, desc="n-gram lookup", unit="batch"))
+        batches = pool_batches(args, args.responses)
+    texts, parts = [], []
+    for batch in tqdm(batches, desc="n-gram lookup", unit="batch"):
+        found = dc.find_matches(index, [t.text for t in batch], args.threshold)
+        parts.append(dc.Matches(found.text + len(texts), found.item, found.coverage))
+        texts += [replace(t, text=None) for t in batch]  # the report needs ids and sources, not texts
+    matches = dc.concat_matches(parts)
     report = dc.report(index, texts, matches)
     settings = {"data": args.data, "eval_dir": args.eval_dir, "benchmarks": names, "ngram": args.ngram,
                 "threshold": args.threshold, "responses": args.responses, "limit": args.limit,

@@ -4,7 +4,7 @@ r"""Publish binarize outputs as a Hugging Face dataset folder with a dataset car
     python publish.py out/demo --output-dir out/hf
 
     # with the GPT-4 agreement numbers of the same pool (analyze.py agreement's summary)
-    python analyze.py agreement --output-dir out/agreement_demo
+    python analyze.py agreement --binarized out/demo --output-dir out/agreement_demo
     python publish.py out/demo --agreement out/agreement_demo/summary_agreement.json --output-dir out/hf
 
     # and upload it (a machine that reaches the hub; `huggingface-cli login` first)

@@ -227,6 +227,11 @@ def find_matches(index: BenchmarkIndex, texts: Sequence[str | None], threshold: 
     for start in (progress(starts) if progress else starts):
         m = _match_batch(index, texts[start:start + batch_size], threshold)
         parts.append(Matches(m.text + start, m.item, m.coverage))
+    return concat_matches(parts)
+
+
+def concat_matches(parts: Sequence[Matches]) -> Matches:
+    """Matches of consecutive runs of texts (their text indices already offset) as one."""
     if not parts:
         return Matches(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     return Matches(*(np.concatenate([getattr(m, f) for m in parts]) for f in ("text", "item", "coverage")))
