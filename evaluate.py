@@ -11,6 +11,11 @@ r"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), 
     python evaluate.py --model runs/Llama-3.2-3B-Instruct/dpo-sup --limit 1024 --seed 0 \
         --output-dir evals/Llama-3.2-3B-Instruct/dpo-sup
 
+    # vLLM, one engine for all six benchmarks; a LoRA adapter folder is served on its base model;
+    # 4 GPUs: 2 engines (data parallel), each over 2 GPUs (tensor parallel)
+    python evaluate.py --model runs/Llama-3.1-8B-Instruct/dpo-sup-lora --backend vllm \
+        --tensor-parallel-size 2 --data-parallel-size 2 --limit 1024 --output-dir evals/Llama-3.1-8B-Instruct/dpo-sup-lora
+
     # Table 2 for two runs scored on the same prompts (B − A), and Tables 1, 5 (+ 2) for a grid
     python evaluate.py compare evals/M/dpo-baseline evals/M/dpo-sup --json out/sup_vs_bl.json
     python evaluate.py table evals --output-dir tables
@@ -23,7 +28,8 @@ r"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), 
 
 Writes `OUTPUT_DIR/<benchmark>.jsonl` (one record per prompt: `id`, `prompt`, `generation`,
 `prediction`, `gold`, `score`) and `OUTPUT_DIR/summary.json` (`run`, `results` with accuracy and
-unparseable counts, `settings`). Prompt = Figure 7 through the chat template; greedy decoding;
+unparseable counts, `settings`). Prompt = Figure 7 through the chat template; greedy decoding,
+the same prompt token ids and stop ids on the transformers and vLLM backends (zebra/generation.py);
 MMLU-Pro's answer extraction, unparseable = wrong; IFEval = Google's checkers (if-verifiable),
 headline = prompt-level strict accuracy. See zebra/evaluation.py and zebra/stats.py.
 
@@ -56,11 +62,8 @@ from zebra.benchmarks import (
 from zebra.errors import ZebraError
 from zebra.evaluation import (
     IFEVAL_GPT4_DIR,
-    choose_backend,
     chat_text,
     evaluate_benchmark,
-    generate_transformers,
-    generate_vllm,
     join_ifeval_responses,
     now,
     read_jsonl_rows,
@@ -69,8 +72,19 @@ from zebra.evaluation import (
     write_jsonl,
     write_summary,
 )
+from zebra.generation import (
+    BACKENDS,
+    DTYPES,
+    choose_backend,
+    generation_config,
+    generate_transformers,
+    generate_vllm,
+    start_vllm,
+    stop_token_ids,
+    vllm_spec,
+)
 from zebra.records import write_json_atomic
-from zebra.settings import check_output_dir
+from zebra.settings import SettingError, check_number, check_output_dir, check_output_path, check_writable_dir
 
 BENCHMARK_NAMES = ",".join(BENCHMARKS)  # mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval
 LIMIT = None  # all prompts; the paper scores 1,024 per benchmark (--limit 1024)
@@ -79,6 +93,8 @@ MAX_NEW_TOKENS = 512  # multiple choice: the Figure 7 prompt asks for an answer,
 IFEVAL_MAX_NEW_TOKENS = 1280  # lm-eval's IFEval setting: some instructions ask for 300+ words
 BATCH_SIZE = 8  # prompts per generate() call (transformers backend)
 BACKEND = "auto"  # vLLM when installed and on CUDA, else transformers
+TENSOR_PARALLEL_SIZE = 1  # vLLM: GPUs one engine spans (a 7B/8B model fits one 48 GB card)
+DATA_PARALLEL_SIZE = 1  # vLLM: engines on separate GPUs, each scoring a share of the prompts
 DTYPE = "auto"  # bfloat16 on CUDA (paper trains in bf16), float32 on CPU
 # CPU only: on small shared VMs OpenMP's per-op sync costs ~15 ms, so one thread decodes a
 # 135M model ~10x faster than two (measured on the 2-core dev machine); 0 = torch's default
@@ -102,6 +118,25 @@ def check_output_file(flag: str, path: str | Path) -> None:
             raise ZebraError(f"{flag} {path}: {parent} is a file, not a folder")
 
 
+def check_evaluate_args(args: argparse.Namespace) -> None:
+    """Every flag, before torch is imported and before minutes of model loading."""
+    check_number("--limit", args.limit, low=1, integer=True, optional=True)
+    # random.Random(-5) draws what random.Random(5) draws: a negative seed would name other prompts
+    check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)
+    check_number("--max-new-tokens", args.max_new_tokens, low=1, integer=True)
+    check_number("--ifeval-max-new-tokens", args.ifeval_max_new_tokens, low=1, integer=True)
+    check_number("--batch-size", args.batch_size, low=1, integer=True)
+    check_number("--threads", args.threads, low=0, integer=True, hint="0 = torch's default")
+    check_number("--tensor-parallel-size", args.tensor_parallel_size, low=1, integer=True)
+    check_number("--data-parallel-size", args.data_parallel_size, low=1, integer=True)
+    if args.dtype not in DTYPES:
+        raise SettingError(f"--dtype must be one of {', '.join(DTYPES)}, not {args.dtype!r}")
+    if args.backend != "vllm" and (args.tensor_parallel_size > 1 or args.data_parallel_size > 1):
+        raise SettingError("--tensor-parallel-size and --data-parallel-size need --backend vllm "
+                           "(the transformers backend runs on one device)")
+    check_writable_dir(args.output_dir)
+
+
 def evaluate_main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="hub id, HF folder, LoRA adapter folder, or GGUF folder (+ --gguf-file)")
@@ -109,12 +144,18 @@ def evaluate_main(argv: list[str]) -> None:
     ap.add_argument("--benchmarks", default=BENCHMARK_NAMES, help="comma-separated (default: %(default)s)")
     ap.add_argument("--output-dir", required=True)
     ap.add_argument("--limit", type=int, default=LIMIT, help="N prompts per benchmark, drawn with --seed (default: all)")
-    ap.add_argument("--seed", type=int, default=SEED, help="(default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=SEED,
+                    help="seeds which prompts --limit draws, torch, and vLLM's engine; 0 … 2^32−1 (default: %(default)s)")
     ap.add_argument("--data-dir", default=None, help="local copies: DIR/<benchmark>.jsonl|.json|.parquet or DIR/<benchmark>/ (default: hub)")
     ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="multiple choice (default: %(default)s)")
     ap.add_argument("--ifeval-max-new-tokens", type=int, default=IFEVAL_MAX_NEW_TOKENS, help="(default: %(default)s)")
-    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="(default: %(default)s)")
-    ap.add_argument("--backend", choices=("auto", "transformers", "vllm"), default=BACKEND, help="(default: %(default)s)")
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="prompts per generate() call, transformers backend (default: %(default)s)")
+    ap.add_argument("--backend", choices=BACKENDS, default=BACKEND, help="(default: %(default)s)")
+    ap.add_argument("--tensor-parallel-size", type=int, default=TENSOR_PARALLEL_SIZE,
+                    help="vLLM: GPUs per engine, the model split across them (default: %(default)s)")
+    ap.add_argument("--data-parallel-size", type=int, default=DATA_PARALLEL_SIZE,
+                    help="vLLM: engines, each on its own --tensor-parallel-size GPUs, each given a share of "
+                    "the prompts (default: %(default)s)")
     ap.add_argument("--dtype", default=DTYPE, help="auto, bfloat16, float16 or float32 (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=CPU_THREADS, help="torch CPU threads, 0 = torch default (default: %(default)s)")
     ap.add_argument("--chat-template", default=None, help="for models without one: chatml, zephyr, a .jinja file or a template")
@@ -123,28 +164,32 @@ def evaluate_main(argv: list[str]) -> None:
     ap.add_argument("--run-method", default=None, help="base | sft | dpo (default: run.json or base)")
     ap.add_argument("--run-strategy", default=None, help="baseline | sup | sim | sup_sim | none (default: run.json or none)")
     args = ap.parse_args(argv)
-
-    import torch
-
-    from zebra.models import load_model_and_tokenizer, load_tokenizer, set_chat_template
+    check_evaluate_args(args)
 
     # settings and data first: a bad output or a missing file should fail before minutes of model loading
-    check_output_dir(args.output_dir)
     items = {}
     for name in parse_benchmarks(args.benchmarks):
         items[name] = sample_items(load_items(name, args.data_dir), args.limit, args.seed)
         logging.info("%s: %d prompts", name, len(items[name]))
     run = read_run_identity(args.model, args.run_model, args.run_method, args.run_strategy, args.gguf_file)
     backend = choose_backend(args.backend, args.model, args.gguf_file)
+
+    import torch
+
+    from zebra.models import load_model_and_tokenizer, load_tokenizer, set_chat_template
+
     cuda = torch.cuda.is_available()
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if cuda else "float32")
     torch.manual_seed(args.seed)
     if not cuda and args.threads > 0:
         torch.set_num_threads(args.threads)
 
+    engine = model = None
     if backend == "vllm":
-        tokenizer = set_chat_template(load_tokenizer(args.model), args.chat_template, args.model)
-        model = None
+        spec = vllm_spec(args.model, args.gguf_file, dtype, args.seed, args.tensor_parallel_size, args.data_parallel_size)
+        tokenizer = set_chat_template(load_tokenizer(args.model if spec.lora else spec.model), args.chat_template, args.model)
+        stop_ids = stop_token_ids(generation_config(spec.model), tokenizer)
+        engine = start_vllm(spec)  # once per run: every benchmark is served by this engine
     else:
         model, tokenizer = load_model_and_tokenizer(args.model, args.gguf_file, dtype=dtype)
         set_chat_template(tokenizer, args.chat_template, args.model)
@@ -152,7 +197,6 @@ def evaluate_main(argv: list[str]) -> None:
             model = model.to("cuda")
 
     out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "model": args.model,
         "gguf_file": args.gguf_file,
@@ -164,31 +208,37 @@ def evaluate_main(argv: list[str]) -> None:
         "ifeval_max_new_tokens": args.ifeval_max_new_tokens,
         "batch_size": args.batch_size,
         "backend": backend,
+        "tensor_parallel_size": args.tensor_parallel_size,
+        "data_parallel_size": args.data_parallel_size,
         "dtype": dtype,
         "threads": torch.get_num_threads() if not cuda else None,
-        "decoding": "greedy",
+        "decoding": "greedy, no repetition penalty; the same prompt token ids and stop ids on both backends",
         "prompt": "Figure 7: Q: {question} Options: (A) ... Output: (user turn of the chat template)",
         "extraction": "MMLU-Pro chain: 'answer is (X)' > 'Answer: X' > last standalone A-J; none = wrong",
         "ifeval_checker": "if-verifiable (Google's IFEval checkers); score = prompt-level strict",
     }
     results: dict[str, dict] = {}
     start = now()
-    for name, bench_items in items.items():
-        max_new = args.ifeval_max_new_tokens if BENCHMARKS[name].kind == "ifeval" else args.max_new_tokens
+    try:
+        for name, bench_items in items.items():
+            max_new = args.ifeval_max_new_tokens if BENCHMARKS[name].kind == "ifeval" else args.max_new_tokens
 
-        def generate(texts, name=name, max_new=max_new):
-            if backend == "vllm":
-                return generate_vllm(args.model, tokenizer, texts, max_new, args.seed)
-            bar = lambda batches: tqdm(batches, desc=name, unit="batch")  # noqa: E731
-            return generate_transformers(model, tokenizer, texts, max_new, args.batch_size, progress=bar)
+            def generate(texts, name=name, max_new=max_new):
+                if engine is not None:
+                    return generate_vllm(engine, tokenizer, texts, max_new, stop_ids)
+                bar = lambda batches: tqdm(batches, desc=name, unit="batch")  # noqa: E731
+                return generate_transformers(model, tokenizer, texts, max_new, args.batch_size, progress=bar)
 
-        records, summary = evaluate_benchmark(name, bench_items, generate, lambda p: chat_text(tokenizer, p))
-        write_jsonl(out_dir / f"{name}.jsonl", records)
-        results[name] = summary
-        # rewritten after each benchmark so an interrupted run still leaves a readable summary
-        write_summary(out_dir, results, settings, run, now() - start, finished=len(results) == len(items))
-        extra = f", unparseable {summary['unparseable']}" if "unparseable" in summary else ""
-        print(f"{name}: accuracy {summary['accuracy']:.4f} over {summary['n']}{extra}")
+            records, summary = evaluate_benchmark(name, bench_items, generate, lambda p: chat_text(tokenizer, p))
+            write_jsonl(out_dir / f"{name}.jsonl", records)
+            results[name] = summary
+            # rewritten after each benchmark so an interrupted run still leaves a readable summary
+            write_summary(out_dir, results, settings, run, now() - start, finished=len(results) == len(items))
+            extra = f", unparseable {summary['unparseable']}" if "unparseable" in summary else ""
+            print(f"{name}: accuracy {summary['accuracy']:.4f} over {summary['n']}{extra}")
+    finally:
+        if engine is not None:
+            engine.close()
     print(f"wrote {out_dir}/summary.json ({run.model} / {run.method} / {run.strategy})")
 
 
@@ -207,8 +257,12 @@ def compare_main(argv: list[str]) -> None:
                     help="compare only these (comma-separated); default: all, and both runs must have the same set")
     args = ap.parse_args(argv)
     check_permutations(args.permutations)
+    check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)
     if args.json:
         check_output_file("--json", args.json)
+        # every file compare reads lies in the two run folders: nothing may be written there
+        check_output_path(args.json, [args.run_a, args.run_b], flag="--json")
+        check_writable_dir(Path(args.json).parent, flag="--json's folder")
     benchmarks = tuple(parse_benchmarks(args.benchmarks)) if args.benchmarks else None
     result = stats.compare_runs(args.run_a, args.run_b, args.permutations, args.seed, benchmarks=benchmarks)
     if not result:

@@ -313,10 +313,11 @@ def arc_olmes_to_hub(row: dict, index: int) -> dict:
     return {"id": row["id"], "question": row["question"], "choices": {"text": list(options), "label": labels}, "answerKey": gold}
 
 
-def real_subset_rows(name: str, rows: list[dict], n: int, seed: int) -> list[dict]:
-    """`n` rows of a benchmark's full split, drawn with `seed` and kept in dataset order, in the
-    hub schema `load_items` reads. MMLU rows keep their index within the subject's test split
-    (`_subject_index`), so item ids match a hub run's. Rows `to_item` refuses are not drawn."""
+def real_rows(name: str, rows: list[dict]) -> list[dict]:
+    """A benchmark's full split from SPEC §11's realdata files, in the hub schema `load_items`
+    reads: MMLU rows keep their index within the subject's test split (`_subject_index`), so item
+    ids match a hub run's; ARC's OLMES rows are rebuilt; rows `to_item` refuses are left out
+    with a warning naming them."""
     if name == "mmlu_stem":
         rows = _mmlu_stem_rows(rows)
     elif name in ("arc_easy", "arc_challenge"):
@@ -326,9 +327,24 @@ def real_subset_rows(name: str, rows: list[dict], n: int, seed: int) -> list[dic
         try:
             BENCHMARKS[name].to_item(row, i)
         except BenchmarkDataError as e:  # e.g. MMLU-Pro question 3983: answer "C", answer_index 1
-            log.warning("%s: not drawn (%s)", name, e)
+            log.warning("%s: left out (%s)", name, e)
             continue
         usable.append(row)
+    return usable
+
+
+def load_real_items(name: str, source_dir: str | Path) -> list[Item]:
+    """Every usable item of a benchmark from a realdata/eval folder laid out as `REAL_SOURCES`."""
+    path = Path(source_dir) / REAL_SOURCES[name]
+    if not path.is_file():
+        raise BenchmarkDataError(f"{source_dir}: no {REAL_SOURCES[name]} (a realdata/eval folder, SPEC §11)")
+    return [BENCHMARKS[name].to_item(row, i) for i, row in enumerate(real_rows(name, _read_file(path)))]
+
+
+def real_subset_rows(name: str, rows: list[dict], n: int, seed: int) -> list[dict]:
+    """`n` rows of a benchmark's full split (`real_rows`), drawn with `seed` and kept in dataset
+    order."""
+    usable = real_rows(name, rows)
     if not 0 < n <= len(usable):
         raise BenchmarkDataError(f"--n must be in 1..{len(usable)} for {name}, got {n}")
     chosen = sorted(random.Random(seed).sample(range(len(usable)), n))

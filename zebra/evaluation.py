@@ -2,7 +2,8 @@
 
 - Prompt (Figure 7): `Q: {question} Options: (A) {opt1} (B) {opt2} ... Output:`, sent as the
   user turn through the model's chat template; IFEval the same without the options part.
-- Decoding: greedy, batched, left padding (transformers), or vLLM when installed and asked for.
+- Decoding: greedy, the same token ids in on either backend (zebra.generation: transformers,
+  batched with left padding, or one vLLM engine per run).
 - Answer extraction (MMLU-Pro's `compute_accuracy.py` chain, patterns verbatim):
   1. `answer is \\(?([A-J])\\)?`, 2. `.*[aA]nswer:\\s*([A-J])`, 3. the last standalone A–J.
   An answer none of them finds is **unparseable and scored wrong** (MMLU-Pro draws a random
@@ -27,7 +28,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from zebra.benchmarks import BENCHMARKS, LETTERS, Item
 from zebra.errors import ZebraError
@@ -271,98 +272,6 @@ def summarise(records: list[dict], kind: str) -> dict[str, Any]:
     else:
         out.update(metric="accuracy", unparseable=sum(r["prediction"] is None for r in records))
     return out
-
-
-# ----------------------------------------------------------------------------- generation
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    max_new_tokens: int = 512
-    batch_size: int = 8
-    seed: int = 0
-
-
-def generate_transformers(
-    model,
-    tokenizer,
-    texts: Sequence[str],
-    max_new_tokens: int,
-    batch_size: int,
-    progress: Callable | None = None,
-) -> list[str]:
-    """Greedy continuations of chat-formatted `texts`, batched with left padding.
-
-    Texts are batched longest first (less padding, and an out-of-memory error shows up at once);
-    outputs come back in input order. Special tokens are stripped from the decoded replies.
-    """
-    import torch
-
-    tokenizer.padding_side = "left"  # decoder-only: the reply must start right after the prompt
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    outputs: list[str] = [""] * len(texts)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    device = next(model.parameters()).device
-    gen_kwargs = dict(
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id,
-        # instruct checkpoints ship sampling defaults; greedy decoding ignores them, say so explicitly
-        temperature=None,
-        top_p=None,
-        top_k=None,
-    )
-    iterator = progress(batches) if progress else batches
-    model.eval()
-    for batch in iterator:
-        # the chat template already holds BOS and role tokens: do not add them a second time
-        enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        with torch.inference_mode():
-            out = model.generate(**enc, **gen_kwargs)
-        new = out[:, enc["input_ids"].shape[1] :]
-        for i, seq in zip(batch, new):
-            outputs[i] = tokenizer.decode(seq, skip_special_tokens=True).strip()
-    return outputs
-
-
-def generate_vllm(model_path: str, tokenizer, texts: Sequence[str], max_new_tokens: int, seed: int) -> list[str]:
-    """The same prompts through vLLM (token ids from our tokenizer, so both backends see the
-    same input); temperature 0 is greedy."""
-    from vllm import LLM, SamplingParams
-
-    llm = LLM(model=model_path, seed=seed)
-    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-    prompts = [{"prompt_token_ids": tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
-    outs = llm.generate(prompts, params)
-    return [o.outputs[0].text.strip() for o in outs]
-
-
-def vllm_available() -> bool:
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def choose_backend(requested: str, model: str, gguf_file: str | None) -> str:
-    """`auto` → vLLM on a CUDA box that has it, for plain HF checkpoints; transformers otherwise."""
-    if requested not in ("auto", "transformers", "vllm"):
-        raise ZebraError(f"--backend must be auto, transformers or vllm, got {requested!r}")
-    plain_checkpoint = gguf_file is None and not (Path(model) / "adapter_config.json").exists()
-    if requested == "vllm":
-        if not vllm_available():
-            raise ZebraError("--backend vllm: vllm is not installed or no CUDA device; use --backend transformers")
-        if not plain_checkpoint:
-            raise ZebraError(f"--backend vllm: {model} is a GGUF file or a LoRA adapter; merge it first or use --backend transformers")
-        return "vllm"
-    if requested == "auto" and plain_checkpoint and vllm_available():
-        return "vllm"
-    return "transformers"
 
 
 # ----------------------------------------------------------------------------- a whole run

@@ -9,6 +9,7 @@ value stops the run with one line naming the flag, the value and the allowed ran
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -74,6 +75,34 @@ def check_output_path(output: str | Path, inputs: Iterable[str | Path | None], f
         src = src.resolve()
         if out == src or (src.is_dir() and src in out.parents):
             raise SettingError(f"{flag} {output} would overwrite the input {given}; choose another output name")
+
+
+def check_output_folder(output: str | Path, inputs: Iterable[str | Path | None], flag: str = "--output-dir") -> None:
+    """Refuse an output folder (written whole, replacing what was there) that is an input, holds
+    one, or lies inside an input folder. Hub ids and names not on disk are not inputs here."""
+    out = _resolved(output)
+    for given in inputs:
+        if given is None or not Path(given).expanduser().exists():
+            continue
+        src = _resolved(given)
+        if out == src or src in out.parents or out in src.parents:
+            raise SettingError(f"{flag} {output} would overwrite or hold the input {given}; choose another folder")
+
+
+def check_writable_dir(path: str | Path, flag: str = "--output-dir") -> None:
+    """Before any work: the output folder exists (made here) and a file can be created in it.
+
+    Permission bits alone do not tell (root ignores them; a read-only mount does not), so a probe
+    file is written and removed."""
+    check_output_dir(path, flag)
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".zebra-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SettingError(f"{flag} {path} is not writable ({err.strerror or err}); choose another folder") from None
 
 
 def check_output_dir(path: str | Path, flag: str = "--output-dir") -> None:

@@ -274,6 +274,8 @@ def read_summary(path: Path) -> dict | None:
         return None
     if not isinstance(data["results"], dict):
         raise RunError(f"{path}: `results` is not an object; re-run that evaluation")
+    if not isinstance(data.get("run") or {}, dict):  # {model, method, strategy}: Table 5's row and column
+        raise RunError(f"{path}: `run` is not an object with model, method and strategy; re-run that evaluation")
     for bench, res in data["results"].items():
         acc = res.get("accuracy") if isinstance(res, dict) else None
         if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):
