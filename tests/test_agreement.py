@@ -445,6 +445,7 @@ def test_study_on_a_small_made_up_pool(table):
     first = t.min_gap[(t.min_gap["pairs_from"] == G.EVERY_PAIR) & (t.min_gap["min_gap"] == 0.0)].iloc[0]
     assert cal["decided"].sum() == first["decided"] and cal["count"].sum() == 360
     assert set(t.by_source["source"]) == {"koala", "oasst"}
+    assert "longer (tokens)" not in set(t.rules["rule"])  # no tokenizer given: no token rule
     assert t.model_pairs["decided"].sum() == first["decided"] and len(t.model_pairs) == 6
 
 
