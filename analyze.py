@@ -228,7 +228,7 @@ class Run:
                 folder = Path(self.args.binarized)
             else:
                 name = "binarized" if k is None else f"binarized_k{k}"
-                folder = binarize_all(self.args, self.stage / name, k)
+                folder = binarize_all(self.args, self.stage / name, k, shown=self.out / name)
                 self.written.append(name + "/")
             self._pairs[k] = {}
             for strategy, (_, _, stem) in BINARIZE.items():
@@ -263,7 +263,7 @@ def run_inputs(args: argparse.Namespace) -> list[str]:
     return [i for i in inputs if i is not None]
 
 
-def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None) -> Path:
+def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None, shown: Path | None = None) -> Path:
     """Run every binarize script on --data with its own defaults (τ, weights, baseline recipe),
     `--jobs` at a time; as subprocesses, so the scripts' command lines are the only contract.
     The pool flags go along, and `k` as --models-per-prompt (drawn with --seed POOL_SEED)."""
@@ -287,7 +287,8 @@ def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None) -
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         for strategy, line in zip(BINARIZE, pool.map(one, BINARIZE)):
-            log.info("binarized %s: %s", strategy, line)
+            # the scripts write into the run's staging folder; say where the file will be
+            log.info("binarized %s: %s", strategy, line.replace(str(folder), str(shown)) if shown else line)
     return folder
 
 

@@ -43,6 +43,7 @@ N_SPLITS = 5  # AlpacaEval's folds
 CS = 10  # size of the penalty grid (scikit-learn's default logspace(-4, 4, 10)), as AlpacaEval
 SOLVER_SEED = 123  # AlpacaEval's random_state
 MIN_PAIRS = 20  # below this a fit says nothing; the study reports NaN and says why
+MAX_ITER = 1000  # liblinear's default 100 stops short at the grid's weakest penalties on small samples
 LENGTH = "tanh(delta_chars / sigma)"
 GAP = "mb_sup_gap"
 
@@ -77,7 +78,8 @@ def design(frame: pd.DataFrame, strategies: Sequence[str], sigma: float, gap_ter
 def _model(C: float):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=SOLVER_SEED)
+    return LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=SOLVER_SEED,
+                              max_iter=MAX_ITER)
 
 
 def fit_length_control(frame: pd.DataFrame, strategies: Sequence[str] | None = None, gap_term: bool = False,
@@ -100,12 +102,28 @@ def fit_length_control(frame: pd.DataFrame, strategies: Sequence[str] | None = N
                  sorted(set(y.tolist())), sigma)
         return None
     x = design(frame, strategies, sigma, gap_term)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
     folds = list(GroupKFold(n_splits=n_splits).split(x, y, prompts))
     if any(len(set(y[train])) < 2 for train, _ in folds):  # e.g. 3 disagreements in 60 pairs, all in one fold
         log.info("length control: not fitted (a cross-validation fold trains on one outcome only; %d pairs)", len(frame))
         return None
-    cv = LogisticRegressionCV(Cs=CS, l1_ratios=(1.0,), solver="liblinear", fit_intercept=False, cv=folds,
-                              scoring="neg_log_loss", random_state=SOLVER_SEED, use_legacy_attributes=False).fit(x, y)
+    with warnings.catch_warnings(record=True) as caught:
+        # the grid's weakest penalties (C up to 1e4) on a small, nearly separable sample may stop short;
+        # their folds' log-loss is poor and the cross-validation passes them over
+        warnings.simplefilter("always", ConvergenceWarning)
+        cv = LogisticRegressionCV(Cs=CS, l1_ratios=(1.0,), solver="liblinear", fit_intercept=False, cv=folds,
+                                  scoring="neg_log_loss", random_state=SOLVER_SEED, max_iter=MAX_ITER,
+                                  use_legacy_attributes=False).fit(x, y)
+    stopped = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+    for w in caught:  # any other warning is passed on as it came
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if stopped:
+        log.info("length control: %d of the cross-validation's %d fits stopped at %d iterations", stopped,
+                 CS * n_splits + 1, MAX_ITER)
     names = [LENGTH, *(f"strategy[{s}]" for s in strategies), *([GAP] if gap_term else [])]
     return LengthControlFit(strategies, sigma, float(cv.C_), dict(zip(names, cv.coef_[0].tolist())), gap_term,
                             len(frame), n_prompts)
