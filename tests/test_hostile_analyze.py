@@ -183,3 +183,11 @@ def test_an_integer_beyond_float_range_is_one_line(script, flag, tmp_path):
     code, _, err = run_cli(script, *args, flag, "9" * 400, "--benchmark", str(BENCH), env=ENV)
     assert_refused(code, err, flag, "400-digit number")
     assert files_in(out) == []
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs, where even root cannot make a folder")
+def test_an_output_dir_that_cannot_be_made_is_one_line():
+    """The root-proof twin of the read-only case: sysfs refuses a new folder (EPERM) to root too;
+    mkdir's OSError was a traceback."""
+    code, _, err = run_cli("analyze.py", "table", "--output-dir", "/sys/zebra-analysis-test", "--benchmark", str(BENCH), env=ENV)
+    assert_refused(code, err, "--output-dir /sys/zebra-analysis-test is not writable")
