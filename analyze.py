@@ -133,6 +133,7 @@ class Run:
         self.created = next((p for p in [*reversed(self.out.parents), self.out] if not p.exists()), None)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_stages(self.out)
             self.stage = Path(tempfile.mkdtemp(prefix=f".analyze-{os.getpid()}-", dir=self.out))
         except OSError as err:
             raise AnalysisError(f"--output-dir {self.out} is not writable ({err.strerror or err})") from None
@@ -245,6 +246,25 @@ class Run:
                 raise AnalysisError(f"{folder}: no records in any of {', '.join(s for _, _, s in BINARIZE.values())}; "
                                     "nothing to analyse")
         return self._pairs[k]
+
+
+def remove_stale_stages(folder: Path) -> None:
+    """Remove the staging folders of earlier runs whose process is gone (a SIGKILL cannot clean up),
+    as zebra.records does for a binarize output's temporary file."""
+    for stage in folder.glob(".analyze-*-*"):
+        pid = stage.name.split("-")[1]
+        if stage.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
 
 
 def run_inputs(args: argparse.Namespace) -> list[str]:

@@ -191,3 +191,17 @@ def test_an_output_dir_that_cannot_be_made_is_one_line():
     mkdir's OSError was a traceback."""
     code, _, err = run_cli("analyze.py", "table", "--output-dir", "/sys/zebra-analysis-test", "--benchmark", str(BENCH), env=ENV)
     assert_refused(code, err, "--output-dir /sys/zebra-analysis-test is not writable")
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
+    """SIGKILL leaves `.analyze-<pid>-*` behind; the next run into the folder removes it when that
+    process is gone, and leaves a live process's alone."""
+    out = tmp_path / "out"
+    dead = out / ".analyze-999999999-abc"  # no such pid
+    live = out / f".analyze-{os.getpid()}-abc"
+    for stage in (dead, live):
+        (stage / "binarized").mkdir(parents=True)
+    code, _, err = run_cli("analyze.py", "table", "--output-dir", str(out), "--benchmark", str(BENCH), env=ENV)
+    assert code == 0, err
+    assert not dead.exists() and live.exists()
+    assert (out / "fig10_table.png").is_file()
