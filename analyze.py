@@ -251,20 +251,12 @@ class Run:
 def remove_stale_stages(folder: Path) -> None:
     """Remove the staging folders of earlier runs whose process is gone (a SIGKILL cannot clean up),
     as zebra.records does for a binarize output's temporary file."""
+    from zebra.records import _alive  # the one liveness test of the package's temporary files
+
     for stage in folder.glob(".analyze-*-*"):
         pid = stage.name.split("-")[1]
         if stage.is_dir() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stage, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
 
 
 def run_inputs(args: argparse.Namespace) -> list[str]:
@@ -441,8 +433,8 @@ def report_label_gaps(run: Run, outcomes: dict, ratings) -> None:
     judged = ratings.loc[ratings["overall_score"].notna(), "model"].nunique()
     unlabelled = {s: g for s, g in gaps.items() if g["unlabelled"]}
     if unlabelled:
-        log.info("agreement: records with a response the judge did not label (%s): %s; the judge labelled %d of --data's "
-                 "%d models, and --judged-only binarizes from labelled responses only", "not counted as decided",
+        log.info("agreement: records with a response the judge did not label (not counted as decided): %s; the judge "
+                 "labelled %d of --data's %d models, and --judged-only binarizes from labelled responses only",
                  ", ".join(f"{s} {g['unlabelled']} of {g['records']}" for s, g in unlabelled.items()),
                  judged, ratings["model"].nunique())
     for strategy, g in gaps.items():
