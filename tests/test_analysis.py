@@ -191,75 +191,6 @@ def test_tfidf_check_on_hand_made_most_and_least_pairs():
     assert len(per) == 12 and set(per["pairing"]) == {"most", "least"}
 
 
-# ----------------------------------------------------------------------------- agreement
-
-
-def _completion(model, text, overall, ratings):
-    return {"model": model, "response": text, "overall_score": overall,
-            "annotations": {a: {"Rating": r, "Rationale": "x"} for a, r in zip(A.ASPECTS, ratings)}}
-
-
-@pytest.fixture(scope="module")
-def labelled():
-    rows = [
-        # p1: gpt-4 better overall and on every aspect
-        {"instruction": "p1", "completions": [_completion("gpt-4", "g1", 9.0, "5555"), _completion("bard", "b1", 6.0, "3333")]},
-        # p2: overall tie; helpfulness and instruction_following tie, gpt-4 better on honesty; gpt-4's truthfulness N/A
-        {"instruction": "p2", "completions": [_completion("bard", "b2", 7.0, "4243"),
-                                              _completion("gpt-4", "g2", 7.0, ["4", "4", "4", "N/A"])]},
-        # p3 twice (UltraFeedback repeats instructions): the record's text lengths pick the second row
-        {"instruction": "p3", "completions": [_completion("gpt-4", "short", 1.0, "1111"), _completion("bard", "x", 9.0, "5555")]},
-        {"instruction": "p3", "completions": [_completion("gpt-4", "longer text", 8.0, "4444"), _completion("bard", "yy", 2.0, "2222")]},
-    ]
-    return A.ratings_frame(datasets.Dataset.from_list(rows))
-
-
-def test_ratings_frame_reads_na_and_mean_rating(labelled):
-    assert len(labelled) == 8
-    g2 = labelled[(labelled["prompt_id"] == prompt_id("p2")) & (labelled["model"] == "gpt-4")].iloc[0]
-    assert math.isnan(g2["truthfulness"]) and g2["mean_rating"] == pytest.approx(4.0) and g2["overall_score"] == 7.0
-
-
-def test_agreement_counts_on_a_hand_made_set(labelled):
-    recs = [
-        _record("p1", "gpt-4", "bard", "g1", "b1"),
-        _record("p2", "gpt-4", "bard", "g2", "b2"),
-        _record("p3", "gpt-4", "bard", "longer text", "yy"),
-        _record("p4-not-in-data", "gpt-4", "bard"),
-    ]
-    out = A.agreement_outcomes(A.pairs_frame(recs), labelled)
-    assert out["overall_score"].tolist() == ["agree", "tie", "agree", "missing"]
-    assert out["honesty"].tolist() == ["agree", "agree", "agree", "missing"]  # p2: 4 vs 2
-    assert out["helpfulness"].tolist() == out["instruction_following"].tolist() == ["agree", "tie", "agree", "missing"]
-    assert out["truthfulness"].tolist() == ["agree", "missing", "agree", "missing"]
-    assert out["mean_rating"].tolist() == ["agree", "agree", "agree", "missing"]  # p2: 4.0 vs 3.25
-    no_id = _record("p1", "gpt-4", "bard", "g1", "b1")
-    del no_id["prompt_id"]  # the original project's records: the id comes from the prompt
-    assert A.agreement_outcomes(A.pairs_frame([no_id]), labelled)["overall_score"].tolist() == ["agree"]
-    # the same pair the other way round: every decided outcome flips, ties and missing stay
-    flipped = A.agreement_outcomes(A.pairs_frame([_record("p1", "bard", "gpt-4", "b1", "g1"),
-                                                  _record("p2", "bard", "gpt-4", "b2", "g2")]), labelled)
-    assert flipped["overall_score"].tolist() == ["disagree", "tie"]
-
-    summary = A.agreement_summary({"ZEBRA": out, "Flip": flipped}).set_index(["strategy", "label"])
-    row = summary.loc[("ZEBRA", "overall_score")]
-    assert (row["records"], row["agree"], row["disagree"], row["tie"], row["missing"]) == (4, 2, 0, 1, 1)
-    assert row["agreement"] == 1.0 and row["agree_all"] == pytest.approx(2 / 3)
-    assert summary.loc[("Flip", "overall_score"), "agreement"] == 0.0
-    assert summary.index.get_level_values(0).unique().tolist() == ["ZEBRA", "Flip"]
-    by_pair = A.agreement_summary({"ZEBRA": out}, by_pair=True)
-    assert set(zip(by_pair["chosen_model"], by_pair["rejected_model"])) == {("gpt-4", "bard")}
-
-
-def test_wilson_interval_matches_scipy():
-    from scipy.stats import binomtest
-
-    lo, hi = A.wilson_interval(8, 10)
-    ci = binomtest(8, 10).proportion_ci(method="wilson")
-    assert (float(lo), float(hi)) == pytest.approx((ci.low, ci.high), abs=1e-5)
-    assert float(A.wilson_interval(0, 5)[0]) == 0.0 and math.isnan(float(A.wilson_interval(0, 0)[0]))
-
-
 # ----------------------------------------------------------------------------- Table 3
 
 
@@ -274,6 +205,20 @@ def test_cost_table_reproduces_the_paper_and_the_default_unit_cost():
     assert calc.loc[2, "total_cost_usd"] == pytest.approx(16 * 6 * 2.5)  # independent of the instance count
     tin, tout = estimate_tokens(np.array([400.0]), np.array([3600.0]), np.array([4]))
     assert (tin, tout) == pytest.approx((4 * (500 + 1000), 4 * 75 * 4))
+
+
+@pytest.mark.parametrize("kwargs,flags", [({"tokens_in": 1e308}, "--tokens-in × --price-in"),
+                                          ({"instances": 10**306, "tokens_in": 1e10}, "--instances × the unit cost"),
+                                          ({"cost_per_run": 1e308, "models": 10**10}, "--run-cost")])
+def test_cost_table_refuses_a_cost_that_overflows(kwargs, flags):
+    """issue 19: `cost --tokens-in 1e308` wrote `inf` into table3_cost.csv."""
+    from zebra.cost import CostError
+
+    args = {"instances": 64_000, "tokens_in": 6000, "tokens_out": 1200, "price": Price(30, 60), "models": 16,
+            "benchmarks": 6, "cost_per_run": 0.0}
+    args.update({k: v for k, v in kwargs.items() if k in args})
+    with pytest.raises(CostError, match=flags.replace("×", ".")):
+        cost_table(**args)
 
 
 # ----------------------------------------------------------------------------- the script
@@ -338,73 +283,13 @@ def test_all_on_the_shipped_pool(tmp_path):
     assert agreement.loc[("Baseline", "overall_score"), "disagree"] == 0
 
 
-def test_ratings_frame_on_empty_annotations(tmp_path):
-    """Responses converted to the UltraFeedback schema with `annotations: {}` load as an Arrow JSON
-    type, not a struct: overall_score still counts, the four aspects are missing (issue 12)."""
-    from zebra.data import DataError, iter_batches, load_ultrafeedback, to_batch
-
-    path = tmp_path / "uf.jsonl"
-    path.write_text(json.dumps({"instruction": "p", "completions": [
-        {"model": "gpt-4", "response": "a", "annotations": {}, "overall_score": 8},
-        {"model": "alpaca-7b", "response": "b", "annotations": {}, "overall_score": 3}]}) + "\n")
-    ds = load_ultrafeedback(path)
-    frame = A.ratings_frame(ds)
-    assert frame["overall_score"].tolist() == [8.0, 3.0] and frame["helpfulness"].isna().all()
-    with pytest.raises(DataError, match="no aspect ratings"):
-        to_batch(next(iter_batches(ds))).ratings()
-
-
-# ----------------------------------------------------------------------------- the agreement study
-
-
-def test_agreement_study_counts_decided_pairs_and_gaps():
-    ratings = pd.DataFrame({"prompt_id": [prompt_id(p) for p in ["p1", "p1", "p2", "p2", "p3", "p3", "p4"]],
-                            "model": ["gpt-4", "bard", "gpt-4", "bard", "gpt-4", "bard", "gpt-4"],
-                            "length": -1, **{lab: np.nan for lab in A.LABELS}})
-    ratings["overall_score"] = [2.0, 1.0, 1.0, 1.0, 1.2, 1.9, 2.0]  # p1 agree, p2 tie, p3 disagree, p4 missing
-    recs = [_record(p, "gpt-4", "bard") for p in ("p1", "p2", "p3", "p4")]
-    study = A.agreement_study({"S": A.pairs_frame(recs)}, ratings, n_boot=200).iloc[0]
-    assert (study["records"], study["labelled"], study["decided"], study["agree"], study["disagree"],
-            study["tie"], study["missing"]) == (4, 3, 2, 1, 1, 1, 1)
-    assert study["agreement"] == 0.5 and 0.0 <= study["ci_low"] <= 0.5 <= study["ci_high"] <= 1.0
-    gapped = A.agreement_study({"S": A.pairs_frame(recs)}, ratings, min_gap=0.75, n_boot=200).iloc[0]
-    assert (gapped["decided"], gapped["agree"], gapped["tie"]) == (1, 1, 2)  # p3's gap 0.7 no longer decides
-    with pytest.raises(A.AnalysisError, match="--min-gap"):
-        A.agreement_study({"S": A.pairs_frame(recs)}, ratings, min_gap=float("nan"))
-
-
-def test_random_floor_pairs_are_rated_drawn_and_oriented_by_mb_sup(table):
-    from zebra.pools import PoolOptions, load_pool
-
-    ds = load_pool(ROOT / "data" / "alpaca_eval", PoolOptions()).dataset
-    pairs = A.random_pairs(ds, table, seed=3)
-    assert len(pairs) == len(ds) == 403
-    sup = dict(zip(table.models, table.mb_sup))
-    assert all(sup[c] >= sup[r] for c, r in zip(pairs["chosen_model"], pairs["rejected_model"]))
-    assert (pairs["chosen_model"] != pairs["rejected_model"]).all()
-    assert pairs[["chosen_model", "rejected_model"]].drop_duplicates().shape[0] > 20  # random, not one fixed pair
-    again = A.random_pairs(ds, table, seed=3, batch_size=7)  # the draw does not depend on batching
-    assert again[["chosen_model", "rejected_model"]].equals(pairs[["chosen_model", "rejected_model"]])
-    assert not A.random_pairs(ds, table, seed=4)["chosen_model"].equals(pairs["chosen_model"])
-
-
-@pytest.mark.slow
-def test_agreement_study_on_the_shipped_pool(tmp_path, monkeypatch):
-    out = tmp_path / "study"
-    _analyze(monkeypatch, "agreement", "--judged-only", "--models-per-prompt", "4", "all", "--limit", "60",
-             "--n-boot", "200", "--output", str(out))
-    study = pd.read_csv(out / "agreement_study.csv")
-    assert set(study["models_per_prompt"].astype(str)) == {"4", "all"}
-    base = study[study["strategy"] == "Baseline (judge-labelled)"]
-    assert (base["agreement"] == 1.0).all() and (base["disagree"] == 0).all()  # chosen by the judge's own label
-    assert (study["records"] <= 60).all() and (study["missing"] == 0).all()  # --judged-only: every side has a label
-    assert (out / "agreement_study.png").stat().st_size > 5_000
-
-
 def test_binarized_folder_with_several_draws_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "sup.json").write_text(json.dumps([_record("p", "gpt-4", "bard")]))
     with pytest.raises(SystemExit, match="holds one draw; give one --models-per-prompt"):
-        _analyze(monkeypatch, "agreement", "--models-per-prompt", "4", "all", "--binarized", str(tmp_path),
+        _analyze(monkeypatch, "agreement", "--models-per-prompt", "4", "all", "--binarized", str(tmp_path / "bin"),
                  "--output", str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit, match="'1' must be an integer >= 2 or 'all'"):
         _analyze(monkeypatch, "agreement", "--models-per-prompt", "1", "--output", str(tmp_path / "o"))
 
@@ -416,9 +301,8 @@ def test_analysis_json_never_holds_bare_nan(tmp_path):
     import analyze
 
     run = analyze.Run.__new__(analyze.Run)
-    run.args, run.out, run.written = argparse.Namespace(figures_only=False), tmp_path, []
+    run.args, run.out, run.stage, run.written = argparse.Namespace(figures_only=False), tmp_path, tmp_path, []
     run.save_json({"gap": float("nan"), "ci": [np.float64("inf"), 0.5], "n": np.int64(3)}, "s.json")
     text = (tmp_path / "s.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"gap": None, "ci": [None, 0.5], "n": 3}
-    assert not list(tmp_path.glob(".s.json*"))  # written through a temporary file

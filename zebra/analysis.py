@@ -1,8 +1,11 @@
-"""The paper's analyses as pure functions: behaviour-table views (Figures 4, 6, 10, 11) and
-checks on binarized outputs (Figure 8, kinship ranks, the TF–IDF check, agreement with GPT-4).
+"""The paper's analyses as pure functions: behaviour-table views (Figures 4, 6, 10, 11), checks
+on binarized outputs (Figure 8, kinship ranks, the TF–IDF check), the one schema check of the
+record fields every analysis reads (`pairs_frame`), and the one interval method of every analysis
+(`bootstrap_ci`: a percentile bootstrap that resamples prompts).
 
-Plotting lives in `zebra.figures`, the cost calculation of Table 3 in `zebra.cost`; this module
-only computes numbers, so every figure's data can be tested without drawing it.
+Plotting lives in `zebra.figures`, the cost calculation of Table 3 in `zebra.cost`, agreement with
+an instance-level judge in `zebra.agreement`; this module only computes numbers, so every figure's
+data can be tested without drawing it.
 
 Clustering distance (Figures 6 and 11). The paper cuts its dendrograms at 0.4 but does not say
 on which distance. We default to the **root-mean-square difference of normalised scores**,
@@ -23,7 +26,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,6 +96,9 @@ def behaviour_pca(table: BehaviourTable, n_components: int = 2) -> PCAResult:
     the paper's Figure 6 describes them (small models in the first, GPT-4/3.5/Bard in the
     second, LLaMA-based and >10B models in the third and fourth).
     """
+    if len(table.benchmarks) < 2 or len(table.models) < 3:
+        raise AnalysisError(f"{table.source}: pca needs at least two benchmark columns and three models to draw two "
+                            f"components; the table has {len(table.benchmarks)} and {len(table.models)}")
     x = table.normalised
     centred = x - x.mean(axis=0)
     # PCA is the SVD of the centred matrix; numpy's is enough and spares importing scikit-learn
@@ -179,6 +185,9 @@ def radar_pairs(table: BehaviourTable, anchor: str | None = None) -> dict[str, t
     the table's most MB-similar pair; the table-wide least similar pair is not used because it
     is two near-zero vectors (starchat, pythia-12b) whose radar shows nothing.
     """
+    if len(table.benchmarks) < 3 or len(table.models) < 2:
+        raise AnalysisError(f"{table.source}: radar needs at least three benchmark columns (the axes) and two models; "
+                            f"the table has {len(table.benchmarks)} and {len(table.models)}")
     sim = table.mb_sim
     n = len(table.models)
     if anchor is None:
@@ -206,41 +215,77 @@ def load_records(path: str | Path) -> list[dict]:
     return read_records(path)  # a truncated or foreign file: its one-line ZebraError
 
 
-def _assistant_text(messages, where: str) -> str:
+PAIR_COLUMNS = ["prompt_id", "prompt", "chosen_model", "rejected_model", "chosen_text", "rejected_text", "kinship_rank"]
+
+
+def _show(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _assistant_text(messages, where: str, field: str) -> str:
+    """The response of a `chosen`/`rejected` field: a string, or the last assistant message of a
+    list of {role, content} messages (the binarize scripts' and trl's conversational shape)."""
     if isinstance(messages, str):
         return messages
-    for msg in reversed(messages or []):
-        if msg.get("role") == "assistant":
-            return str(msg.get("content", ""))
-    raise AnalysisError(f"{where}: no assistant message")
+    if isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
+        for msg in reversed(messages):
+            if msg.get("role") == "assistant":
+                if isinstance(msg.get("content"), str):
+                    return msg["content"]
+                raise AnalysisError(f"{where}: {field!r}'s assistant message has content "
+                                    f"{_show(msg.get('content'))}, not a string")
+        raise AnalysisError(f"{where}: {field!r} has no assistant message")
+    raise AnalysisError(f"{where}: {field!r} must be a string or a list of {{role, content}} messages, "
+                        f"not {_show(messages)}")
 
 
-def pairs_frame(records: Sequence[Mapping], source: str = "<records>") -> pd.DataFrame:
+def _kinship_rank(rank, where: str) -> float:
+    """null → NaN (not computed, e.g. the baseline); else a whole number >= 1."""
+    if rank is None:
+        return np.nan
+    ok = isinstance(rank, (int, float)) and not isinstance(rank, bool) and np.isfinite(rank)
+    if not ok or rank < 1 or not float(rank).is_integer():
+        raise AnalysisError(f"{where}: 'kinship_rank' must be a whole number >= 1 or null, not {_show(rank)}")
+    return float(rank)
+
+
+def pairs_frame(records: Sequence, source: str = "<records>") -> pd.DataFrame:
     """One row per record: prompt_id, prompt, chosen/rejected model and text, kinship_rank.
 
+    The one schema check of what the analyses read from a binarize output: every record is an
+    object whose `most_similar_pair` is two model names, `chosen`/`rejected` a response (text, or
+    messages with an assistant turn of text), `prompt`/`prompt_id` text or absent, `kinship_rank`
+    a whole number >= 1 or null; anything else is one AnalysisError naming the file, record and
+    field (issue 19: `5`, `chosen=['hello']` and `kinship_rank: 'abc'` were tracebacks).
     A record without `prompt_id` (e.g. the original project's outputs) gets the id of its
-    `prompt`, computed as the binarize scripts do, so it can still be joined to GPT-4 labels.
+    `prompt`, computed as the binarize scripts do, so it can still be joined to judge labels.
     """
     from zebra.data import prompt_id
 
     rows = []
     for k, rec in enumerate(records):
         where = f"{source}: record {k}"
+        if not isinstance(rec, dict):
+            raise AnalysisError(f"{where} is not a JSON object but {_show(rec)}")
         pair = rec.get("most_similar_pair")
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise AnalysisError(f"{where}: 'most_similar_pair' must be [chosen_model, rejected_model], got {pair!r}")
-        rank = rec.get("kinship_rank")
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(m, str) and m for m in pair)):
+            raise AnalysisError(f"{where}: 'most_similar_pair' must be [chosen_model, rejected_model] (two names), "
+                                f"not {_show(pair)}")
+        for field in ("prompt", "prompt_id"):
+            if rec.get(field) is not None and not isinstance(rec[field], str):
+                raise AnalysisError(f"{where}: {field!r} must be text, not {_show(rec[field])}")
+        prompt = rec.get("prompt") or ""
         rows.append({
-            "prompt_id": rec.get("prompt_id") or (prompt_id(rec["prompt"]) if rec.get("prompt") else None),
-            "prompt": rec.get("prompt", ""),
-            "chosen_model": str(pair[0]),
-            "rejected_model": str(pair[1]),
-            "chosen_text": _assistant_text(rec.get("chosen"), where + " 'chosen'"),
-            "rejected_text": _assistant_text(rec.get("rejected"), where + " 'rejected'"),
-            "kinship_rank": np.nan if rank is None else float(rank),
+            "prompt_id": rec.get("prompt_id") or (prompt_id(prompt) if prompt else None),
+            "prompt": prompt,
+            "chosen_model": pair[0],
+            "rejected_model": pair[1],
+            "chosen_text": _assistant_text(rec.get("chosen"), where, "chosen"),
+            "rejected_text": _assistant_text(rec.get("rejected"), where, "rejected"),
+            "kinship_rank": _kinship_rank(rec.get("kinship_rank"), where),
         })
-    cols = ["prompt_id", "prompt", "chosen_model", "rejected_model", "chosen_text", "rejected_text", "kinship_rank"]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
 def choice_frequency(pairs: Mapping[str, pd.DataFrame], order: Sequence[str] = ()) -> pd.DataFrame:
@@ -307,22 +352,43 @@ def tfidf_pair_cosine(a: Sequence[str], b: Sequence[str], corpus: Iterable[str] 
     return np.asarray(xa.multiply(xb).sum(axis=1)).ravel()
 
 
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95, chunk: int = 200
-) -> tuple[float, float, float]:
-    """Mean and percentile bootstrap interval of the mean (resampling the values with replacement)."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return (float("nan"),) * 3
+INTERVAL = "95% percentile bootstrap over prompts"  # named in every output that carries an interval
+
+
+def resample_groups(n_groups: int, n_boot: int, seed: int, chunk: int = 200) -> Iterator[np.ndarray]:
+    """Index matrices of `n_groups` groups drawn with replacement, `n_boot` rows in all, in chunks
+    (a chunk × n_groups matrix stays small on 64k-prompt inputs)."""
     rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    # chunks keep the index matrix small on 64k-row inputs
     for start in range(0, n_boot, chunk):
-        k = min(chunk, n_boot - start)
-        means[start:start + k] = values[rng.integers(0, values.size, (k, values.size))].mean(axis=1)
+        yield rng.integers(0, n_groups, (min(chunk, n_boot - start), n_groups))
+
+
+def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95, groups=None, weights=None,
+                 chunk: int = 200) -> tuple[float, float, float]:
+    """Σ values / Σ weights (the mean when `weights` is None) and its percentile bootstrap interval,
+    resampling whole `groups` (prompts) with replacement: the one interval method of the analyses.
+
+    A group is a prompt: the pairs of one prompt share its difficulty, so they are resampled
+    together (with one value per prompt this is the ordinary bootstrap of the mean). The groups are
+    put in a canonical order (by their sums) before resampling, so the interval depends only on
+    the multiset of per-prompt outcomes, never on the order of a file: the same counts give the
+    same interval in every table (issue 24: 57 of 68 had two, a Wilson and a bootstrap one).
+    """
+    values = np.asarray(values, dtype=float)
+    weights = np.ones_like(values) if weights is None else np.asarray(weights, dtype=float)
+    if values.size == 0 or weights.sum() == 0:
+        return (float("nan"),) * 3
+    codes = np.arange(values.size) if groups is None else pd.factorize(np.asarray(groups, dtype=object))[0]
+    unknown = codes < 0  # no prompt id: a group of its own
+    codes[unknown] = codes.max(initial=-1) + 1 + np.arange(unknown.sum())
+    num, den = np.bincount(codes, values), np.bincount(codes, weights)
+    order = np.lexsort((den, num))
+    num, den = num[order], den[order]
+    stats = np.concatenate([num[idx].sum(axis=1) / np.where(den[idx].sum(axis=1) > 0, den[idx].sum(axis=1), np.nan)
+                            for idx in resample_groups(num.size, n_boot, seed, chunk)])
     alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(values.mean()), float(lo), float(hi)
+    lo, hi = np.nanquantile(stats, [alpha, 1.0 - alpha])
+    return float(num.sum() / den.sum()), float(lo), float(hi)
 
 
 def tfidf_check(most: pd.DataFrame, least: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
@@ -336,13 +402,13 @@ def tfidf_check(most: pd.DataFrame, least: pd.DataFrame, n_boot: int = 2000, see
     least = least.assign(cosine=tfidf_pair_cosine(least["chosen_text"].tolist(), least["rejected_text"].tolist(), corpus, progress))
     result: dict = {}
     for name, df in (("most", most), ("least", least)):
-        mean, lo, hi = bootstrap_ci(df["cosine"].to_numpy(), n_boot, seed)
+        mean, lo, hi = bootstrap_ci(df["cosine"].to_numpy(), n_boot, seed, groups=df["prompt_id"].to_numpy())
         result[name] = {"n": int(len(df)), "mean": mean, "ci_low": lo, "ci_high": hi}
     keep = ["prompt_id", "chosen_model", "rejected_model", "cosine"]
     paired = most[keep].dropna(subset=["prompt_id"]).drop_duplicates("prompt_id").merge(
         least[keep].dropna(subset=["prompt_id"]).drop_duplicates("prompt_id"), on="prompt_id", suffixes=("_most", "_least"))
     gap = (paired["cosine_most"] - paired["cosine_least"]).to_numpy()
-    mean, lo, hi = bootstrap_ci(gap, n_boot, seed + 1)
+    mean, lo, hi = bootstrap_ci(gap, n_boot, seed)
     same = (
         paired[["chosen_model_most", "rejected_model_most"]].apply(frozenset, axis=1)
         == paired[["chosen_model_least", "rejected_model_least"]].apply(frozenset, axis=1)
@@ -350,183 +416,8 @@ def tfidf_check(most: pd.DataFrame, least: pd.DataFrame, n_boot: int = 2000, see
     base = result["least"]["mean"]
     result["paired_gap"] = {"n": int(len(paired)), "same_pair": int(same.sum()), "mean": mean, "ci_low": lo, "ci_high": hi,
                             "relative": (result["most"]["mean"] - base) / base if base else None}
-    result["settings"] = {"n_boot": n_boot, "seed": seed, "level": 0.95, "vectoriser": "sklearn TfidfVectorizer defaults"}
+    result["settings"] = {"n_boot": n_boot, "seed": seed, "level": 0.95, "interval": INTERVAL,
+                          "vectoriser": "sklearn TfidfVectorizer defaults"}
     per_record = pd.concat([most.assign(pairing="most"), least.assign(pairing="least")])[
         ["pairing", "prompt_id", "chosen_model", "rejected_model", "cosine"]]
     return result, per_record
-
-
-# --------------------------------------------------------------------------- agreement with GPT-4
-
-
-def ratings_frame(ds, batch_size: int = 16384) -> pd.DataFrame:
-    """GPT-4 labels per (prompt_id, model) for every completion of an UltraFeedback-schema dataset.
-
-    prompt_id is `zebra.data.prompt_id(instruction)`, the id the binarize scripts write, so a
-    record joins back to its row. Works on Arrow batches (zebra.data) so that 64k rows × 4
-    completions never become Python dicts; the response length is kept to tell apart two
-    completions of one model under one prompt_id (UltraFeedback repeats some instructions).
-    """
-    import warnings
-
-    import pyarrow as pa
-
-    from zebra.data import iter_batches, to_batch
-
-    parts = []
-    for arrow_batch in iter_batches(ds, batch_size):
-        b = to_batch(arrow_batch)
-        rows, slots = np.nonzero(b.pos >= 0)
-        ids = np.array(b.prompt_ids, dtype=object)
-        overall = b.scores("overall_score") if "overall_score" in b.flat.type.names else np.full(b.pos.shape, np.nan)
-        rated = "annotations" in b.flat.type.names and pa.types.is_struct(b.flat.field("annotations").type)
-        aspects = b.ratings()[rows, slots] if rated else np.full((rows.size, len(ASPECTS)), np.nan)
-        with warnings.catch_warnings():  # all four N/A: mean_rating is NaN, counted as missing
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean_rating = np.nanmean(aspects, axis=1)
-        parts.append(pd.DataFrame({
-            "prompt_id": ids[rows], "model": b.model[rows, slots], "length": b.lengths[rows, slots],
-            "overall_score": overall[rows, slots], **{a: aspects[:, k] for k, a in enumerate(ASPECTS)},
-            "mean_rating": mean_rating,
-        }))
-    cols = ["prompt_id", "model", "length", *LABELS]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
-
-
-def _side(pairs: pd.DataFrame, ratings: pd.DataFrame, side: str) -> pd.DataFrame:
-    """The labels of the chosen (or rejected) response of each record, matched by prompt_id and
-    the completion's own model; when one prompt_id holds several completions of that model
-    (duplicate instructions), the one whose response has the record's length wins."""
-    left = pairs[["prompt_id", f"{side}_model", f"{side}_text"]].reset_index(names="record")
-    left["text_length"] = left[f"{side}_text"].str.len()
-    merged = left.merge(ratings, left_on=["prompt_id", f"{side}_model"], right_on=["prompt_id", "model"], how="left")
-    merged["exact"] = merged["length"] == merged["text_length"]
-    merged = merged.sort_values(["record", "exact"], ascending=[True, False]).drop_duplicates("record")
-    return merged.set_index("record").loc[left["record"], list(LABELS)]
-
-
-def agreement_outcomes(pairs: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
-    """Per record and label: 'agree' when GPT-4 rates the chosen response higher, 'disagree' when
-    lower, 'tie' when equal, 'missing' when either rating is N/A or the row is not found."""
-    chosen, rejected = _side(pairs, ratings, "chosen"), _side(pairs, ratings, "rejected")
-    c, r = chosen.to_numpy(float), rejected.to_numpy(float)
-    outcome = np.select([np.isnan(c) | np.isnan(r), c > r, c < r], ["missing", "agree", "disagree"], "tie")
-    out = pd.DataFrame(outcome, columns=list(LABELS))
-    out.insert(0, "rejected_model", pairs["rejected_model"].to_numpy())
-    out.insert(0, "chosen_model", pairs["chosen_model"].to_numpy())
-    out.insert(0, "prompt_id", pairs["prompt_id"].to_numpy())
-    return out
-
-
-def wilson_interval(k, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for proportions k/n, elementwise (well-behaved at 0, 1 and small n;
-    NaN where n = 0)."""
-    k, n = np.asarray(k, float), np.asarray(n, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)  # rounding can leave 0 by 1e-17
-
-
-def agreement_summary(outcomes: Mapping[str, pd.DataFrame], by_pair: bool = False) -> pd.DataFrame:
-    """Counts of each outcome per strategy and label (and per chosen/rejected pair if `by_pair`).
-
-    `agreement` = agree / (agree + disagree) with a Wilson 95% interval: ties are counted
-    apart, not as half-wins; `agree_all` = agree / (agree + disagree + tie) is the stricter reading.
-    """
-    keys = ["chosen_model", "rejected_model"] if by_pair else []
-    long = pd.concat([
-        df.melt(id_vars=["chosen_model", "rejected_model"], value_vars=list(LABELS), var_name="label",
-                value_name="outcome").assign(strategy=strategy)
-        for strategy, df in outcomes.items()
-    ], ignore_index=True)
-    # categoricals keep the caller's strategy order and the LABELS order in the output
-    long["strategy"] = pd.Categorical(long["strategy"], categories=list(outcomes))
-    long["label"] = pd.Categorical(long["label"], categories=list(LABELS))
-    group = ["strategy", *keys, "label"]
-    counts = (long.groupby([*group, "outcome"], observed=True).size()
-              .unstack("outcome", fill_value=0).reindex(columns=list(OUTCOMES), fill_value=0))
-    counts.columns.name = None
-    out = counts.reset_index()
-    out.insert(len(group), "records", counts.sum(axis=1).to_numpy())
-    decided = out["agree"] + out["disagree"]
-    out["agreement"] = out["agree"] / decided.where(decided > 0)
-    out["ci_low"], out["ci_high"] = wilson_interval(out["agree"], decided)
-    tied = decided + out["tie"]
-    out["agree_all"] = out["agree"] / tied.where(tied > 0)
-    for col in ("strategy", "label"):
-        out[col] = out[col].astype(str)
-    return out
-
-
-# --------------------------------------------------------------------------- the GPT-4 agreement study
-
-FLOOR = "Random (MB-SUP)"  # the study's floor: a random pair of rated responses, chosen by MB-SUP
-
-
-def random_pairs(ds, table: BehaviourTable, seed: int = 42, batch_size: int = 16384) -> pd.DataFrame:
-    """The study's floor: per prompt, two of its usable rated responses drawn at random, the one
-    whose model has the higher MB-SUP chosen (ties: table order), as a `pairs_frame`.
-
-    "Usable" is exactly what the binarize scripts use (zebra.pipeline.usable_slots: rated model,
-    non-empty, no repeated model or text), and the draw is the baseline's counter-based one
-    (zebra.strategies.uniform_keys of seed, prompt and slot): the same pairs whatever the batching
-    or --limit. No τ: the floor asks what MB-SUP alone does with an arbitrary pair.
-    """
-    from zebra.data import iter_batches, to_batch
-    from zebra.pipeline import Counts, usable_slots
-    from zebra.strategies import uniform_keys
-
-    parts = []
-    sup = table.mb_sup
-    for arrow_batch in iter_batches(ds, batch_size):
-        b = to_batch(arrow_batch)
-        usable, midx = usable_slots(b, table, Counts(), require_rated=True)
-        hashes = np.array([int(h[:16], 16) for h in b.prompt_ids], dtype=np.uint64)
-        keys = np.where(usable, uniform_keys(hashes, usable.shape[1], seed), -1.0)
-        order = np.argsort(-keys, axis=1, kind="stable")[:, :2]
-        rows = np.flatnonzero(usable.sum(axis=1) >= 2)
-        a, c = order[rows, 0], order[rows, 1]
-        ma, mc = midx[rows, a], midx[rows, c]
-        a_wins = (sup[ma] > sup[mc]) | ((sup[ma] == sup[mc]) & (ma <= mc))
-        c_slot, r_slot = np.where(a_wins, a, c), np.where(a_wins, c, a)
-        parts.append(pd.DataFrame({
-            "prompt_id": [b.prompt_ids[i] for i in rows], "prompt": [b.instruction[i] for i in rows],
-            "chosen_model": b.model[rows, c_slot].astype(str), "rejected_model": b.model[rows, r_slot].astype(str),
-            "chosen_text": b.texts(rows, c_slot), "rejected_text": b.texts(rows, r_slot), "kinship_rank": np.nan,
-        }))
-    cols = ["prompt_id", "prompt", "chosen_model", "rejected_model", "chosen_text", "rejected_text", "kinship_rank"]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
-
-
-def agreement_study(pairs: Mapping[str, pd.DataFrame], ratings: pd.DataFrame, label: str = "overall_score",
-                    min_gap: float = 0.0, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per strategy: how many pairs the judge decides, and how often it sides with the chosen one.
-
-    A pair is *decided* when both responses have a judge label and they differ by more than
-    `min_gap` (AlpacaEval's binary judge: one response beat the reference and the other did not;
-    a score or weighted preference: a gap). `agreement` = agree / decided, with a percentile
-    bootstrap 95% interval over the decided pairs (`n_boot` resamples, seeded). Columns:
-    strategy, records, labelled (both sides have a label), decided, agree, disagree, tie,
-    missing, decided_share, agreement, ci_low, ci_high.
-    """
-    if label not in LABELS:
-        raise AnalysisError(f"agreement label {label!r} is not one of {', '.join(LABELS)}")
-    if not (np.isfinite(min_gap) and min_gap >= 0):
-        raise AnalysisError(f"--min-gap must be a finite number >= 0, not {min_gap}")
-    out = []
-    for k, (strategy, df) in enumerate(pairs.items()):
-        c, r = _side(df, ratings, "chosen")[label].to_numpy(float), _side(df, ratings, "rejected")[label].to_numpy(float)
-        missing = np.isnan(c) | np.isnan(r)
-        gap = np.where(missing, 0.0, c - r)
-        agree, disagree = ~missing & (gap > min_gap), ~missing & (gap < -min_gap)
-        decided = int(agree.sum() + disagree.sum())
-        wins = np.r_[np.ones(int(agree.sum())), np.zeros(int(disagree.sum()))]
-        mean, lo, hi = bootstrap_ci(wins, n_boot, seed + k)
-        out.append({"strategy": strategy, "records": int(len(df)), "labelled": int((~missing).sum()), "decided": decided,
-                    "agree": int(agree.sum()), "disagree": int(disagree.sum()),
-                    "tie": int((~missing).sum()) - decided, "missing": int(missing.sum()),
-                    "decided_share": decided / len(df) if len(df) else float("nan"),
-                    "agreement": mean, "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(out)

@@ -16,10 +16,13 @@ as such, and every number is a flag.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from zebra.errors import ZebraError
 
 # Table 3 as printed: (category, dataset, pairs/units, unit cost USD, total cost USD).
 PAPER_TABLE3 = (
@@ -45,8 +48,21 @@ class Price:
     output_per_mtok: float = 60.0
 
 
+class CostError(ZebraError):
+    """A cost that is not a finite number; the message names the flags that produce it."""
+
+
+def _finite(value: float, flags: str) -> float:
+    """Refuse a cost that overflowed: `inf` in table3_cost.csv reads as a number (issue 19)."""
+    if not math.isfinite(value):
+        raise CostError(f"Table 3: {flags} give a cost of {value}, not a finite number; use realistic counts and prices")
+    return value
+
+
 def per_instance_cost(tokens_in: float, tokens_out: float, price: Price = Price()) -> float:
-    return tokens_in * price.input_per_mtok / 1e6 + tokens_out * price.output_per_mtok / 1e6
+    return _finite(_finite(tokens_in * price.input_per_mtok / 1e6, "--tokens-in × --price-in")
+                   + _finite(tokens_out * price.output_per_mtok / 1e6, "--tokens-out × --price-out"),
+                   "--tokens-in, --tokens-out, --price-in and --price-out")
 
 
 def estimate_tokens(instruction_chars: np.ndarray, response_chars: np.ndarray, completions: np.ndarray) -> tuple[float, float]:
@@ -74,14 +90,16 @@ def cost_table(
     unit = per_instance_cost(tokens_in, tokens_out, price)
     rows.append({"source": "calculation", "category": "Instance-wise RLAIF",
                  "method": f"GPT-4 labels, {tokens_in:,.0f} in + {tokens_out:,.0f} out tokens/instance",
-                 "units": instances, "unit_cost_usd": unit, "total_cost_usd": instances * unit})
+                 "units": instances, "unit_cost_usd": unit,
+                 "total_cost_usd": _finite(instances * unit, "--instances × the unit cost")})
     if measured is not None:
         unit_m = per_instance_cost(*measured, price)
         rows.append({"source": "calculation", "category": "Instance-wise RLAIF",
                      "method": f"GPT-4 labels, {measured[0]:,.0f} in + {measured[1]:,.0f} out tokens/instance (from the data's lengths)",
-                     "units": instances, "unit_cost_usd": unit_m, "total_cost_usd": instances * unit_m})
+                     "units": instances, "unit_cost_usd": unit_m,
+                     "total_cost_usd": _finite(instances * unit_m, "--instances × the measured unit cost")})
     runs = models * benchmarks
-    zebra_total = runs * cost_per_run
+    zebra_total = _finite(runs * cost_per_run, "--run-cost × models × benchmarks")
     rows.append({"source": "calculation", "category": "Model behavior-wise",
                  "method": f"ZEBRA, {models} models × {benchmarks} benchmarks = {runs} runs at ${cost_per_run:g}/run",
                  "units": instances, "unit_cost_usd": zebra_total / instances if instances else 0.0,

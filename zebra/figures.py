@@ -18,6 +18,7 @@ from zebra.behaviour import BehaviourTable  # noqa: E402
 
 DPI = 100  # small PNGs: they are committed and shown in the README
 CMAP = "YlGnBu"
+MAX_PIXELS = 60_000_000  # a figure above this (e.g. a 10,000-model Figure 10) is refused before drawing
 
 
 def _save(fig, path: str | Path, dpi: int) -> Path:
@@ -26,6 +27,13 @@ def _save(fig, path: str | Path, dpi: int) -> Path:
 
     from PIL import Image
 
+    from zebra.analysis import AnalysisError
+
+    width, height = fig.get_size_inches() * dpi
+    if width * height > MAX_PIXELS:
+        plt.close(fig)
+        raise AnalysisError(f"{Path(path).name} would be {width:,.0f} × {height:,.0f} pixels at --dpi {dpi}, above "
+                            f"{MAX_PIXELS // 1_000_000} megapixels; lower --dpi (or plot fewer models)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -198,12 +206,12 @@ def plot_dendrograms(results: Sequence[ClusterResult], path: str | Path, dpi: in
     return _save(fig, path, dpi)
 
 
-def plot_frequency(freq: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path:
-    """Figure 8: how often each model is chosen and rejected, one panel per strategy."""
+def frequency_figure(freq: pd.DataFrame):
+    """Figure 8: how often each model is chosen and rejected, one panel per strategy, one x-scale."""
     strategies = list(dict.fromkeys(freq["strategy"]))
     models = list(dict.fromkeys(freq["model"]))
     fig, axes = plt.subplots(1, len(strategies), figsize=(2.6 * len(strategies) + 1.6, 0.3 * len(models) + 1.5),
-                             sharey=True, squeeze=False)
+                             sharey=True, sharex=True, squeeze=False)  # one scale: panels compare at a glance
     y = np.arange(len(models))
     for ax, strategy in zip(axes[0], strategies):
         part = freq[freq["strategy"] == strategy].set_index("model").reindex(models).fillna(0)
@@ -215,7 +223,11 @@ def plot_frequency(freq: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path
     axes[0][0].set_yticks(y, models)
     axes[0][0].invert_yaxis()
     axes[0][0].legend(fontsize=8, loc="lower right")
-    return _save(fig, path, dpi)
+    return fig
+
+
+def plot_frequency(freq: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path:
+    return _save(frequency_figure(freq), path, dpi)
 
 
 def plot_kinship(dist: pd.DataFrame, stats: Mapping[str, Mapping], path: str | Path, dpi: int = DPI) -> Path:
@@ -235,9 +247,10 @@ def plot_kinship(dist: pd.DataFrame, stats: Mapping[str, Mapping], path: str | P
     return _save(fig, path, dpi)
 
 
-def plot_tfidf(per_record: pd.DataFrame, result: Mapping, path: str | Path, dpi: int = DPI) -> Path:
-    """TF–IDF cosine of the two responses, most- vs least-MB-SIM pairs, with the means and CIs."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+def tfidf_figure(per_record: pd.DataFrame, result: Mapping):
+    """TF–IDF cosine of the two responses, most- vs least-MB-SIM pairs, with the means and CIs;
+    the legend sits below the axes, clear of the bars."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
     bins = np.linspace(0, 1, 26)
     for name, colour in (("most", "tab:blue"), ("least", "tab:orange")):
         r = result[name]
@@ -249,30 +262,40 @@ def plot_tfidf(per_record: pd.DataFrame, result: Mapping, path: str | Path, dpi:
                  "(paper: 0.4623 vs 0.4129)", fontsize=9)
     ax.set_xlabel("TF–IDF cosine(chosen, rejected)")
     ax.set_ylabel("records")
-    ax.legend(fontsize=8)
-    return _save(fig, path, dpi)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    return fig
 
 
-def plot_agreement(summary: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path:
-    """Agreement with GPT-4 per strategy and label (ties apart), with Wilson 95% intervals, and
-    the full outcome split for overall_score."""
+def plot_tfidf(per_record: pd.DataFrame, result: Mapping, path: str | Path, dpi: int = DPI) -> Path:
+    return _save(tfidf_figure(per_record, result), path, dpi)
+
+
+def _err(part: pd.DataFrame, mid: str = "agreement", lo: str = "ci_low", hi: str = "ci_high") -> np.ndarray:
+    return np.nan_to_num(np.vstack([part[mid] - part[lo], part[hi] - part[mid]]).astype(float))
+
+
+def agreement_figure(summary: pd.DataFrame):
+    """Agreement with the judge per strategy and label (ties apart), with the analyses' 95%
+    bootstrap intervals, and the full outcome split for overall_score. Only labels the data has
+    are drawn; the axis leaves room above 1 so a cap at 1.0 shows."""
     strategies = list(dict.fromkeys(summary["strategy"]))
     labels = list(dict.fromkeys(summary["label"]))
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.3), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(4 + 1.6 * len(labels) + 4, 4.3),
+                                  gridspec_kw={"width_ratios": [1.2 + 0.8 * len(labels), 2]})
     width = 0.8 / len(strategies)
     x = np.arange(len(labels))
     for k, strategy in enumerate(strategies):
         part = summary[summary["strategy"] == strategy].set_index("label").reindex(labels)
-        err = np.vstack([part["agreement"] - part["ci_low"], part["ci_high"] - part["agreement"]])
-        ax.bar(x + (k - (len(strategies) - 1) / 2) * width, part["agreement"], width, yerr=np.nan_to_num(err),
-               capsize=2, label=strategy)
+        ax.bar(x + (k - (len(strategies) - 1) / 2) * width, part["agreement"], width, yerr=_err(part), capsize=2,
+               label=strategy)
     ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set_xticks(x, labels, rotation=15, fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("agree / (agree + disagree)")
-    ax.set_title("GPT-4 prefers the chosen response (ties excluded)", fontsize=10)
-    ax.legend(fontsize=8, ncol=len(strategies), loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
-    overall = summary[summary["label"] == "overall_score"].set_index("strategy").reindex(strategies)
+    ax.set_title("The judge prefers the chosen response (ties excluded; 95% CI)", fontsize=10)
+    ax.legend(fontsize=8, ncol=min(len(strategies), 3), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
+    overall = summary[summary["label"] == labels[0]].set_index("strategy").reindex(strategies)
     left = np.zeros(len(strategies))
     for outcome, colour in (("agree", "tab:green"), ("tie", "tab:grey"), ("disagree", "tab:red"), ("missing", "white")):
         share = overall[outcome] / overall["records"]
@@ -281,32 +304,92 @@ def plot_agreement(summary: pd.DataFrame, path: str | Path, dpi: int = DPI) -> P
     ax2.invert_yaxis()
     ax2.set_xlim(0, 1)
     ax2.set_xlabel("share of records")
-    ax2.set_title("overall_score outcomes", fontsize=10)
+    ax2.set_title(f"{labels[0]} outcomes", fontsize=10)
     ax2.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
-    return _save(fig, path, dpi)
+    return fig
 
 
-def plot_agreement_study(study: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path:
-    """The agreement study (zebra.analysis.agreement_study): per strategy and --models-per-prompt,
-    the share of decided pairs on which the judge prefers the chosen response, bootstrap 95% CI,
-    and how many pairs the judge decides (bar labels)."""
+def plot_agreement(summary: pd.DataFrame, path: str | Path, dpi: int = DPI) -> Path:
+    return _save(agreement_figure(summary), path, dpi)
+
+
+LONGER = "longer (characters)"
+
+
+def agreement_study_figure(study: pd.DataFrame, rules: pd.DataFrame, judge: str = "the judge"):
+    """The agreement study at a glance (zebra.agreement.study): per --models-per-prompt K, each
+    strategy's raw and length-controlled agreement with 95% intervals, the "longer response wins"
+    rule on the same pairs (black tick) and a coin (dashed line at 0.5); n = decided pairs under
+    each name. The judge-labelled baseline (1.0 by construction) is left out."""
+    from zebra.agreement import JUDGE_LABELLED
+
+    study = study[study["strategy"] != JUDGE_LABELLED]
     ks = list(dict.fromkeys(study["models_per_prompt"].astype(str)))
-    strategies = list(dict.fromkeys(study["strategy"]))
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    width = 0.8 / max(len(ks), 1)
-    x = np.arange(len(strategies))
-    for j, k in enumerate(ks):
-        part = study[study["models_per_prompt"].astype(str) == k].set_index("strategy").reindex(strategies)
-        err = np.vstack([part["agreement"] - part["ci_low"], part["ci_high"] - part["agreement"]])
-        pos = x + (j - (len(ks) - 1) / 2) * width
-        ax.bar(pos, part["agreement"], width, yerr=np.nan_to_num(err), capsize=3, label=f"K = {k}")
-        for p, a, n in zip(pos, part["agreement"], part["decided"]):
-            if np.isfinite(a):
-                ax.text(p, 0.02, f"n={int(n)}", ha="center", va="bottom", fontsize=7, rotation=90, color="white")
-    ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set_xticks(x, strategies, rotation=12, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("judge agrees / decided pairs")
-    ax.set_title("Does the judge prefer ZEBRA's chosen response? (95% bootstrap CI; n = decided pairs)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path, dpi)
+    fig, axes = plt.subplots(1, len(ks), figsize=(1.5 + 5.2 * len(ks), 4.4), sharey=True, squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        part = study[study["models_per_prompt"].astype(str) == k]
+        strategies = list(part["strategy"])
+        x = np.arange(len(strategies))
+        ax.bar(x - 0.2, part["agreement"], 0.4, yerr=_err(part), capsize=3, color="tab:blue", label="raw agreement")
+        ax.bar(x + 0.2, part["lc_agreement"], 0.4, yerr=_err(part, "lc_agreement", "lc_ci_low", "lc_ci_high"), capsize=3,
+               color="tab:cyan", hatch="//", edgecolor="white", label="length-controlled (Δ length = 0)")
+        for xi, strategy in zip(x, strategies):
+            hit = rules[(rules["models_per_prompt"].astype(str) == k) & (rules["strategy"] == strategy) & (rules["rule"] == LONGER)]
+            if len(hit) and np.isfinite(hit["agreement"].iloc[0]):
+                ax.plot([xi - 0.42, xi + 0.42], [hit["agreement"].iloc[0]] * 2, color="black", lw=2.2,
+                        label="longer response wins, same pairs" if xi == 0 else None)
+        ax.axhline(0.5, color="grey", ls="--", lw=1, label="coin (0.5)")
+        names = [s.replace(" (", "\n(") for s in strategies]
+        ax.set_xticks(x, [f"{s}\nn={int(n)}" for s, n in zip(names, part["decided"])], fontsize=8)
+        ax.set_ylim(0, 1.1)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_title(f"K = {k} responses per prompt", fontsize=10)
+    axes[0][0].set_ylabel("judge agrees / decided pairs")
+    # the legend sits between the title and the panels: below them it met the multi-line tick labels
+    fig.subplots_adjust(top=0.78)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.85))
+    fig.suptitle(f"Does {judge} prefer ZEBRA's chosen response? (95% bootstrap CI over prompts; n = decided pairs)",
+                 fontsize=10, y=0.97)
+    return fig
+
+
+def plot_agreement_study(study: pd.DataFrame, rules: pd.DataFrame, path: str | Path, dpi: int = DPI,
+                         judge: str = "the judge") -> Path:
+    return _save(agreement_study_figure(study, rules, judge), path, dpi)
+
+
+def calibration_figure(calibration: pd.DataFrame, judge: str = "the judge"):
+    """P(the judge prefers the higher-MB-SUP response) against the MB-SUP gap and against MB-SIM,
+    over every pair of a prompt's judged responses (zebra.agreement.calibration): one line per
+    --models-per-prompt K, solid over all pairs, dashed over length-matched ones, 95% intervals."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    colours = plt.get_cmap("tab10")
+    ks = list(dict.fromkeys(calibration["models_per_prompt"].astype(str)))
+    for ax, variable, xlabel in ((axes[0], "mb_sup_gap", "MB-SUP(chosen) − MB-SUP(rejected), bin mean"),
+                                 (axes[1], "mb_sim", "MB-SIM of the pair, bin mean")):
+        for j, k in enumerate(ks):
+            for subset, style in (("all", "-"), ("length-matched", "--")):
+                part = calibration[(calibration["models_per_prompt"].astype(str) == k) & (calibration["variable"] == variable)
+                                   & (calibration["pairs"] == subset) & (calibration["decided"] > 0)]
+                if not len(part):
+                    continue
+                ax.errorbar(part["mean_value"] + 0.004 * j, part["agreement"], yerr=_err(part), fmt="o" + style,
+                            color=colours(j), ms=4, capsize=2, lw=1.2, alpha=1.0 if subset == "all" else 0.7,
+                            label=f"K = {k}, {'all pairs' if subset == 'all' else 'length-matched pairs'}")
+        ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_ylim(0, 1.05)
+    axes[0].set_ylabel("P(judge prefers the higher-MB-SUP side)")
+    axes[0].set_title("against the MB-SUP gap", fontsize=10)
+    axes[1].set_title("against MB-SIM", fontsize=10)
+    fig.subplots_adjust(top=0.78)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.85))
+    fig.suptitle(f"When can a ZEBRA label be trusted? {judge}: every pair of judged responses per prompt "
+                 "(counts: agreement_calibration.csv)", fontsize=10, y=0.97)
+    return fig
+
+
+def plot_calibration(calibration: pd.DataFrame, path: str | Path, dpi: int = DPI, judge: str = "the judge") -> Path:
+    return _save(calibration_figure(calibration, judge), path, dpi)

@@ -11,7 +11,7 @@ Two comparisons, each over the models both tables rate (`shared`):
 Per strategy: how many prompts get a pair under both tables, and of those how many keep the same
 (chosen, rejected) models, swap them, or change; Spearman's ρ of MB-SUP over the shared models;
 and, when the pool carries GPT-4 labels (`overall_score`), how often GPT-4 prefers each table's
-chosen response, as `analyze.py agreement` measures it (zebra.analysis.agreement_study: agree /
+chosen response, as `analyze.py agreement` measures it (zebra.agreement.agreement_study: agree /
 decided pairs, bootstrap 95 % interval), over all of a table's pairs and over the prompts where
 the two tables' pairs differ. A long-format pool can be drawn to K responses per prompt (as
 UltraFeedback drew 4 of 17 models) and cut to the judged responses, as the agreement study does.
@@ -100,13 +100,13 @@ def run_study(table: str, paper: str, data: str | None, output: str, strategies:
     """Binarize `data` with both tables (both comparisons, each K of `ks` responses per prompt:
     zebra.pools' draw, None = all), compare, and write `output/study.json`.
 
-    GPT-4 agreement is zebra.analysis.agreement_study's (the README's agreement study): a pair is
+    GPT-4 agreement is zebra.agreement.agreement_study's (the README's agreement study): a pair is
     decided when both responses have a judge label and they differ by more than `min_gap`;
     agreement = agree / decided with a bootstrap 95 % interval.
     """
     from dataclasses import replace
 
-    from zebra.analysis import agreement_study, ratings_frame
+    from zebra.agreement import agreement_study, ratings_frame
     from zebra.data import load_ultrafeedback
     from zebra.pools import PoolOptions
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def check_number(flag: str, value: float | int | None, *, low: float | None = No
         if optional:
             return
         raise SettingError(f"{flag} must be set")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+        # 400 digits pass argparse's int, then float() raised OverflowError: a traceback in every script
+        raise SettingError(f"{flag} is a {len(str(abs(value)))}-digit number, beyond what a float holds; "
+                           f"pass a realistic value{_hint(hint)}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
         raise SettingError(f"{flag} must be {'an integer' if integer else 'a number'}, not {value!r}")
     if not math.isfinite(value):
