@@ -134,7 +134,10 @@ def study_main(argv: list[str]) -> None:
                     "pool counts) as it goes; by default they are only in the runs' .meta.json files")
     args = ap.parse_args(argv)
     if not args.verbose:  # the runs' counts are in their .meta.json files; the summary names them
+        import datasets
+
         logging.getLogger().setLevel(logging.ERROR)
+        datasets.disable_progress_bars()  # `datasets` reading the pool into its cache, once per run
     ks = []
     for v in args.models_per_prompt:
         if v.lower() != "all" and not (v.isdigit() and int(v) >= 2):

@@ -673,6 +673,47 @@ def test_study_runs_on_a_small_pool(tmp_path):
     assert "| all | shared | SUP |" in format_study(result)
 
 
+def test_study_script_is_quiet_unless_verbose(tmp_path):
+    """`build_table.py study` printed ~35 INFO/WARNING lines before its table: now the table, where the
+    details are, and nothing on stderr; --verbose logs the runs' notes as before."""
+    from tests.test_hostile import run_cli
+
+    lines = (ROOT / "data" / "ultrafeedback_sample.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    data = tmp_path / "pool.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["study", "--table", "model_aware/lm_eval_table.csv", "--data", str(data)]
+    code, out, err = run_cli("build_table.py", *args, "--output", str(tmp_path / "quiet"), env={"HF_HUB_OFFLINE": "1"})
+    assert code == 0, err
+    assert err == ""
+    assert "| all | shared | SUP |" in out and f"details in {tmp_path / 'quiet'}: study.json" in out
+    assert (tmp_path / "quiet" / "kall" / "shared" / "a_sup.json.meta.json").is_file()
+    code, out, err = run_cli("build_table.py", *args, "--verbose", "--output", str(tmp_path / "loud"),
+                             env={"HF_HUB_OFFLINE": "1"})
+    assert code == 0, err
+    assert "responses skipped, model not in" in err and "model_aware/benchmark.csv" in err
+    saved = json.loads((tmp_path / "quiet" / "study.json").read_text())
+    assert saved["comparisons"] == json.loads((tmp_path / "loud" / "study.json").read_text())["comparisons"]
+
+
+def test_study_output_may_not_touch_its_inputs(tmp_path):
+    from zebra.lmeval_study import check_study_output
+    from zebra.settings import SettingError
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "a.jsonl").write_text("{}\n")
+    table = tmp_path / "study" / "mine.csv"
+    table.parent.mkdir()
+    table.write_text("Model,x\n")
+    with pytest.raises(SettingError, match="into the input"):
+        check_study_output(pool / "study", [None, str(pool)])  # the pool folder would gain the study's JSON
+    with pytest.raises(SettingError, match="into the input"):
+        check_study_output(tmp_path / "study", [str(table)])  # the table inside the study's folder
+    with pytest.raises(SettingError, match="is a file"):
+        check_study_output(table, [])
+    check_study_output(tmp_path / "elsewhere", [str(table), str(pool), "openbmb/UltraFeedback"])
+
+
 def read_records_count(path):
     return len(json.loads(Path(path).read_text(encoding="utf-8")))
 
