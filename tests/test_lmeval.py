@@ -540,6 +540,12 @@ def test_leaderboard_readme_command(tmp_path):
     assert prov["columns"]["BBH"] == {"metric": "acc_norm_above_chance",
                                       "unit": "fraction of the range above chance (Open LLM Leaderboard v2)"}
     assert prov["columns"]["IFEval"]["metric"] == "prompt_level_strict_acc"
+    # the README's table of the result, to its four printed decimals
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for model in bt.models:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {model} |"))
+        printed = [float(x) for x in row.strip("|").split("|")[1:]]
+        assert printed == [round(float(v), 4) for v in bt.raw[bt.index[model]]], model
 
 
 # ----------------------------------------------------------------------------- writing, round trip
