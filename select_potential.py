@@ -88,9 +88,12 @@ def check_args(args) -> None:
 
 
 def check_device(device: str) -> None:
-    """A CUDA device that this machine has, before the model loads (torch would say so only then)."""
+    """A CUDA (or Apple mps) device that this machine has, before the model loads (torch would say so
+    only then)."""
     import torch
 
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SettingError("--device mps: this machine has no Apple mps device; use --device auto or cpu")
     if not device.startswith("cuda"):
         return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
