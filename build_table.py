@@ -13,6 +13,9 @@ JSON (0.3 and 0.4 formats) and this project's `evaluate.py` summary.json.
     # your pool's models evaluated by this project (evaluate.py --output-dir evals/<model>), plus lm-eval files
     python build_table.py --evaluate evals --lm-eval results/ --missing drop-task --output out/my_table.csv
 
+    # Open LLM Leaderboard v2 runs (`lm_eval --tasks leaderboard`): IFEval, MMLU-Pro, BBH, GPQA, MATH-Lvl-5, MuSR
+    python build_table.py --lm-eval tests/data/lm_eval/leaderboard_v2 --output out/leaderboard_v2_table.csv
+
     # the study in the README: this table vs the paper's on the shipped real pool (AlpacaEval, GPT-4 judged)
     python build_table.py study --table model_aware/lm_eval_table.csv --judged-only --models-per-prompt 4 all \
         --output out/lm_eval_study
@@ -20,15 +23,15 @@ JSON (0.3 and 0.4 formats) and this project's `evaluate.py` summary.json.
 One row per model (its `pretrained=` name, or `--model-names`' name), one column per task, fractions
 in [0, 1] as the files give them. Beside the CSV, `<name>.provenance.json` names the file and JSON
 key of every cell, the settings, and every choice made (counted). Metric per task: METRICS below,
-else `acc`; MMLU groups computed from subjects when a file lacks them (size-weighted, as lm-eval 0.4).
-See zebra/lmeval.py.
+else `acc`; MMLU groups computed from subjects when a file lacks them (size-weighted, as lm-eval 0.4);
+the Open LLM Leaderboard v2's tasks become its six columns. See zebra/lmeval.py.
 """
 
 import argparse
 import logging
 import sys
 
-from zebra import lmeval
+from zebra import lmeval  # the standard library only: --help and a missing package need nothing else
 from zebra.errors import ZebraError
 
 # Metric per task where it is not plain `acc`. acc_norm where the Open LLM Leaderboard (v1) used it
@@ -42,6 +45,19 @@ METRICS = {
     "truthfulqa_mc2": "acc",
     "gsm8k": "exact_match,strict-match",
     "mmlu_pro": "exact_match,custom-extract",
+    # Open LLM Leaderboard v2 (zebra/lmeval_leaderboard.csv): the metrics the leaderboard reads. IFEval is
+    # prompt-level strict, the headline of evaluate.py and of the paper's IFEval column (the leaderboard's
+    # displayed IFEval averages it with instruction-level strict: --metric IFEval=inst_level_strict_acc
+    # picks that one instead). BBH and MuSR: the leaderboard's mean of subtasks normalised above chance.
+    "IFEval": "prompt_level_strict_acc",
+    "MMLU-Pro": "acc",
+    "BBH": "acc_norm_above_chance",
+    "MuSR": "acc_norm_above_chance",
+    "GPQA": "acc_norm",
+    "MATH-Lvl-5": "exact_match",
+    # the same tasks named by their lm-eval names (--tasks leaderboard_ifeval ...)
+    "leaderboard_ifeval": "prompt_level_strict_acc",
+    "leaderboard_arc_challenge": "acc_norm",
 }
 FALLBACK_METRIC = "acc"  # a task with neither an entry above nor `acc` is no column (named in a warning)
 MISSING = "error"  # a missing cell stops the run; drop-task | drop-model | keep are counted choices
@@ -67,17 +83,20 @@ def build_main(argv: list[str]) -> None:
     ap.add_argument("--only-mapped", action="store_true", help="leave out models the --model-names map does not name")
     ap.add_argument("--tasks", default=None, help="comma-separated columns, in order (default: every task found, MMLU subjects as groups)")
     ap.add_argument("--metric", action="append", default=[], metavar="TASK=METRIC",
-                    help="override a task's metric, e.g. arc_challenge=acc (repeatable)")
+                    help="override a task's metric, e.g. arc_challenge=acc or 'arc_*=acc' (repeatable; each must "
+                         "match a column; METRIC,none is METRIC)")
     ap.add_argument("--missing", choices=lmeval.MISSING_POLICIES, default=MISSING, help="(default: %(default)s)")
     ap.add_argument("--on-conflict", choices=lmeval.CONFLICT_POLICIES, default=ON_CONFLICT, help="(default: %(default)s)")
     ap.add_argument("--output", required=True, help="the table, .csv; <stem>.provenance.json goes beside it")
     args = ap.parse_args(argv)
+    # every file the run reads is an input the table or its provenance file must not replace
+    lmeval.check_table_output(args.output, [*args.lm_eval, *args.evaluate, args.model_names])
+    if args.only_mapped and not args.model_names:
+        raise lmeval.ResultFileError("--only-mapped needs --model-names")
+    overrides = lmeval.parse_metric_overrides(args.metric)
 
     files, skipped = lmeval.read_result_files(args.lm_eval, args.evaluate)
     names = lmeval.read_model_names(args.model_names) if args.model_names else {}
-    if args.only_mapped and not names:
-        raise lmeval.ResultFileError("--only-mapped needs --model-names")
-    overrides = lmeval.parse_metric_overrides(args.metric)
     table = lmeval.build_table(
         files, metrics=METRICS, overrides=overrides, fallback=FALLBACK_METRIC, names=names,
         only_mapped=args.only_mapped, tasks=lmeval.parse_task_list(args.tasks), missing=args.missing,
@@ -111,7 +130,14 @@ def study_main(argv: list[str]) -> None:
     ap.add_argument("--min-gap", type=float, default=MIN_GAP, help="a judge-label gap above this decides a pair (default: %(default)s)")
     ap.add_argument("--n-boot", type=int, default=N_BOOT, help="(default: %(default)s)")
     ap.add_argument("--output", required=True, help="folder for both tables' pairs and study.json")
+    ap.add_argument("--verbose", action="store_true", help="log every binarize run's notes (skipped responses by model, "
+                    "pool counts) as it goes; by default they are only in the runs' .meta.json files")
     args = ap.parse_args(argv)
+    if not args.verbose:  # the runs' counts are in their .meta.json files; the summary names them
+        import datasets
+
+        logging.getLogger().setLevel(logging.ERROR)
+        datasets.disable_progress_bars()  # `datasets` reading the pool into its cache, once per run
     ks = []
     for v in args.models_per_prompt:
         if v.lower() != "all" and not (v.isdigit() and int(v) >= 2):
@@ -136,4 +162,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from zebra.cli import main_guard  # Ctrl-C, a missing package: one line
+
+    main_guard(main)

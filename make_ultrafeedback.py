@@ -20,13 +20,8 @@ import json
 import os
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from zebra.data import SAMPLE
 from zebra.errors import ZebraError
-from zebra.records import make_parent, remove_stale_tmp
-from zebra.settings import check_number, check_output_path
-from zebra.synthetic import make_rows
+from zebra.settings import check_number, check_output_path  # the standard library only, like the line above
 
 ROWS = 300  # enough for every strategy to pick among many model pairs, small enough to ship
 SEED = 0
@@ -38,6 +33,8 @@ OUTPUT = "out/ultrafeedback_made_up.jsonl"
 
 def check_settings(args) -> None:
     """Every setting in range and the output writable, before any row is made (zebra.settings)."""
+    from zebra.records import make_parent, remove_stale_tmp  # pyarrow: after main_guard can name it if missing
+
     check_number("--rows", args.rows, low=1, integer=True)
     check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)
     check_number("--response-words", args.response_words, low=1, integer=True)
@@ -64,6 +61,11 @@ def main() -> None:
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
 
+    from tqdm.auto import tqdm
+
+    from zebra.data import SAMPLE
+    from zebra.synthetic import make_rows
+
     out = Path(args.output)
     sample_settings = (ROWS, SEED, RESPONSE_WORDS, AWKWARD_RATE)
     if out.resolve() == SAMPLE.resolve() and (args.rows, args.seed, args.response_words, args.awkward_rate) != sample_settings:
@@ -84,5 +86,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from zebra.cli import main_guard  # Ctrl-C: one line, exit 130
+    from zebra.cli import main_guard  # Ctrl-C, a missing package: one line
     main_guard(main)

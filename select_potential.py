@@ -24,7 +24,10 @@ input order, with `explicit_margin`, `implicit_margin`, `logp_chosen`, `logp_rej
 
 import argparse
 import logging
+import re
 import time
+
+from zebra.settings import SettingError  # the standard library only (a missing package is named in main_guard)
 
 KEEP = 0.4  # seed 004 keeps the top 40 %
 LAMBDA = 1.0  # seed 004's default weight of the implicit term ("rm-logp")
@@ -33,6 +36,7 @@ BATCH_SIZE = 8  # sequences per forward pass; 8 × 1024 tokens × a 128k vocabul
 MAX_LENGTH = 1024  # what train_dpo.py trains on (trl's default), so the margin is over the same tokens
 DEVICE = "auto"  # cuda when there is one
 DTYPE = "auto"  # bfloat16 on GPU, float32 on CPU (log-probs of a 135M model in bf16 are too coarse)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def main() -> None:
@@ -48,7 +52,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="sequences per forward pass (default: %(default)s)")
     ap.add_argument("--max-length", type=int, default=MAX_LENGTH, help="prompt + response tokens (default: %(default)s)")
     ap.add_argument("--device", default=DEVICE, help="auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
-    ap.add_argument("--dtype", default=DTYPE, help="auto, float32, bfloat16, float16 (default: %(default)s)")
+    ap.add_argument("--dtype", default=DTYPE, help=f"{', '.join(DTYPES)} (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N records")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -67,7 +71,8 @@ def main() -> None:
 
 
 def check_args(args) -> None:
-    """Refuse NaN/inf and out-of-range numbers, naming the flag, before the model loads (zebra.settings)."""
+    """Refuse NaN/inf and out-of-range numbers, and a --dtype or --device that cannot be, naming the
+    flag, before the model loads (zebra.settings)."""
     from zebra.settings import check_number
 
     check_number("--keep", args.keep, low=0, high=1, low_open=True, hint="the seed keeps 0.4")
@@ -76,11 +81,55 @@ def check_args(args) -> None:
     check_number("--batch-size", args.batch_size, low=1, integer=True)
     check_number("--max-length", args.max_length, low=2, integer=True)
     check_number("--limit", args.limit, low=1, integer=True, optional=True)
+    if args.dtype not in DTYPES:
+        raise SettingError(f"--dtype must be one of {', '.join(DTYPES)}, not {args.dtype!r}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+        raise SettingError(f"--device {args.device!r}: give auto, cpu, cuda, cuda:N or mps")
+
+
+def check_device(device: str) -> None:
+    """A CUDA (or Apple mps) device that this machine has, before the model loads (torch would say so
+    only then)."""
+    import torch
+
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SettingError("--device mps: this machine has no Apple mps device; use --device auto or cpu")
+    if not device.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        have = "no CUDA device" if count == 0 else f"{count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        raise SettingError(f"--device {device}: this machine has {have}; use --device auto or cpu")
+
+
+ADDED = ("explicit_margin", "implicit_margin", "logp_chosen", "logp_rejected", "alignment_potential")  # floats
+
+
+def parquet_extra_fields(records: list[dict], output: str, known: set[str]) -> list[tuple[str, object]]:
+    """The Arrow type of each field beyond the binarize schema, which Parquet needs (e.g. the
+    baseline's scores); .json and .jsonl write every record as it was read and need none. A field
+    whose values have several types has no Parquet column: refused before the model loads."""
+    import pyarrow as pa
+
+    if not output.lower().endswith(".parquet"):
+        return []
+    fields = [(k, pa.float64()) for k in ADDED]
+    for k in dict.fromkeys(k for r in records for k in r if k not in known and k not in ADDED):
+        values = [r.get(k) for r in records]
+        try:
+            kind = pa.array(values).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            types = sorted({type(v).__name__ for v in values if v is not None})
+            raise SettingError(f"--output {output}: field {k!r} holds values of several types ({', '.join(types)}) "
+                               "across records, and a Parquet column has one type; write .json or .jsonl to keep "
+                               "it as it is") from None
+        fields.append((k, pa.float64() if pa.types.is_null(kind) else kind))
+    return fields
 
 
 def run(args) -> dict:
     import numpy as np
-    import pyarrow as pa
     import torch
 
     from zebra import potential
@@ -88,6 +137,7 @@ def run(args) -> dict:
     from zebra.models import load_model_and_tokenizer, set_chat_template
     from zebra.records import SCHEMA, RecordWriter, check_output, read_records
     from zebra.settings import check_output_path
+    from zebra.training import check_model_source
 
     for path in (args.output, f"{args.output}.meta.json"):
         check_output_path(path, [args.data])
@@ -96,7 +146,13 @@ def run(args) -> dict:
     records = read_records(args.data)[: args.limit]
     if not records:
         raise ZebraError(f"{args.data}: no records")
+    # everything about the records and flags is checked before the model loads (minutes on a CPU)
+    potential.check_records(records, args.data)
+    potential.check_lambda(args.lam, len(records))
     explicit, source = potential.explicit_margins(records, args.explicit)
+    extra_fields = parquet_extra_fields(records, args.output, known=set(SCHEMA.names))
+    check_device(args.device)
+    check_model_source(args.model, args.gguf_file)
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     dtype = ("bfloat16" if device.startswith("cuda") else "float32") if args.dtype == "auto" else args.dtype
@@ -117,13 +173,6 @@ def run(args) -> dict:
         out.append({**records[j], "explicit_margin": clean(explicit[j]), "implicit_margin": clean(implicit["implicit_margin"][j]),
                     "logp_chosen": clean(implicit["logp_chosen"][j]), "logp_rejected": clean(implicit["logp_rejected"][j]),
                     "alignment_potential": clean(m_ap[j])})
-    # Parquet needs a type for every field beyond the binarize schema (e.g. the baseline's scores)
-    known = set(SCHEMA.names)
-    extra = {k: None for r in out for k in r if k not in known}
-    extra_fields = []
-    for k in extra:
-        dtype_k = pa.array([r.get(k) for r in out]).type
-        extra_fields.append((k, pa.float64() if pa.types.is_null(dtype_k) else dtype_k))
     with RecordWriter(args.output, extra_fields, deferred=True) as writer:  # renamed with its meta: commit below
         writer.write(out)
 

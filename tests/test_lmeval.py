@@ -24,6 +24,9 @@ V03_CHAT = UF / "lmeval_v0.3" / "Llama-2-7b-chat-hf" / "gpt4all.json"
 V03_MMLU = FIX / "lmeval_v0.3" / "llama-7B" / "llama-7B_mmlu_5-shot.json"
 V04 = FIX / "lmeval_v0.4" / "Qwen2.5-1.5B" / "results_2025-03-03T00-05-12.300060.json"
 PYTHIA = FIX / "lmeval_v0.3" / "pythia-12b"
+V2 = FIX / "leaderboard_v2"  # two real Open LLM Leaderboard v2 runs (tests/data/lm_eval/SOURCE.md)
+V2_1B = V2 / "pythia-1b" / "results_2025-01-27T10-10-36.877664.json"
+V2_COLUMNS = ["BBH", "GPQA", "IFEval", "MATH-Lvl-5", "MMLU-Pro", "MuSR"]
 METRICS = {"arc_challenge": "acc_norm", "hellaswag": "acc_norm", "ifeval": "prompt_level_strict_acc"}
 
 
@@ -180,7 +183,8 @@ def test_task_without_acc_is_no_column_and_is_named():
     b = parsed("org/b", {"crows": {"pct_stereotype": 0.5}, "piqa": {"acc": 0.8}})
     table = build([a, b])
     assert table.tasks == ["piqa"] and table.counts["tasks_without_metric"] == 1
-    assert any("task crows: no 'acc'" in n for n in table.notes)
+    # one line for all such tasks (a leaderboard-style file has dozens), naming each
+    assert "1 task(s) with no 'acc' and no default metric are not columns: crows" in table.notes[-1]
 
 
 def test_default_metric_missing_in_one_file_leaves_the_cell_missing():
@@ -202,10 +206,10 @@ def test_names_map_full_name_and_last_part(tmp_path):
     assert lmeval.map_model_name("meta-llama/Llama-2-7b-chat-hf", names) == "llama-2-7b-chat"
     assert lmeval.map_model_name("/models/Llama-2-7b-chat-hf", {"Llama-2-7b-chat-hf": "x"}) == "x"
     assert lmeval.map_model_name("org/unknown", names) is None
-    # the AlpacaEval pool's map has the same format
-    alpaca = Path("/work/shared/realdata/alpaca_eval/model_names.csv")
-    if alpaca.is_file():
-        assert lmeval.read_model_names(alpaca)["oasst-sft-pythia-12b"] == "pythia-12b"
+    # the shipped AlpacaEval pool's map has the same format (a path in the repository: the test
+    # used to read a copy outside it and passed silently when that was missing)
+    alpaca = ROOT / "data" / "alpaca_eval" / "model_names.csv"
+    assert lmeval.read_model_names(alpaca)["oasst-sft-pythia-12b"] == "pythia-12b"
 
 
 def test_only_mapped_and_row_order(tmp_path):
@@ -352,6 +356,198 @@ def test_evaluate_and_lm_eval_mixed_column_is_noted(tmp_path):
     assert any("column arc_challenge mixes metrics {'acc_norm': 1, 'accuracy': 1}" in n for n in table.notes)
 
 
+# ----------------------------------------------------------------------------- Open LLM Leaderboard v2
+
+
+def defaults():
+    """build_table.py's constants block (METRICS, FALLBACK_METRIC): what a user of the script gets."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_table_script", ROOT / "build_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # nothing runs at import: main() is behind __main__
+    return module.METRICS, module.FALLBACK_METRIC
+
+
+def v2_file(subtasks: dict[str, float], model="org/m", extra=None) -> dict:
+    """A Leaderboard v2 results file in lm-eval 0.4's shape: leaderboard task → `metric,none` value."""
+    lb = lmeval.read_leaderboard_table()
+    metric = {m.task: m.metric for members in lb.values() for m in members}
+    results = {t: {f"{metric[t]},none": v, f"{metric[t]}_stderr,none": "N/A", "alias": f" - {t}"}
+               for t, v in subtasks.items()}
+    results.update(extra or {})
+    return {"results": results, "group_subtasks": {t: [] for t in results}, "configs": {}, "versions": {},
+            "n-shot": {}, "higher_is_better": {}, "n-samples": {}, "config": {"model_args": f"pretrained={model}"}}
+
+
+def at_chance(column: str) -> dict[str, float]:
+    """Every member task of a column scoring exactly its chance level (1/choices)."""
+    return {m.task: (1 / m.choices if m.choices > 1 else 0.0) for m in lmeval.read_leaderboard_table()[column]}
+
+
+def test_leaderboard_v2_folder_becomes_the_six_columns():
+    """Today's most common lm-eval files: two real leaderboard runs → IFEval, MMLU-Pro and the four others."""
+    metrics, fallback = defaults()
+    files, skipped = lmeval.read_result_files([V2])
+    assert skipped == [] and [f.format for f in files] == [lmeval.FORMAT_V04] * 2
+    table = lmeval.build_table(files, metrics=metrics, fallback=fallback)
+    assert table.tasks == V2_COLUMNS and table.models == ["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1b"]
+    raw = load(V2_1B)["results"]
+    m = "EleutherAI/pythia-1b"
+    assert table.value(m, "IFEval") == raw["leaderboard_ifeval"]["prompt_level_strict_acc,none"] == 0.16820702402957485
+    assert table.cells[(m, "IFEval")].key == 'results["leaderboard_ifeval"]["prompt_level_strict_acc,none"]'
+    assert table.value(m, "MMLU-Pro") == raw["leaderboard_mmlu_pro"]["acc,none"] == 0.11361369680851063
+    # GPQA and MATH: lm-eval's own group values (size-weighted), which the file also carries
+    assert table.value(m, "GPQA") == pytest.approx(raw["leaderboard_gpqa"]["acc_norm,none"], abs=1e-12)
+    assert table.value(m, "MATH-Lvl-5") == pytest.approx(raw["leaderboard_math_hard"]["exact_match,none"], abs=1e-12)
+    assert table.cells[(m, "BBH")].metric == table.cells[(m, "MuSR")].metric == "acc_norm_above_chance"
+    assert table.counts["tasks_without_metric"] == 0 and not table.notes  # the 38 warnings of issue 24 are gone
+
+
+def test_leaderboard_groups_reproduce_lm_eval_from_the_shipped_sizes():
+    """The sizes in lmeval_leaderboard.csv give lm-eval's size-weighted group rows of both real runs
+    to 1e-12; the unweighted mean would not (so the test tells the two apart)."""
+    lb = lmeval.read_leaderboard_table()
+    groups = {"BBH": "leaderboard_bbh", "GPQA": "leaderboard_gpqa", "MATH-Lvl-5": "leaderboard_math_hard",
+              "MuSR": "leaderboard_musr"}
+    for path in sorted(V2.rglob("*.json")):
+        raw = load(path)["results"]
+        for column, group in groups.items():
+            members = lb[column]
+            metric = f"{members[0].metric},none"
+            values = [raw[m.task][metric] for m in members]
+            weighted = sum(v * m.n for v, m in zip(values, members)) / sum(m.n for m in members)
+            assert weighted == pytest.approx(raw[group][metric], abs=1e-12), (path.name, column)
+            if column in ("BBH", "GPQA", "MuSR"):
+                assert abs(np.mean(values) - raw[group][metric]) > 1e-4, (path.name, column)
+    assert [len(lb[c]) for c in ("BBH", "GPQA", "MATH-Lvl-5", "MuSR", "IFEval", "MMLU-Pro")] == [24, 3, 7, 3, 1, 1]
+
+
+def test_above_chance_is_the_leaderboards_normalisation():
+    """The worked examples of huggingface/leaderboards' normalization.md (GPQA 0.6 → 46.67; MuSR 0.7,
+    0.4, 0.6 with 2, 5, 3 choices → 40, 25, 40, mean 35), and the clip at chance."""
+    assert lmeval.above_chance(0.6, 4) == pytest.approx(0.4666666, abs=1e-6)
+    musr = [lmeval.above_chance(v, k) for v, k in ((0.7, 2), (0.4, 5), (0.6, 3))]
+    assert musr == pytest.approx([0.4, 0.25, 0.4]) and np.mean(musr) == pytest.approx(0.35)
+    assert lmeval.above_chance(0.1, 4) == 0.0 and lmeval.above_chance(0.25, 4) == 0.0
+    assert lmeval.above_chance(0.03, 0) == 0.03  # generative: chance 0, the score as it is
+
+
+def test_bbh_and_musr_by_hand():
+    """BBH: every subtask at chance but boolean_expressions (2 choices) at 1.0 and object_counting (19
+    choices) at 0, below chance: (1 + 0 + 22 × 0) / 24 — unweighted (causal_judgement's 187 questions
+    count as much as 250), clipped (object_counting would be −0.056 unclipped). MuSR by hand: 0.75 of 2
+    → 0.5, 0.6 of 5 → 0.5, 0.2 of 3 → 0: mean 1/3."""
+    bbh = at_chance("BBH")
+    bbh["leaderboard_bbh_boolean_expressions"] = 1.0
+    bbh["leaderboard_bbh_object_counting"] = 0.0
+    musr = {"leaderboard_musr_murder_mysteries": 0.75, "leaderboard_musr_object_placements": 0.6,
+            "leaderboard_musr_team_allocation": 0.2}
+    rf = lmeval.parse_lm_eval(v2_file({**bbh, **musr}), "m.json")
+    agg = lmeval.aggregate_leaderboard(rf.tasks, lmeval.read_leaderboard_table(), "m.json")
+    assert set(agg) == {"BBH", "MuSR"}
+    assert agg["BBH"]["acc_norm_above_chance"].value == pytest.approx(1 / 24, abs=1e-15)
+    assert agg["MuSR"]["acc_norm_above_chance"].value == pytest.approx(1 / 3, abs=1e-15)
+    assert "normalised above chance" in agg["BBH"]["acc_norm_above_chance"].key
+
+
+def test_partial_leaderboard_group_is_not_a_column(caplog):
+    bbh = at_chance("BBH")
+    del bbh["leaderboard_bbh_navigate"]
+    rf = lmeval.parse_lm_eval(v2_file({**bbh, "leaderboard_mmlu_pro": 0.3}), "p.json")
+    agg = lmeval.aggregate_leaderboard(rf.tasks, lmeval.read_leaderboard_table(), "p.json")
+    assert set(agg) == {"MMLU-Pro"}
+    assert "p.json: BBH has 23 of its 24 leaderboard tasks with acc_norm; the column is not computed" in caplog.text
+
+
+def v2_files():
+    return lmeval.read_result_files([V2])[0]
+
+
+def test_metric_with_or_without_the_none_filter():
+    metrics, fallback = defaults()
+    for given in ("inst_level_strict_acc", "inst_level_strict_acc,none"):
+        table = lmeval.build_table(v2_files(), metrics=metrics, fallback=fallback,
+                                   overrides=lmeval.parse_metric_overrides([f"IFEval={given}"]))
+        assert table.value("EleutherAI/pythia-1b", "IFEval") == 0.2733812949640288
+        assert table.cells[("EleutherAI/pythia-1b", "IFEval")].metric == "inst_level_strict_acc"
+    # the defaults may be written either way too
+    table = lmeval.build_table(v2_files(), metrics={**metrics, "IFEval": "prompt_level_loose_acc,none"}, fallback=fallback)
+    assert table.value("EleutherAI/pythia-1b", "IFEval") == 0.1756007393715342
+    assert lmeval.parse_metric_overrides(["gsm8k=exact_match,strict-match"]) == {"gsm8k": "exact_match,strict-match"}
+
+
+def test_metric_patterns_work_on_columns():
+    """A `*` key names every column it matches: here two leaderboard subtasks made columns by --tasks."""
+    metrics, fallback = defaults()
+    tasks = ["leaderboard_bbh_navigate", "leaderboard_bbh_snarks", "IFEval"]
+    table = lmeval.build_table(v2_files(), metrics=metrics, fallback=fallback, tasks=tasks,
+                               overrides=lmeval.parse_metric_overrides(["leaderboard_bbh_*=acc_norm"]))
+    assert table.tasks == tasks
+    assert table.value("EleutherAI/pythia-1b", "leaderboard_bbh_snarks") == 0.5393258426966292
+    files, _ = lmeval.read_result_files([V03_CHAT])
+    arc = build(files, overrides=lmeval.parse_metric_overrides(["arc_*=acc"]))
+    raw = load(V03_CHAT)["results"]
+    assert arc.value(arc.models[0], "arc_challenge") == raw["arc_challenge"]["acc"]  # not the default acc_norm
+    assert arc.cells[(arc.models[0], "arc_easy")].metric == "acc"
+
+
+@pytest.mark.parametrize("flags,match", [
+    # a pattern that reaches only subtasks aggregated into a column: silently ignored before
+    (["leaderboard_bbh_*=acc_norm"], r"--metric leaderboard_bbh_\*=acc_norm matches no column \(it matches 24 task\(s\) "
+                                     r"that are no columns \(leaderboard_bbh_boolean_expressions, .*name them in --tasks"),
+    (["mmlu_pro=acc"], r"--metric mmlu_pro=acc matches no column \(no file has such a task\); the columns are BBH, GPQA, "
+                       r"IFEval, MATH-Lvl-5, MMLU-Pro, MuSR"),
+    (["MMLU*=acc", "*-Pro=f1"], r"task MMLU-Pro matches MMLU\*=acc, \*-Pro=f1, which name different metrics"),
+    (["IFEval=acc"], r"IFEval has no metric 'acc' \(--metric\); it has inst_level_loose_acc"),
+])
+def test_refused_metric_forms(flags, match):
+    metrics, fallback = defaults()
+    with pytest.raises(lmeval.ResultFileError, match=match):
+        lmeval.build_table(v2_files(), metrics=metrics, fallback=fallback, overrides=lmeval.parse_metric_overrides(flags))
+
+
+def test_refused_metric_flag_syntax():
+    with pytest.raises(lmeval.ResultFileError, match="write TASK=METRIC"):
+        lmeval.parse_metric_overrides(["IFEval=,none"])
+    with pytest.raises(lmeval.ResultFileError, match="given twice"):
+        lmeval.parse_metric_overrides(["IFEval=acc", "IFEval=f1"])
+
+
+def test_tasks_errors_name_what_the_files_have():
+    metrics, fallback = defaults()
+    with pytest.raises(lmeval.ResultFileError) as err:
+        lmeval.build_table(v2_files(), metrics=metrics, fallback=fallback, tasks=["mmlu_pro"])
+    assert str(err.value) == ("--tasks 'mmlu_pro': no file has it; the files have BBH, GPQA, IFEval, MATH-Lvl-5, "
+                              "MMLU-Pro, MuSR (and 44 subtasks that feed those columns, e.g. MMLU subjects or Open LLM "
+                              "Leaderboard tasks; --tasks can name them too)")
+    with pytest.raises(lmeval.ResultFileError, match=r"--tasks 'leaderboard_gpqa_main': no file has its metric "
+                                                     r"\(they give acc_norm\); choose one with --metric"):
+        lmeval.build_table(v2_files(), metrics=metrics, fallback=fallback, tasks=["leaderboard_gpqa_main"])
+
+
+def test_leaderboard_readme_command(tmp_path):
+    """The README's one command: a v2 results folder → a table with IFEval and MMLU-Pro columns that
+    read_benchmark takes."""
+    out = tmp_path / "v2.csv"
+    proc = run_script("--lm-eval", "tests/data/lm_eval/leaderboard_v2", "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"wrote {out}: 2 models x 6 tasks (BBH, GPQA, IFEval, MATH-Lvl-5, MMLU-Pro, MuSR)")
+    assert "WARNING" not in proc.stderr
+    bt = read_benchmark(out)
+    assert list(bt.benchmarks) == V2_COLUMNS and list(bt.models) == ["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1b"]
+    prov = json.loads((tmp_path / "v2.provenance.json").read_text())
+    assert prov["columns"]["BBH"] == {"metric": "acc_norm_above_chance",
+                                      "unit": "fraction of the range above chance (Open LLM Leaderboard v2)"}
+    assert prov["columns"]["IFEval"]["metric"] == "prompt_level_strict_acc"
+    # the README's table of the result, to its four printed decimals
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for model in bt.models:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {model} |"))
+        printed = [float(x) for x in row.strip("|").split("|")[1:]]
+        assert printed == [round(float(v), 4) for v in bt.raw[bt.index[model]]], model
+
+
 # ----------------------------------------------------------------------------- writing, round trip
 
 
@@ -481,6 +677,47 @@ def test_study_runs_on_a_small_pool(tmp_path):
     # the shared comparison: the same 8 models in both runs, so only the scores differ
     assert read_benchmark(tmp_path / "study" / "tables" / "b_shared.csv").models == tuple(saved["shared_models"])
     assert "| all | shared | SUP |" in format_study(result)
+
+
+def test_study_script_is_quiet_unless_verbose(tmp_path):
+    """`build_table.py study` printed ~35 INFO/WARNING lines before its table: now the table, where the
+    details are, and nothing on stderr; --verbose logs the runs' notes as before."""
+    from tests.test_hostile import run_cli
+
+    lines = (ROOT / "data" / "ultrafeedback_sample.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    data = tmp_path / "pool.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["study", "--table", "model_aware/lm_eval_table.csv", "--data", str(data)]
+    code, out, err = run_cli("build_table.py", *args, "--output", str(tmp_path / "quiet"), env={"HF_HUB_OFFLINE": "1"})
+    assert code == 0, err
+    assert err == ""
+    assert "| all | shared | SUP |" in out and f"details in {tmp_path / 'quiet'}: study.json" in out
+    assert (tmp_path / "quiet" / "kall" / "shared" / "a_sup.json.meta.json").is_file()
+    code, out, err = run_cli("build_table.py", *args, "--verbose", "--output", str(tmp_path / "loud"),
+                             env={"HF_HUB_OFFLINE": "1"})
+    assert code == 0, err
+    assert "responses skipped, model not in" in err and "model_aware/benchmark.csv" in err
+    saved = json.loads((tmp_path / "quiet" / "study.json").read_text())
+    assert saved["comparisons"] == json.loads((tmp_path / "loud" / "study.json").read_text())["comparisons"]
+
+
+def test_study_output_may_not_touch_its_inputs(tmp_path):
+    from zebra.lmeval_study import check_study_output
+    from zebra.settings import SettingError
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "a.jsonl").write_text("{}\n")
+    table = tmp_path / "study" / "mine.csv"
+    table.parent.mkdir()
+    table.write_text("Model,x\n")
+    with pytest.raises(SettingError, match="into the input"):
+        check_study_output(pool / "study", [None, str(pool)])  # the pool folder would gain the study's JSON
+    with pytest.raises(SettingError, match="into the input"):
+        check_study_output(tmp_path / "study", [str(table)])  # the table inside the study's folder
+    with pytest.raises(SettingError, match="is a file"):
+        check_study_output(table, [])
+    check_study_output(tmp_path / "elsewhere", [str(table), str(pool), "openbmb/UltraFeedback"])
 
 
 def read_records_count(path):

@@ -20,16 +20,29 @@ INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a job stopped by Ctr
 
 
 def main_guard(main: Callable[[], Any]) -> None:
-    """Run a script's `main()`; Ctrl-C stops it with one line and exit 130 instead of a traceback.
+    """Run a script's `main()`; Ctrl-C stops it with one line and exit 130 instead of a traceback,
+    and so does a missing third-party package (exit 1), naming it and the set-up command.
 
-    Every top-level script ends with `cli.main_guard(main)`. Outputs are written to temporary
-    files and renamed only when complete (zebra.records), so an interrupted run leaves none.
+    Every top-level script ends with `cli.main_guard(main)` and imports its third-party packages
+    inside `main()`, so both reach this. Outputs are written to temporary files and renamed only
+    when complete (zebra.records), so an interrupted run leaves none.
     """
     try:
         main()
     except KeyboardInterrupt:
         sys.stderr.write(f"\ninterrupted: {Path(sys.argv[0]).name} stopped by Ctrl-C before finishing\n")
         raise SystemExit(INTERRUPTED) from None
+    except ModuleNotFoundError as err:
+        if not err.name or err.name.split(".")[0] == "zebra":
+            raise  # a module of this project missing is a broken checkout, not a set-up step
+        raise SystemExit(missing_package_message(err.name)) from None
+
+
+def missing_package_message(module: str) -> str:
+    """The one line for a third-party module this Python lacks (the usual cause: the system Python
+    instead of the project's .venv, which `make setup` fills from requirements.txt)."""
+    return (f"error: this Python ({sys.executable}) has no module {module.split('.')[0]!r}; set up once with "
+            "`make setup`, then run the scripts with .venv/bin/python (or `source .venv/bin/activate` first)")
 
 
 def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, max_entropy: float | None,

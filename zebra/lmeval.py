@@ -15,6 +15,16 @@ Formats read:
   (`mmlu`, `mmlu_stem`, …) appear beside their subtasks.
 - evaluate.py: `run` (model, method, strategy) and `results` → benchmark → `accuracy` (the
   headline, named by `metric`), plus IFEval's four official metrics.
+- Open LLM Leaderboard v2 (`lm_eval --tasks leaderboard`, the 0.4 format): its 39 tasks become six
+  columns (`aggregate_leaderboard`, members in `lmeval_leaderboard.csv`). IFEval and MMLU-Pro are
+  `leaderboard_ifeval` and `leaderboard_mmlu_pro` as they are (prompt-level strict, `acc`), the
+  accuracies the paper's columns hold. GPQA and MATH-Lvl-5 are their subtasks' size-weighted mean,
+  lm-eval's own group rule (`weight_by_size: true`); the leaderboard's normalisation of one pooled
+  accuracy above chance is an affine map that ZEBRA's min–max normalisation undoes (up to the clip
+  at chance), so the raw accuracy is kept. BBH and MuSR are the leaderboard's score: each subtask
+  normalised above its chance level 1/choices, clipped at 0, then averaged unweighted. Their
+  subtasks have different chance levels (2 to 19 choices), so here the normalisation changes the
+  weighting and is kept (metric `acc_norm_above_chance`).
 
 MMLU groups. When a file holds all subjects of a group but not the group itself (every 0.3
 file; a 0.4 run of the subjects alone), the group is computed as lm-eval 0.4 computes it: the mean
@@ -28,6 +38,7 @@ subject missing is not computed (a partial mean is not that group's score).
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import logging
 import math
@@ -39,11 +50,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from zebra.errors import ZebraError
-from zebra.records import make_parent
 
 log = logging.getLogger(__name__)
 
 MMLU_TABLE = Path(__file__).with_name("lmeval_mmlu.csv")
+LEADERBOARD_TABLE = Path(__file__).with_name("lmeval_leaderboard.csv")
+# lm-eval's own rows for the leaderboard groups: mixtures (`leaderboard` averages every metric of every
+# task) or size-weighted raw means; the columns above replace them, so they are no columns by default
+LEADERBOARD_GROUPS = ("leaderboard", "leaderboard_bbh", "leaderboard_gpqa", "leaderboard_math_hard", "leaderboard_musr")
+ABOVE_CHANCE = "acc_norm_above_chance"  # the leaderboard's normalised score of BBH and MuSR
 MMLU_GROUPS = ("mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other")
 # ZEBRA reads a higher score as better; these metrics go the other way and cannot be a column.
 LOWER_IS_BETTER = {"perplexity", "ppl", "word_perplexity", "byte_perplexity", "bits_per_byte", "likelihood_difference"}
@@ -146,14 +161,108 @@ def aggregate_mmlu(
     return out
 
 
+# ----------------------------------------------------------------------------- Open LLM Leaderboard v2
+
+
+@dataclass(frozen=True)
+class LeaderboardTask:
+    task: str
+    column: str
+    metric: str
+    choices: int  # 0: generative, chance 0
+    n: int
+
+
+def read_leaderboard_table(path: str | Path = LEADERBOARD_TABLE) -> dict[str, list[LeaderboardTask]]:
+    """column → its member tasks, from the shipped `lmeval_leaderboard.csv`."""
+    with open(path, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    out: dict[str, list[LeaderboardTask]] = defaultdict(list)
+    for r in rows:
+        out[r["column"]].append(LeaderboardTask(r["task"], r["column"], r["metric"], int(r["choices"]), int(r["n"])))
+    return dict(out)
+
+
+def above_chance(value: float, choices: int) -> float:
+    """The leaderboard's normalised score: (x − 1/k)/(1 − 1/k), 0 below chance (huggingface/leaderboards,
+    normalization.md); a generative task (k = 0) has chance 0 and keeps its score."""
+    if choices <= 1:
+        return value
+    chance = 1.0 / choices
+    return max(0.0, (value - chance) / (1.0 - chance))
+
+
+def aggregate_leaderboard(
+    tasks: Mapping[str, Mapping[str, Score]], table: Mapping[str, Sequence[LeaderboardTask]], path: str = "<file>"
+) -> dict[str, dict[str, Score]]:
+    """The six Leaderboard v2 columns of one file (module docstring), each only when every member
+    task has its metric; a partial group is named in a warning and not computed."""
+    out: dict[str, dict[str, Score]] = {}
+    for column, members in table.items():
+        present = [m for m in members if m.metric in tasks.get(m.task, {})]
+        if len(present) < len(members):
+            if present or any(m.task in tasks for m in members):
+                log.warning("%s: %s has %d of its %d leaderboard tasks with %s; the column is not computed",
+                            path, column, len(present), len(members), members[0].metric)
+            continue
+        if column in tasks:
+            continue  # a task of that name in the file itself is kept as the file gives it
+        scores = [tasks[m.task][m.metric].value for m in members]
+        first = tasks[members[0].task][members[0].metric].key
+        if len(members) == 1:
+            out[column] = {k: Score(s.value, s.key) for k, s in tasks[members[0].task].items()}
+        elif all(m.choices == members[0].choices for m in members):  # GPQA, MATH: one chance level
+            total = sum(m.n for m in members)
+            value = sum(v * m.n for v, m in zip(scores, members)) / total
+            out[column] = {members[0].metric: Score(value, f"size-weighted mean of {len(members)} leaderboard tasks' "
+                                                           f"{members[0].metric}, as lm-eval's group (e.g. {first}; "
+                                                           "sizes: lmeval_leaderboard.csv)")}
+        else:  # BBH, MuSR: chance levels differ, the leaderboard's normalised mean
+            value = sum(above_chance(v, m.choices) for v, m in zip(scores, members)) / len(members)
+            out[column] = {ABOVE_CHANCE: Score(value, f"mean of {len(members)} leaderboard tasks' {members[0].metric}, "
+                                                      "each normalised above chance 1/choices and clipped at 0, as the "
+                                                      f"Open LLM Leaderboard v2 (e.g. {first}; choices: lmeval_leaderboard.csv)")}
+    return out
+
+
+def leaderboard_parts(table: Mapping[str, Sequence[LeaderboardTask]]) -> frozenset[str]:
+    """Tasks that feed a leaderboard column, and lm-eval's rows for their groups: no columns of their own."""
+    return frozenset({m.task for members in table.values() for m in members} | set(LEADERBOARD_GROUPS))
+
+
 # ----------------------------------------------------------------------------- parsing
+
+
+def _model_name(value: Any, path: str, where: str) -> str | None:
+    """A model name from the file: text, or None when absent; anything else would become a row
+    named after its repr (a dict gave a row `{'a': 1}`)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ResultFileError(f"{path}: {where} is {_short(value)}, not a model name; name the model with "
+                              "--model-names or fix the file")
+    return str(value).strip() or None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _mapping(data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    """data[key] as an object ({} when absent or null), else a one-line error naming it."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ResultFileError(f"{path}: `{key}` is {_short(value)}, not a JSON object")
+    return value
 
 
 def model_from_args(model_args: Any, path: str) -> str | None:
     """`pretrained=` from lm-eval's `model_args` (a `k=v,k=v` string, or a dict in newer 0.4)."""
-    if isinstance(model_args, dict):
-        value = model_args.get("pretrained")
-        return str(value).strip() or None if value is not None else None
+    if isinstance(model_args, Mapping):
+        return _model_name(model_args.get("pretrained"), path, "config.model_args pretrained=")
     if not isinstance(model_args, str):
         return None
     for part in model_args.split(","):
@@ -184,8 +293,8 @@ def parse_lm_eval(data: Mapping[str, Any], path: str) -> ResultFile:
         raise ResultFileError(f"{path}: the old Open LLM Leaderboard format (`harness|task|shots`) is not read; use lm-eval's own output")
     if not isinstance(results, Mapping) or not results:
         raise ResultFileError(f"{path}: no `results` object; not an lm-evaluation-harness results file")
-    config = data.get("config") or {}
-    model = model_from_args(config.get("model_args"), path) or (str(data["model_name"]) if data.get("model_name") else None)
+    config = _mapping(data, "config", path)
+    model = model_from_args(config.get("model_args"), path) or _model_name(data.get("model_name"), path, "`model_name`")
     if not model:
         raise ResultFileError(
             f"{path}: config.model_args has no pretrained= ({config.get('model_args')!r}); cannot name the model"
@@ -209,7 +318,7 @@ def parse_lm_eval(data: Mapping[str, Any], path: str) -> ResultFile:
             _check_value(value, path, key, metric)
             tasks.setdefault(task, {})[metric] = Score(value, key)
     lower = set()
-    for task, flags in (data.get("higher_is_better") or {}).items():
+    for task, flags in _mapping(data, "higher_is_better", path).items():
         if isinstance(flags, Mapping):
             lower.update((mmlu_subtask_name(task), m) for m, up in flags.items() if up is False)
     return ResultFile(path, fmt, model, tasks, frozenset(lower))
@@ -221,11 +330,13 @@ def parse_evaluate_summary(data: Mapping[str, Any], path: str) -> ResultFile:
     results = data.get("results") if isinstance(data, Mapping) else None
     if not isinstance(results, Mapping):
         raise ResultFileError(f"{path}: no `results` object; not an evaluate.py summary.json")
-    run = data.get("run") or {}
-    model = str(run.get("model") or (data.get("settings") or {}).get("model") or "").strip()
+    run, settings = _mapping(data, "run", path), _mapping(data, "settings", path)
+    model = (_model_name(run.get("model"), path, "run.model") or _model_name(settings.get("model"), path, "settings.model")
+             or "")
     if not model:
         raise ResultFileError(f"{path}: no run.model or settings.model; cannot name the model")
-    method, strategy = str(run.get("method") or "base"), str(run.get("strategy") or "none")
+    method = _model_name(run.get("method"), path, "run.method") or "base"
+    strategy = _model_name(run.get("strategy"), path, "run.strategy") or "none"
     if method != "base" or strategy != "none":
         model = f"{model}+{method}-{strategy}"
     if data.get("finished") is False:
@@ -280,6 +391,7 @@ def read_result_files(
     must parse.
     """
     groups = read_mmlu_groups()
+    leaderboard = read_leaderboard_table()
     out: list[ResultFile] = []
     skipped: list[str] = []
     for spec in lm_eval:
@@ -291,6 +403,7 @@ def read_result_files(
                 continue
             rf = parse_lm_eval(data, str(p))
             rf.tasks.update(aggregate_mmlu(rf.tasks, groups, str(p)))
+            rf.tasks.update(aggregate_leaderboard(rf.tasks, leaderboard, str(p)))
             out.append(rf)
     for spec in evaluate:
         paths, _ = _files(spec, "summary.json", "evaluate.py --output-dir folders")
@@ -330,15 +443,46 @@ def map_model_name(source: str, names: Mapping[str, str]) -> str | None:
     return names.get(tail)
 
 
+def metric_name(metric: str) -> str:
+    """A metric as this module names it: lm-eval 0.4's `acc,none` is `acc` (the filter `none` is
+    dropped when files are read), any other filter stays (`exact_match,strict-match`)."""
+    name, _, filt = metric.strip().partition(",")
+    return name.strip() if filt.strip() in ("", "none") else f"{name.strip()},{filt.strip()}"
+
+
+def is_pattern(task: str) -> bool:
+    """A `--metric` key with shell-style wildcards (`leaderboard_bbh_*`) names every task it matches."""
+    return any(c in task for c in "*?[")
+
+
 def parse_metric_overrides(items: Iterable[str]) -> dict[str, str]:
-    """`--metric TASK=METRIC` flags → {task: metric}."""
-    out = {}
+    """`--metric TASK=METRIC` flags → {task or pattern: metric}; `METRIC,none` is `METRIC`."""
+    out: dict[str, str] = {}
     for item in items:
         task, sep, metric = item.partition("=")
-        if not sep or not task.strip() or not metric.strip():
+        task, metric = task.strip(), metric.strip()
+        if not sep or not task or not metric or not metric_name(metric):
             raise ResultFileError(f"--metric {item!r}: write TASK=METRIC, e.g. arc_challenge=acc")
-        out[task.strip()] = metric.strip()
+        if task in out and out[task] != metric_name(metric):
+            raise ResultFileError(f"--metric {task!r} is given twice, as {out[task]!r} and {metric_name(metric)!r}; keep one")
+        out[task] = metric_name(metric)
     return out
+
+
+def override_for(task: str, overrides: Mapping[str, str]) -> str | None:
+    """The `--metric` of `task`: its exact key, else the patterns that match it (which must agree)."""
+    if task in overrides:
+        return overrides[task]
+    hits = {pattern: metric for pattern, metric in overrides.items()
+            if is_pattern(pattern) and fnmatch.fnmatchcase(task, pattern)}
+    if len(set(hits.values())) > 1:
+        raise ResultFileError(f"--metric: task {task} matches {', '.join(f'{k}={v}' for k, v in hits.items())}, "
+                              "which name different metrics; name the task itself or narrow a pattern")
+    return next(iter(hits.values()), None)
+
+
+def _matches(task: str, key: str) -> bool:
+    return fnmatch.fnmatchcase(task, key) if is_pattern(key) else task == key
 
 
 def choose_metric(task: str, available: Iterable[str], metrics: Mapping[str, str], fallback: str) -> str | None:
@@ -357,6 +501,18 @@ def _is_mmlu_subject(task: str, groups: Mapping[str, tuple[str, int]]) -> bool:
     return task.startswith("mmlu_") and task[len("mmlu_"):] in groups
 
 
+def _describe_tasks(tasks: Iterable[str], is_part, limit: int = 40) -> str:
+    """The tasks the files have, for an error: the column-able ones by name, the parts counted."""
+    tasks = sorted(set(tasks))
+    shown = [t for t in tasks if not is_part(t)]
+    parts = len(tasks) - len(shown)
+    text = ", ".join(shown[:limit]) + (f", ... ({len(shown) - limit} more)" if len(shown) > limit else "")
+    if parts:
+        text += (f" (and {parts} subtasks that feed those columns, e.g. MMLU subjects or Open LLM Leaderboard tasks; "
+                 "--tasks can name them too)")
+    return text or "none"
+
+
 def build_table(
     files: Sequence[ResultFile],
     *,
@@ -371,10 +527,11 @@ def build_table(
 ) -> BuiltTable:
     """Merge result files into one row per model, one column per task.
 
-    - metric: `overrides` > `metrics` (the defaults) > `fallback`; evaluate.py summaries use their
-      own headline (`accuracy`, IFEval prompt-level strict) unless overridden.
-    - columns: `tasks` in that order, else every task found (sorted), MMLU's 57 subjects left out
-      (their groups stand for them).
+    - metric: `overrides` (a task or a `*` pattern; each must match a column) > `metrics` (the
+      defaults) > `fallback`; evaluate.py summaries use their own headline (`accuracy`, IFEval
+      prompt-level strict) unless overridden. `METRIC,none` is `METRIC`.
+    - columns: `tasks` in that order, else every task found (sorted), MMLU's 57 subjects and the
+      Open LLM Leaderboard's tasks left out (their groups and columns stand for them).
     - two files with the same (model, task): equal values agree; different values stop the run
       (`on_conflict="error"`) or keep the first/last file in path order, counted and named.
     - missing cells: stop (`error`), keep only the tasks every model has (`drop-task`), the
@@ -387,9 +544,19 @@ def build_table(
         raise ResultFileError(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}, not {on_conflict!r}")
     if not files:
         raise ResultFileError("no result files given; pass --lm-eval and/or --evaluate")
-    overrides = dict(overrides or {})
+    overrides = {k: metric_name(v) for k, v in (overrides or {}).items()}
+    metrics = {k: metric_name(v) for k, v in metrics.items()}
     names = dict(names or {})
     groups = read_mmlu_groups()
+    parts = leaderboard_parts(read_leaderboard_table())
+
+    def is_part(task: str) -> bool:
+        return _is_mmlu_subject(task, groups) or task in parts
+
+    available: dict[str, set[str]] = defaultdict(set)  # every task of every file → its metrics
+    for rf in files:
+        for task, scores in rf.tasks.items():
+            available[task].update(scores)
     notes: list[str] = []
     counts: Counter = Counter(files=len(files))
     wanted = list(dict.fromkeys(tasks)) if tasks else None
@@ -411,10 +578,11 @@ def build_table(
         for task, scores in rf.tasks.items():
             if wanted is not None and task not in wanted:
                 continue
-            if wanted is None and _is_mmlu_subject(task, groups):
+            if wanted is None and is_part(task):
                 continue
-            if task in overrides:
-                metric = overrides[task]
+            override = override_for(task, overrides)
+            if override is not None:
+                metric = override
             elif rf.format == FORMAT_EVALUATE:
                 metric = rf.headline.get(task, "accuracy")
             else:
@@ -430,7 +598,7 @@ def build_table(
                     f"better; pick another with --metric {task}=METRIC"
                 )
             if metric not in scores:
-                if task in overrides:
+                if override is not None:
                     raise ResultFileError(
                         f"{rf.path}: {task} has no metric {metric!r} (--metric); it has {', '.join(sorted(scores))}"
                     )
@@ -456,9 +624,9 @@ def build_table(
 
     if unmapped:
         notes.append(f"{len(unmapped)} model(s) not in --model-names left out (--only-mapped): {', '.join(sorted(unmapped))}")
-    for task, paths in sorted(no_metric.items()):
-        notes.append(f"task {task}: no {fallback!r} in {len(paths)} file(s) and no default metric; "
-                     f"not a column (pick one with --metric {task}=METRIC)")
+    if no_metric:
+        notes.append(f"{len(no_metric)} task(s) with no {fallback!r} and no default metric are not columns: "
+                     f"{', '.join(sorted(no_metric))} (choose one with --metric TASK=METRIC)")
     counts["tasks_without_metric"] = len(no_metric)
     counts["models_not_mapped"] = len(unmapped)
     counts["cells_conflicting"] = len(conflicts)
@@ -471,10 +639,22 @@ def build_table(
     if wanted is not None:
         absent = [t for t in wanted if t not in found_tasks]
         if absent:
-            raise ResultFileError(f"--tasks {absent[0]!r}: no file has it (with its metric); tasks found: {', '.join(sorted(found_tasks))}")
+            t = absent[0]
+            if t not in available:
+                raise ResultFileError(f"--tasks {t!r}: no file has it; the files have {_describe_tasks(available, is_part)}")
+            raise ResultFileError(f"--tasks {t!r}: no file has its metric (they give {', '.join(sorted(available[t]))}); "
+                                  f"choose one with --metric {t}=METRIC")
         columns = wanted
     else:
         columns = sorted(found_tasks)
+    for key, metric in overrides.items():  # a key that reaches no column would be silently ignored
+        if not any(_matches(t, key) for t in columns):
+            reached = [t for t in available if _matches(t, key)]
+            why = (f"it matches {len(reached)} task(s) that are no columns ({', '.join(sorted(reached)[:3])}"
+                   f"{', ...' if len(reached) > 3 else ''}): name them in --tasks to make them columns" if reached
+                   else "no file has such a task")
+            raise ResultFileError(f"--metric {key}={metric} matches no column ({why}); the columns are "
+                                  f"{', '.join(columns) or 'none'}")
     if not models or not columns:
         raise ResultFileError("no model has any usable score; check --tasks, --metric and --model-names")
 
@@ -532,7 +712,9 @@ def provenance(table: BuiltTable, settings: Mapping[str, Any]) -> dict[str, Any]
     columns = {}
     for t in table.tasks:
         metrics = sorted({c.metric for (m, tt), c in table.cells.items() if tt == t})
-        columns[t] = {"metric": metrics[0] if len(metrics) == 1 else metrics, "unit": "fraction (0-1)"}
+        unit = ("fraction of the range above chance (Open LLM Leaderboard v2)" if metrics == [ABOVE_CHANCE]
+                else "fraction (0-1)")
+        columns[t] = {"metric": metrics[0] if len(metrics) == 1 else metrics, "unit": unit}
     return {
         "settings": dict(settings),
         "counts": table.counts,
@@ -551,12 +733,26 @@ def provenance_path(output: str | Path) -> Path:
     return output.with_name(output.stem + ".provenance.json")
 
 
-def write_table(table: BuiltTable, output: str | Path, settings: Mapping[str, Any]) -> tuple[Path, Path]:
-    """The CSV and `<stem>.provenance.json` beside it, each through a temporary file + rename;
-    both are fully built before either is replaced."""
+def check_table_output(output: str | Path, inputs: Iterable[str | Path | None] = ()) -> None:
+    """Before any work: the table is a .csv; neither it nor its provenance file is a folder or one
+    of the run's inputs (a file read, or a file inside a folder read: the next run would read it)."""
+    from zebra.settings import check_output_path
+
     output = Path(output)
     if output.suffix.lower() != ".csv":
         raise ResultFileError(f"--output {output}: a behaviour table is a .csv file")
+    inputs = list(inputs)
+    check_output_path(output, inputs)
+    check_output_path(provenance_path(output), inputs, flag="--output's provenance file")
+
+
+def write_table(table: BuiltTable, output: str | Path, settings: Mapping[str, Any]) -> tuple[Path, Path]:
+    """The CSV and `<stem>.provenance.json` beside it, each through a temporary file + rename;
+    both are fully built before either is replaced."""
+    from zebra.records import make_parent
+
+    output = Path(output)
+    check_table_output(output)
     text = table_csv(table)
     prov = json.dumps(provenance(table, settings), indent=2, ensure_ascii=False) + "\n"
     make_parent(output)

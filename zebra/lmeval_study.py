@@ -78,6 +78,23 @@ def compare_pairs(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, int]:
     }
 
 
+def check_study_output(output: str | Path, inputs: Sequence[str | Path | None]) -> None:
+    """Before any work: the study's folder is not a file, and no input (a table, the pool's file or
+    folder) is it, lies inside it (its files would be replaced) or holds it (the pool folder would
+    gain the study's JSON files and read them next time)."""
+    from zebra.settings import SettingError
+
+    out = Path(output).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise SettingError(f"--output {output} is a file; the study writes a folder")
+    for given in inputs:
+        if given is None or not Path(given).expanduser().exists():
+            continue  # a hub id, or the default data resolved elsewhere
+        src = Path(given).expanduser().resolve()
+        if src == out or out in src.parents or (src.is_dir() and src in out.parents):
+            raise SettingError(f"--output {output} would write over or into the input {given}; choose another folder")
+
+
 def _binarize(strategy: str, benchmark: Path, data: str | None, output: Path, tau: float, pool, seed: int) -> pd.DataFrame:
     from zebra.analysis import load_records, pairs_frame
     from zebra.pipeline import BinarizeConfig, binarize
@@ -111,6 +128,7 @@ def run_study(table: str, paper: str, data: str | None, output: str, strategies:
     from zebra.pools import PoolOptions
 
     out = Path(output)
+    check_study_output(out, [table, paper, data])
     t_ours, t_paper = read_benchmark(table), read_benchmark(paper)
     models = shared_models(t_ours, t_paper)
     tables = {
@@ -123,6 +141,7 @@ def run_study(table: str, paper: str, data: str | None, output: str, strategies:
     shared_a, shared_b = read_benchmark(tables["shared"]["a"]), read_benchmark(tables["shared"]["b"])
 
     result: dict[str, Any] = {
+        "output": str(out), "notes": [],
         "table_a": table, "table_b": paper, "data": data, "tau": tau, "judged_only": judged_only, "seed": seed,
         "min_gap": min_gap, "n_boot": n_boot, "shared_models": models,
         "spearman_mb_sup": {
@@ -138,7 +157,9 @@ def run_study(table: str, paper: str, data: str | None, output: str, strategies:
         ratings = ratings_frame(load_ultrafeedback(data, pool=replace(pool)))
         labelled = bool(ratings[LABEL].notna().any())
         if not labelled:
-            log.warning("%s: no %s labels; agreement with GPT-4 is not computed", data or "the default data", LABEL)
+            note = f"{data or 'the default data'}: no {LABEL} labels; agreement with GPT-4 is not computed"
+            log.warning("%s", note)
+            result["notes"].append(note)
         kname = "all" if k is None else str(k)
         for variant, paths in tables.items():
             for strategy in strategies:
@@ -185,4 +206,8 @@ def format_study(result: dict) -> str:
             f"{p['changed']} | {p['swapped']} | {fmt(g.get('a_all'))} | {fmt(g.get('b_all'))} | "
             f"{fmt(g.get('a_where_pairs_differ'))} | {fmt(g.get('b_where_pairs_differ'))} |"
         )
+    lines += ["", *(f"note: {n}" for n in result.get("notes", []))]
+    if "output" in result:
+        lines.append(f"details in {result['output']}: study.json, and each run's pairs with its .meta.json (settings, "
+                     "counts, responses skipped by model) under k<K>/<tables>/; --verbose logs them as they run")
     return "\n".join(lines)

@@ -31,7 +31,10 @@ Departures from the seed's code, each for a reason:
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import sys
 from typing import Any, Iterable
 
 import numpy as np
@@ -78,15 +81,34 @@ def top_fraction(scores: np.ndarray, keep: float = KEEP) -> np.ndarray:
 
 # ---------------------------------------------------------------- records → margins
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _messages(value: list, where: str, field: str) -> list[dict]:
+    """Chat messages as {role, content} text pairs; anything else would be str()-ed into the prompt."""
+    out = []
+    for i, m in enumerate(value, 1):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ZebraError(f"{where}: {field!r} message {i} is {_short(m)}, not a {{role, content}} pair of texts")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
 def split_record(record: dict[str, Any], where: str) -> tuple[list[dict], str, str]:
     """(prompt messages, chosen text, rejected text) of a binarize record or a trl DPO example."""
+    if not isinstance(record, dict):
+        raise ZebraError(f"{where} is {_short(record)}, not a JSON object")
+
     def last(value, field):
         if isinstance(value, str):
             return [], value
         if not isinstance(value, list) or not value or not isinstance(value[-1], dict) \
                 or value[-1].get("role") != "assistant":
             raise ZebraError(f"{where}: {field!r} must be a response string or messages ending with the assistant's")
-        return [dict(role=m["role"], content=m["content"]) for m in value[:-1]], str(value[-1]["content"])
+        messages = _messages(value, where, field)
+        return messages[:-1], messages[-1]["content"]
 
     for field in ("chosen", "rejected"):
         if field not in record:
@@ -97,12 +119,40 @@ def split_record(record: dict[str, Any], where: str) -> tuple[list[dict], str, s
     if c_context:
         messages = c_context
     elif isinstance(prompt, list):
-        messages = [dict(role=m["role"], content=m["content"]) for m in prompt]
+        messages = _messages(prompt, where, "prompt")
     elif isinstance(prompt, str):
         messages = [{"role": "user", "content": prompt}]
     else:
         raise ZebraError(f"{where}: no prompt (neither a 'prompt' field nor messages before the response)")
     return messages, chosen, rejected
+
+
+def check_records(records: list, source: str) -> None:
+    """Every record usable before the model loads (records numbered from 1): an object whose
+    prompt, chosen and rejected split (`split_record`), and whose text is valid Unicode. A lone
+    surrogate (`\\ud800`, legal in JSON's escapes, not in UTF-8) reached the tokenizer or the
+    output file only after minutes of scoring."""
+    for i, record in enumerate(records, 1):
+        where = f"{source}: record {i}"
+        split_record(record, where)
+        for key, value in record.items():
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as err:
+                bad = err.object[err.start:err.end].encode("unicode_escape").decode()
+                raise ZebraError(f"{where}: field {key!r} holds a lone surrogate ({bad}), which is not Unicode text; "
+                                 "fix or drop that record") from None
+
+
+def check_lambda(lam: float, n: int) -> None:
+    """Refuse a λ whose λ·z(|implicit|) overflows: a z-score over n records reaches at most √(n−1),
+    and M_AP = ±inf would leave every pair unranked ("scored 7 of 8" with no reason)."""
+    from zebra.settings import SettingError
+
+    limit = sys.float_info.max / (2 * math.sqrt(max(n - 1, 1)))
+    if lam >= limit:
+        raise SettingError(f"--lambda {lam:g} makes M_AP overflow to infinity for {n} records (|z| reaches "
+                           f"{math.sqrt(max(n - 1, 1)):.3g}); use a --lambda below {limit:.3g}")
 
 
 def _gap(records: list[dict], hi: str, lo: str) -> np.ndarray:
