@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zebra.errors import ZebraError
+from zebra.jsonio import MAX_DEPTH, ReadError, binary_kind, check_json_data, iter_json_records
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,9 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
             ds = load_pool(source, pool, limit).dataset
         elif path.is_file():
             builder = _builder(path)
-            check_data_file(path)
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=_content_cache([path]))
+            cache = _content_cache([path])
+            check_data_file(path, cache)
+            ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache)
         elif path.is_dir():
             if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
                 ds = datasets.load_from_disk(str(path))
@@ -75,9 +77,10 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
                     ds = ds[split]
             else:
                 files = folder_files(path)
+                cache = _content_cache(files)
                 for f in files:
-                    check_data_file(f)
-                ds = datasets.load_dataset(str(path), split=split, cache_dir=_content_cache(files))
+                    check_data_file(f, cache)
+                ds = datasets.load_dataset(str(path), split=split, cache_dir=cache)
         elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
             ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
         else:
@@ -136,19 +139,87 @@ def folder_files(folder: Path) -> list[Path]:
     return next(iter(kinds.values()))
 
 
-def check_data_file(path: Path) -> None:
-    """Cheap checks before `datasets` reads a JSON file: empty or blank files have no rows, and
-    a file whose top level is not an object or a list (e.g. `null`) crashes the reader."""
-    if _builder(path) != "json":
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: empty file (0 bytes)")
+def check_data_file(path: Path, cache: str | None = None) -> None:
+    """Checks before `datasets` reads a file, for what it would crash on (deep nesting: a
+    segfault in pyarrow), read silently but wrongly (NaN, Infinity) or report in a traceback
+    (gzip bytes, a 0-byte, truncated or text .parquet). Everything else that makes `datasets`
+    fail is named afterwards by `_load_failure`.
+
+    The JSON scan (zebra.jsonio.check_json_data, one pass over the file) runs once per content:
+    `cache`, the content-keyed cache folder, keeps a marker of a passed scan, and a later load
+    of the same bytes (which `datasets` serves from that cache without parsing) skips it.
+    """
+    builder = _builder(path)
+    if builder == "parquet":
+        check_parquet(path)
         return
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if builder == "arrow":
+        if not head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+            raise DataError(f"{path}: not an Arrow file ({binary_kind(head) or 'no Arrow magic bytes at its start'})")
+        return
+    kind = binary_kind(head)
+    if kind:
+        raise DataError(f"{path}: {kind}")
     first = _first_char(path)
     if first is None:
-        raise DataError(f"{path}: no rows (the file is empty or holds only blank lines)")
+        raise DataError(f"{path}: no rows (the file holds only blank lines)")
     if first not in "{[":
         raise DataError(f"{path}: expected JSON objects (one per line) or a JSON list of them, "
                         f"but the file starts with {first!r}")
+    marker = Path(cache) / f"zebra-jsonio-checked-{path.name}-depth{MAX_DEPTH}" if cache else None
+    if marker is not None and marker.exists():
+        return
+    try:
+        check_json_data(path)
+    except ReadError as err:
+        raise DataError(str(err)) from None
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only cache: the scan runs again next time
+
+
+def check_parquet(path: Path) -> None:
+    """A file pyarrow can open as Parquet, or one line saying what it is instead: 0 bytes, text
+    or another format (no PAR1 at its start), truncated (no PAR1 footer at its end)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 12)
+        fh.seek(max(0, size - 4))
+        tail = fh.read(4)
+    if not head.startswith(b"PAR1"):
+        raise DataError(f"{path}: not a Parquet file ({binary_kind(head) or 'no PAR1 magic bytes at its start'})")
+    if tail != b"PAR1" or size < 12:
+        raise DataError(f"{path}: truncated Parquet file (no PAR1 footer at its end); write or copy it again")
+
+
+def parquet_schema(path: Path) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    check_parquet(path)
+    try:
+        return pq.read_schema(path)
+    except (OSError, pa.ArrowException) as err:
+        raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
+
+
+def read_parquet(path: Path) -> pa.Table:
+    """The whole Parquet file as an Arrow table; one-line errors for what pyarrow refuses."""
+    import pyarrow.parquet as pq
+
+    check_parquet(path)
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
 
 
 def _first_char(path: Path) -> str | None:
@@ -184,11 +255,11 @@ def _load_failure(path: Path, source, err: Exception) -> str:
     if path.is_file() and _builder(path) == "json":
         where = _bad_json_line(path)
         if where:
-            return f"{path}: {where}"
+            return where
     if path.is_dir():
         for f in folder_files(path):
             if _builder(f) == "json" and (where := _bad_json_line(f)):
-                return f"{f}: {where}"
+                return where
     if not path.exists() and isinstance(source, str):
         if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
             return f"{source}: cannot load this hub id (HF_HUB_OFFLINE is set): {_first_line(err)}"
@@ -206,28 +277,13 @@ def _first_line(err: Exception) -> str:
 
 
 def _bad_json_line(path: Path) -> str | None:
-    """'line N: ...' of the first malformed JSON row, or None when every row parses."""
-    if _first_char(path) == "[":
-        try:
-            with open(path, encoding="utf-8-sig") as fh:
-                json.load(fh)
-        except UnicodeDecodeError as err:
-            return f"not UTF-8 text ({err.reason} at byte {err.start})"
-        except json.JSONDecodeError as err:
-            return f"line {err.lineno}: not valid JSON ({err.msg})"
-        return None
-    with open(path, encoding="utf-8-sig", errors="strict") as fh:
-        try:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        value = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        return f"line {n}: not valid JSON ({err.msg})"
-                    if not isinstance(value, dict):
-                        return f"line {n}: expected a JSON object, got {type(value).__name__}"
-        except UnicodeDecodeError as err:
-            return f"not UTF-8 text ({err.reason})"
+    """The reader's one line (`FILE:LINE: reason`) for the first fault of a JSON(-lines) file
+    that `datasets` refused, or None when the reader finds none."""
+    try:
+        for _ in iter_json_records(path, allow_empty=True):
+            pass
+    except ReadError as err:
+        return str(err)
     return None
 
 
