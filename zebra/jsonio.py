@@ -210,7 +210,7 @@ def _parse(text: str, path: str | Path, start: int = 0, end: int | None = None, 
     if text.count("[", idx, stop) + text.count("{", idx, stop) > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise ReadError(_deep_message(text, path, idx, stop, first_line))
     if text.find("\\ud", idx, stop) >= 0 or text.find("\\uD", idx, stop) >= 0:
-        field = _surrogate_field(value)
+        field = surrogate_field(value)
         if field is not None:
             raise ReadError(_surrogate_message(text, path, idx, stop, first_line, field))
     return value, stop
@@ -229,7 +229,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _surrogate_field(value: Any) -> str | None:
+def surrogate_field(value: Any) -> str | None:
     """The path (`completions[0].response`) of the first string or key holding a lone surrogate."""
     stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
