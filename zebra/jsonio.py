@@ -62,7 +62,19 @@ _CHUNK = 1 << 22  # check_json_data's read size: memory stays bounded by it
 
 
 class ReadError(ZebraError):
-    """A file that cannot be read as what it should be; one line `FILE[:LINE]: reason`."""
+    """A file that cannot be read as what it should be; one line `FILE[:LINE]: reason[; action]`."""
+
+    def __init__(self, message: str, action: str = ""):
+        super().__init__(f"{message}; {action}" if action else message)
+        self.message, self.action = message, action
+
+    def with_hint(self, hint: str) -> "ReadError":
+        """The same fault with the caller's advice (how that file is remade) as its action."""
+        return type(self)(self.message, hint)
+
+
+class FileAccessError(ReadError):
+    """No file to read: missing, a folder, no permission (no advice about its content applies)."""
 
 
 class NotJsonError(ReadError):
@@ -78,7 +90,7 @@ def read_bytes(path: str | Path, what: str = "file") -> bytes:
     try:
         return path.read_bytes()
     except OSError as err:
-        raise ReadError(_open_failure(path, what, err)) from None
+        raise FileAccessError(_open_failure(path, what, err)) from None
 
 
 def _open_failure(path: Path, what: str, err: OSError) -> str:
@@ -113,11 +125,11 @@ def decode_text(data: bytes, path: str | Path) -> str:
         return data[skip:].decode("utf-8")
     except UnicodeDecodeError as err:
         at = err.start + skip
-        raise ReadError(_not_utf8(path, 1 + data.count(b"\n", 0, at), at, err.reason)) from None
+        raise ReadError(*_not_utf8(path, 1 + data.count(b"\n", 0, at), at, err.reason)) from None
 
 
-def _not_utf8(path, line: int, at: int, reason: str) -> str:
-    return f"{path}:{line}: not UTF-8 text (byte {at}: {reason}); save it as UTF-8"
+def _not_utf8(path, line: int, at: int, reason: str) -> tuple[str, str]:
+    return f"{path}:{line}: not UTF-8 text (byte {at}: {reason})", "save it as UTF-8"
 
 
 def read_text(path: str | Path, what: str = "file") -> str:
@@ -205,14 +217,14 @@ def _parse(text: str, path: str | Path, start: int = 0, end: int | None = None, 
     except RecursionError:
         raise ReadError(_deep_message(text, path, idx, end, first_line)) from None
     except _Fault as fault:
-        raise ReadError(_fault_message(fault, text, path, idx, end, first_line)) from None
+        raise ReadError(*_fault_message(fault, text, path, idx, end, first_line)) from None
     # both checks below are skipped, at the cost of two substring counts, when they cannot apply
     if text.count("[", idx, stop) + text.count("{", idx, stop) > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise ReadError(_deep_message(text, path, idx, stop, first_line))
     if text.find("\\ud", idx, stop) >= 0 or text.find("\\uD", idx, stop) >= 0:
         field = surrogate_field(value)
         if field is not None:
-            raise ReadError(_surrogate_message(text, path, idx, stop, first_line, field))
+            raise ReadError(*_surrogate_message(text, path, idx, stop, first_line, field))
     return value, stop
 
 
@@ -274,15 +286,15 @@ def _deep_message(text: str, path, start: int, end: int, first_line: int) -> str
             "(the limit is zebra.jsonio.MAX_DEPTH; no record the project reads needs more)")
 
 
-def _fault_message(fault: _Fault, text: str, path, start: int, end: int, first_line: int) -> str:
+def _fault_message(fault: _Fault, text: str, path, start: int, end: int, first_line: int) -> tuple[str, str]:
     at = _fault_position(fault, text, start, end)
     line = first_line + text.count("\n", start, at) if at is not None else first_line
     if fault.kind == "duplicate":
         return (f"{path}:{line}: the key {fault.detail!r} appears twice in one object "
-                "(json keeps the last, datasets refuses the file); keep one")
+                "(json keeps the last, datasets refuses the file)", "keep one")
     if fault.kind == "constant":
-        return f"{path}:{line}: {fault.detail} is not JSON; write null or a number"
-    return f"{path}:{line}: the number {fault.detail} is too large for a float"
+        return f"{path}:{line}: {fault.detail} is not JSON", "write null or a number"
+    return f"{path}:{line}: the number {fault.detail} is too large for a float", ""
 
 
 def _fault_position(fault: _Fault, text: str, start: int, end: int) -> int | None:
@@ -308,7 +320,7 @@ def _fault_position(fault: _Fault, text: str, start: int, end: int) -> int | Non
     return None
 
 
-def _surrogate_message(text: str, path, start: int, end: int, first_line: int, field: str) -> str:
+def _surrogate_message(text: str, path, start: int, end: int, first_line: int, field: str) -> tuple[str, str]:
     at = start
     for m in _SURROGATE.finditer(text, start, end):
         backslashes = len(m.string[:m.start()]) - len(m.string[:m.start()].rstrip("\\"))
@@ -317,7 +329,7 @@ def _surrogate_message(text: str, path, start: int, end: int, first_line: int, f
             break
     line = first_line + text.count("\n", start, at)
     return (f"{path}:{line}: {field} holds a lone surrogate ({text[at:at + 6]}), which is not Unicode text "
-            "and cannot be written back; fix or drop that text")
+            "and cannot be written back", "fix or drop that text")
 
 
 # ----------------------------------------------------------------------------- readers
@@ -490,7 +502,7 @@ def first_json_record(path: str | Path, limit: int = 64 << 20) -> dict | None:
     try:
         fh = open(path, "rb")
     except OSError as err:
-        raise ReadError(_open_failure(path, "file", err)) from None
+        raise FileAccessError(_open_failure(path, "file", err)) from None
     with fh:
         data = fh.read(_HEAD)
         if not data:
@@ -600,7 +612,7 @@ def _check_lines(block: bytes, path, first_line: int, offset: int) -> None:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ReadError(_not_utf8(path, first_line + i, offset + start + err.start, err.reason)) from None
+            raise ReadError(*_not_utf8(path, first_line + i, offset + start + err.start, err.reason)) from None
         if text.strip():
             try:
                 _parse(text, path, first_line=first_line + i)

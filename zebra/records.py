@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zebra.errors import ZebraError
-from zebra.jsonio import NotJsonError, ReadError, read_json_records, surrogate_field
+from zebra.jsonio import FileAccessError, ReadError, read_json_records, surrogate_field
 
 log = logging.getLogger(__name__)
 
@@ -440,9 +440,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         return read_parquet(path).to_pylist()
     try:
         return read_json_records(path, "records file")
-    except NotJsonError as err:
-        raise ReadError(f"{err}; remake it with a binarize_*.py script") from None
-    except ReadError as err:
-        if "empty file" in str(err) or "no records" in str(err):
-            raise ReadError(f"{err}; remake it with a binarize_*.py script") from None
+    except FileAccessError:
         raise
+    except ReadError as err:
+        raise err.with_hint("remake it with a binarize_*.py script") from None
