@@ -152,6 +152,8 @@ def test_text_layer(tmp_path):
     ("infinity.jsonl", b'{"a": 1}\n{"a": [Infinity]}\n', ":2: Infinity is not JSON"),
     ("gzip.jsonl", gzip.compress(b'{"a": 1}\n'), ": gzip-compressed: decompress it first (gunzip)"),
     ("xff_nan.jsonl", b'{"a": "\xff", "b": NaN}\n', ":1: not UTF-8 text (byte 7: invalid start byte)"),
+    # pyarrow copies bytes that are not UTF-8 into its strings without a word: refused here
+    ("latin1.jsonl", b'{"a": 1}\n{"a": "caf\xe9"}\n', ":2: not UTF-8 text (byte 19: invalid continuation byte)"),
     ("dup_list.json", b'[{"a": 1, "a": 2}]', ":1: the key 'a' appears twice"),
 ])
 def test_check_json_data_refuses_what_pyarrow_crashes_on_or_reads_wrongly(tmp_path, name, data, message):

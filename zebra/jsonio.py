@@ -553,9 +553,10 @@ def check_json_data(path: str | Path) -> None:
     """Before `datasets`/pyarrow read a JSON(-lines) file: refuse what they would crash on or
     read silently but wrongly, in bounded memory and without parsing every record.
 
-    pyarrow reads `NaN`/`Infinity` as numbers and crashes the process on deep nesting; the
-    other faults (bad UTF-8, bad JSON, duplicate keys, surrogates) make it raise, and
-    zebra.data then re-reads the file with `iter_json_records` to name the line.
+    pyarrow reads `NaN`/`Infinity` as numbers, copies bytes that are not UTF-8 into its strings
+    unchecked, and crashes the process on deep nesting; the other faults (bad JSON, duplicate
+    keys, surrogates) make it raise, and zebra.data then re-reads the file with
+    `iter_json_records` to name the line.
 
     JSON lines, the large case, are read in chunks of 4 MB. A line's nesting depth is at most
     its count of `[` and `{` bytes (brackets inside strings only add to the count), so only a
@@ -593,7 +594,14 @@ def check_json_data(path: str | Path) -> None:
 
 
 def _check_lines(block: bytes, path, first_line: int, offset: int) -> None:
-    """Parse the lines of `block` (whole lines) that could be too deep or hold NaN/Infinity."""
+    """Parse the lines of `block` (whole lines) that could be too deep or hold NaN/Infinity, and
+    check that the block is UTF-8: pyarrow copies other bytes into its strings unchecked."""
+    if not block.isascii():  # isascii is a fast scan; only other text pays for a decode
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ReadError(*_not_utf8(path, first_line + block.count(b"\n", 0, err.start), offset + err.start,
+                                       err.reason)) from None
     a = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(a == 0x0A)
     # '[' (0x5B) and '{' (0x7B) are the only bytes that OR 0x20 makes 0x7B
@@ -609,10 +617,7 @@ def _check_lines(block: bytes, path, first_line: int, offset: int) -> None:
     for i in sorted(suspects):
         start = int(ends[i - 1]) + 1 if i else 0
         raw = block[start:int(ends[i])]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ReadError(*_not_utf8(path, first_line + i, offset + start + err.start, err.reason)) from None
+        text = raw.decode("utf-8")
         if text.strip():
             try:
                 _parse(text, path, first_line=first_line + i)
