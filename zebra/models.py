@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from zebra.errors import ZebraError
-from zebra.jsonio import ReadError, read_json
+from zebra.jsonio import ReadError, read_json, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def set_chat_template(tokenizer, chat_template: str | None, model_name: str = "t
         if chat_template in CHAT_TEMPLATES:
             tokenizer.chat_template = CHAT_TEMPLATES[chat_template]
         elif Path(chat_template).is_file():
-            tokenizer.chat_template = Path(chat_template).read_text()
+            tokenizer.chat_template = read_text(chat_template, "chat template")
         elif "{%" in chat_template or "{{" in chat_template:
             tokenizer.chat_template = chat_template
         else:
