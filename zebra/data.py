@@ -68,6 +68,7 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
             cache = _content_cache([path])
             check_data_file(path, cache)
             ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache)
+            check_numbers(ds, [path])
         elif path.is_dir():
             if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
                 ds = datasets.load_from_disk(str(path))
@@ -81,6 +82,7 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
                 for f in files:
                     check_data_file(f, cache)
                 ds = datasets.load_dataset(str(path), split=split, cache_dir=cache)
+                check_numbers(ds, files)
         elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
             ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
         else:
@@ -183,6 +185,56 @@ def check_data_file(path: Path, cache: str | None = None) -> None:
             marker.touch()
         except OSError:
             pass  # a read-only cache: the scan runs again next time
+
+
+def check_numbers(ds, files: list[Path]) -> None:
+    """pyarrow reads NaN and Infinity, which are not JSON, as numbers: refuse JSON files whose
+    loaded float columns hold one. One Arrow kernel per float column (the text is never
+    scanned for them); the reader's re-read then names the file and line."""
+    json_files = [f for f in files if _builder(f) == "json"]
+    if not json_files:
+        return
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    for name in table.column_names:
+        column = table.column(name)
+        if not _has_float(column.type):
+            continue
+        done = 0
+        for chunk in column.chunks:
+            row = _first_non_finite(chunk)
+            if row is not None:
+                for f in json_files:
+                    if where := _bad_json_line(f):
+                        raise DataError(where)
+                raise DataError(f"{', '.join(map(str, json_files))}: row {done + row + 1}: {name} holds NaN or "
+                                "Infinity, which are not JSON; write null or a number")
+            done += len(chunk)
+
+
+def _has_float(kind: pa.DataType) -> bool:
+    if pa.types.is_floating(kind):
+        return True
+    if pa.types.is_struct(kind):
+        return any(_has_float(f.type) for f in kind)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _has_float(kind.value_type)
+    return False
+
+
+def _first_non_finite(arr: pa.Array) -> int | None:
+    """Index of the first row of `arr` whose value, or any float nested in it, is NaN or ±inf."""
+    kind = arr.type
+    if pa.types.is_floating(kind):
+        bad = pc.fill_null(pc.invert(pc.is_finite(arr)), False)
+        return int(pc.index(bad, True).as_py()) if pc.any(bad).as_py() else None
+    if pa.types.is_struct(kind):
+        found = [_first_non_finite(pc.struct_field(arr, [i])) for i, f in enumerate(kind) if _has_float(f.type)]
+        found = [r for r in found if r is not None]
+        return min(found) if found else None
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        inner = _first_non_finite(pc.list_flatten(arr))
+        return None if inner is None else int(pc.list_parent_indices(arr)[inner].as_py())
+    return None
 
 
 def check_parquet(path: Path) -> None:

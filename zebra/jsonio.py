@@ -550,76 +550,112 @@ def _head_text(data: bytes, path, eof: bool) -> str:
 
 
 def check_json_data(path: str | Path) -> None:
-    """Before `datasets`/pyarrow read a JSON(-lines) file: refuse what they would crash on or
-    read silently but wrongly, in bounded memory and without parsing every record.
+    """Before `datasets`/pyarrow read a JSON(-lines) file: refuse what they would crash on or copy
+    in unchecked, in bounded memory and without parsing every record.
 
-    pyarrow reads `NaN`/`Infinity` as numbers, copies bytes that are not UTF-8 into its strings
-    unchecked, and crashes the process on deep nesting; the other faults (bad JSON, duplicate
-    keys, surrogates) make it raise, and zebra.data then re-reads the file with
-    `iter_json_records` to name the line.
+    pyarrow crashes the process on deep nesting and copies bytes that are not UTF-8 into its
+    strings; the other faults make it raise (bad JSON, duplicate keys, surrogates), after which
+    zebra.data re-reads the file with `iter_json_records` to name the line, or read NaN/Infinity
+    as numbers, which zebra.data looks for in the loaded float columns (`non_finite_row`).
 
-    JSON lines, the large case, are read in chunks of 4 MB. A line's nesting depth is at most
-    its count of `[` and `{` bytes (brackets inside strings only add to the count), so only a
-    line with more than MAX_DEPTH of them, or holding the bytes `NaN` or `Infinity`, is parsed
-    (strictly, as `iter_json_records` would); on UltraFeedback a row has about 35. A JSON list
-    is read whole by `datasets` anyway (into Python objects), so it is parsed whole here.
+    JSON lines, the large case, are read in chunks of 4 MB (memory: one chunk, or the longest
+    line). A line's nesting depth is at most its count of `[` and `{` bytes (brackets inside
+    strings only add to the count), and that count is at most the count of the 4 KB blocks the
+    line touches, from the block of the newline before it to the block of its own. Only lines
+    whose blocks hold more than MAX_DEPTH such bytes are counted one by one, and only lines with
+    more than MAX_DEPTH are parsed (strictly, as `iter_json_records` would); an UltraFeedback row
+    has about 35 in 7 KB. A JSON list is read whole by `datasets` anyway (into Python objects),
+    so it is parsed whole here.
     """
     path = Path(path)
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=0) as fh:
         head = fh.read(_HEAD)
         kind = binary_kind(head)
         if kind:
             raise ReadError(f"{path}: {kind}")
         skip = len(_BOM) if head.startswith(_BOM) else 0
-        first = head[skip:].lstrip(b" \t\r\n")[:1]
-        if first == b"[":
+        if head[skip:].lstrip(b" \t\r\n")[:1] == b"[":
             for _ in iter_json_records(path, allow_empty=True):
                 pass
             return
         fh.seek(skip)
-        carry = b""
-        line, offset = 1, skip  # line number and file offset of `carry + chunk`
-        while chunk := fh.read(_CHUNK):
-            buf = carry + chunk if carry else chunk
-            cut = buf.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than the chunk: keep reading it
-                carry = buf
+        buf = bytearray(_CHUNK)
+        scratch = _Scratch()
+        held = 0  # bytes of an unfinished line at the front of buf
+        line, offset = 1, skip  # line number and file offset of buf[0]
+        while True:
+            if held == len(buf):  # a line longer than the buffer: make room for the rest of it
+                buf.extend(bytes(len(buf)))
+            with memoryview(buf) as view:
+                got = fh.readinto(view[held:])
+            end = held + got
+            if not got:
+                if held:
+                    _check_lines(bytes(buf[:held]) + b"\n", path, line, offset)
+                return
+            cut = buf.rfind(b"\n", 0, end) + 1
+            if not cut:
+                held = end
                 continue
-            _check_lines(buf[:cut], path, line, offset)
-            line += buf.count(b"\n", 0, cut)
+            with memoryview(buf) as view:
+                line += _check_lines(view[:cut], path, line, offset, scratch)
             offset += cut
-            carry = buf[cut:]
-        if carry:
-            _check_lines(carry + b"\n", path, line, offset)
+            held = end - cut
+            buf[:held] = buf[cut:end]
 
 
-def _check_lines(block: bytes, path, first_line: int, offset: int) -> None:
-    """Parse the lines of `block` (whole lines) that could be too deep or hold NaN/Infinity, and
-    check that the block is UTF-8: pyarrow copies other bytes into its strings unchecked."""
-    if not block.isascii():  # isascii is a fast scan; only other text pays for a decode
-        try:
-            block.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ReadError(*_not_utf8(path, first_line + block.count(b"\n", 0, err.start), offset + err.start,
-                                       err.reason)) from None
+_BLOCK = 4096
+
+
+class _Scratch:
+    """Work arrays reused from block to block: a fresh 4 MB temporary per operation costs page
+    faults that took longer than the comparisons themselves."""
+
+    def __init__(self):
+        self.size = 0
+
+    def get(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if n > self.size:
+            self.size = n
+            self.bytes_, self.newline, self.opens = np.empty(n, np.uint8), np.empty(n, bool), np.empty(n, bool)
+        return self.bytes_[:n], self.newline[:n], self.opens[:n]
+
+
+def _check_lines(block, path, first_line: int, offset: int, scratch: _Scratch | None = None) -> int:
+    """Check the whole lines of `block` (bytes ending in a newline) as check_json_data says;
+    returns how many lines it held."""
     a = np.frombuffer(block, dtype=np.uint8)
-    ends = np.flatnonzero(a == 0x0A)
+    if a.max(initial=0) >= 0x80:  # not ASCII: decode to find a byte that is not UTF-8
+        try:
+            str(block, "utf-8")
+        except UnicodeDecodeError as err:
+            line = first_line + int(np.count_nonzero(a[:err.start] == 0x0A))
+            raise ReadError(*_not_utf8(path, line, offset + err.start, err.reason)) from None
+    work, newline, opens = (scratch or _Scratch()).get(len(a))
+    np.equal(a, 0x0A, out=newline)
     # '[' (0x5B) and '{' (0x7B) are the only bytes that OR 0x20 makes 0x7B
-    opens = np.flatnonzero((a | 0x20) == 0x7B)
-    per_line = np.diff(np.searchsorted(opens, ends), prepend=0)
-    suspects = set(np.flatnonzero(per_line > MAX_DEPTH).tolist())
-    for word in (b"NaN", b"Infinity"):
-        at = block.find(word)
-        while at >= 0:
-            i = int(np.searchsorted(ends, at))
-            suspects.add(i)
-            at = block.find(word, int(ends[i]) + 1)
-    for i in sorted(suspects):
-        start = int(ends[i - 1]) + 1 if i else 0
-        raw = block[start:int(ends[i])]
-        text = raw.decode("utf-8")
-        if text.strip():
-            try:
-                _parse(text, path, first_line=first_line + i)
-            except NotJsonError:
-                pass  # pyarrow refuses the file for it, and zebra.data's re-read names the line
+    np.equal(np.bitwise_or(a, 0x20, out=work), 0x7B, out=opens)
+    whole = len(a) // _BLOCK * _BLOCK
+    # per block: the bools as 64-bit words, one bit set per true byte, popcounted (5x a plain sum)
+    words = np.bitwise_count(opens[:whole].view(np.uint64)).reshape(-1, _BLOCK // 8)
+    counts = np.append(words.sum(axis=1, dtype=np.int64), opens[whole:].sum())
+    ends_in = np.append(newline[:whole].reshape(-1, _BLOCK).any(axis=1), newline[whole:].any())
+    ends = np.flatnonzero(ends_in)  # blocks where a line ends; the block holds ends[-1]
+    total = np.cumsum(counts)
+    starts = np.r_[0, ends[:-1]]  # a line ending in block ends[k] started in block ends[k-1] (or 0)
+    bound = total[ends] - total[starts] + counts[starts]
+    for k in np.flatnonzero(bound > MAX_DEPTH):
+        lo, hi = int(starts[k]) * _BLOCK, min(len(a), (int(ends[k]) + 1) * _BLOCK)
+        cuts = np.flatnonzero(newline[lo:hi]) + lo
+        if k == 0:  # the block's first line starts at 0
+            begins, stops = np.r_[0, cuts[:-1] + 1], cuts
+        else:  # the line ending at cuts[0] ended the segment before: checked there
+            begins, stops = cuts[:-1] + 1, cuts[1:]
+        for start, stop in zip(begins.tolist(), stops.tolist()):
+            if np.count_nonzero(opens[start:stop]) > MAX_DEPTH:
+                number = first_line + int(np.count_nonzero(newline[:start]))
+                try:
+                    _parse(str(block[start:stop], "utf-8"), path, first_line=number)
+                except NotJsonError:
+                    pass  # pyarrow refuses the file for it, and zebra.data's re-read names the line
+    return int(np.count_nonzero(newline))
