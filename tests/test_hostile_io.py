@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -428,3 +429,27 @@ def test_byte_order_mark_is_accepted(tmp_path, name):
         assert code == 0, err
         results.append((case / "out" / "o.json").read_text(encoding="utf-8"))
     assert results[0] == results[1] and results[0].startswith("[")
+
+
+def test_the_first_load_scan_runs_once_per_content_and_only_after_a_clean_load(tmp_path, monkeypatch):
+    """zebra.data scans a JSON file on the first load of its bytes only (datasets serves later loads
+    from its content-keyed cache): a refused file is refused every time, a clean one scanned once."""
+    import zebra.data as data
+    from zebra.errors import ZebraError
+    from zebra.pools import PoolOptions
+
+    calls = []
+    scan = data.check_json_data
+    monkeypatch.setattr(data, "check_json_data", lambda path: (calls.append(Path(path).name), scan(path))[1])
+    uf = PoolOptions(format="ultrafeedback")
+    lines = _lines(SAMPLE_ROWS[:6])
+    nan = tmp_path / "nan.jsonl"
+    nan.write_bytes(b"".join(_into_second(lines, b'"zebra": NaN')))
+    for _ in range(2):
+        with pytest.raises(ZebraError, match=rf"{nan}:2: NaN is not JSON"):
+            data.load_ultrafeedback(nan, pool=uf)
+    good = tmp_path / "good.jsonl"
+    # bytes no earlier run loaded: the datasets cache is shared, by content
+    good.write_bytes(b"".join(_into_second(lines, b'"zebra": "%s"' % uuid.uuid4().hex.encode())))
+    assert len(data.load_ultrafeedback(good, pool=uf)) == len(data.load_ultrafeedback(good, pool=uf)) == 6
+    assert calls == ["nan.jsonl", "nan.jsonl", "good.jsonl"]

@@ -66,9 +66,10 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
         elif path.is_file():
             builder = _builder(path)
             cache = _content_cache([path])
-            check_data_file(path, cache)
+            first = check_data_file(path, cache)
             ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache)
-            check_numbers(ds, [path])
+            if first:
+                check_numbers(ds, [path], cache)
         elif path.is_dir():
             if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
                 ds = datasets.load_from_disk(str(path))
@@ -79,10 +80,10 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
             else:
                 files = folder_files(path)
                 cache = _content_cache(files)
-                for f in files:
-                    check_data_file(f, cache)
+                first = [f for f in files if check_data_file(f, cache)]
                 ds = datasets.load_dataset(str(path), split=split, cache_dir=cache)
-                check_numbers(ds, files)
+                if first:
+                    check_numbers(ds, files, cache)
         elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
             ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
         else:
@@ -141,20 +142,21 @@ def folder_files(folder: Path) -> list[Path]:
     return next(iter(kinds.values()))
 
 
-def check_data_file(path: Path, cache: str | None = None) -> None:
+def check_data_file(path: Path, cache: str | None = None) -> bool:
     """Checks before `datasets` reads a file, for what it would crash on (deep nesting: a
-    segfault in pyarrow), read silently but wrongly (NaN, Infinity) or report in a traceback
+    segfault in pyarrow), copy in unchecked (bytes that are not UTF-8) or report in a traceback
     (gzip bytes, a 0-byte, truncated or text .parquet). Everything else that makes `datasets`
     fail is named afterwards by `_load_failure`.
 
-    The JSON scan (zebra.jsonio.check_json_data, one pass over the file) runs once per content:
-    `cache`, the content-keyed cache folder, keeps a marker of a passed scan, and a later load
-    of the same bytes (which `datasets` serves from that cache without parsing) skips it.
+    The JSON scan (zebra.jsonio.check_json_data, one pass over the file) runs on the first load
+    of a content only: `check_numbers` leaves a marker in `cache`, the content-keyed cache folder,
+    once the loaded rows passed too, and `datasets` serves later loads of the same bytes from that
+    cache without parsing them. Returns True when the scan ran (`check_numbers` is then owed).
     """
     builder = _builder(path)
     if builder == "parquet":
         check_parquet(path)
-        return
+        return False
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
     with open(path, "rb") as fh:
@@ -162,7 +164,7 @@ def check_data_file(path: Path, cache: str | None = None) -> None:
     if builder == "arrow":
         if not head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
             raise DataError(f"{path}: not an Arrow file ({binary_kind(head) or 'no Arrow magic bytes at its start'})")
-        return
+        return False
     kind = binary_kind(head)
     if kind:
         raise DataError(f"{path}: {kind}")
@@ -172,30 +174,31 @@ def check_data_file(path: Path, cache: str | None = None) -> None:
     if first not in "{[":
         raise DataError(f"{path}: expected JSON objects (one per line) or a JSON list of them, "
                         f"but the file starts with {first!r}")
-    marker = Path(cache) / f"zebra-jsonio-checked-{path.name}-depth{MAX_DEPTH}" if cache else None
-    if marker is not None and marker.exists():
-        return
+    if cache is not None and _marker(cache, path).exists():
+        return False
     try:
         check_json_data(path)
     except ReadError as err:
         raise DataError(str(err)) from None
-    if marker is not None:
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-        except OSError:
-            pass  # a read-only cache: the scan runs again next time
+    return True
 
 
-def check_numbers(ds, files: list[Path]) -> None:
+# Bump when check_data_file's scan or check_numbers changes: every content is then checked again.
+_CHECKS_VERSION = 2
+
+
+def _marker(cache: str, path: Path) -> Path:
+    return Path(cache) / f"zebra-checked-v{_CHECKS_VERSION}-depth{MAX_DEPTH}-{path.name}"
+
+
+def check_numbers(ds, files: list[Path], cache: str | None = None) -> None:
     """pyarrow reads NaN and Infinity, which are not JSON, as numbers: refuse JSON files whose
     loaded float columns hold one. One Arrow kernel per float column (the text is never
-    scanned for them); the reader's re-read then names the file and line."""
+    scanned for them); the reader's re-read then names the file and line. When all is well,
+    marks the files checked in `cache` (check_data_file)."""
     json_files = [f for f in files if _builder(f) == "json"]
-    if not json_files:
-        return
     table = ds.data.table if hasattr(ds.data, "table") else ds.data
-    for name in table.column_names:
+    for name in table.column_names if json_files else ():
         column = table.column(name)
         if not _has_float(column.type):
             continue
@@ -209,6 +212,12 @@ def check_numbers(ds, files: list[Path]) -> None:
                 raise DataError(f"{', '.join(map(str, json_files))}: row {done + row + 1}: {name} holds NaN or "
                                 "Infinity, which are not JSON; write null or a number")
             done += len(chunk)
+    for f in json_files if cache is not None else ():
+        try:
+            _marker(cache, f).parent.mkdir(parents=True, exist_ok=True)
+            _marker(cache, f).touch()
+        except OSError:
+            pass  # a read-only cache: the checks run again next time
 
 
 def _has_float(kind: pa.DataType) -> bool:
