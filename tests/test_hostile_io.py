@@ -9,7 +9,7 @@ is not an object, a key twice, NaN, a lone surrogate, nesting 100,000 deep (pyar
 segfaulted on it), and for CSV, YAML and Parquet inputs their counterparts. A UTF-8 byte-order mark
 is accepted everywhere (`test_byte_order_mark_is_accepted`).
 
-The fast suite runs each input once with its likeliest faults (about 60 cases); `-m slow` runs every
+The fast suite runs each input with its likeliest faults (81 cases); `-m slow` runs every
 input against every fault. make_ultrafeedback.py reads no file; train_sft.py, train_dpo.py,
 select_potential.py and `evaluate.py --data-dir` import torch first, so their cases are slow only.
 """
