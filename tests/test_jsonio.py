@@ -254,3 +254,16 @@ def test_depth_limit_is_exact(tmp_path, depth, opener):
         else:
             with pytest.raises(ReadError, match="nested deeper than"):
                 read(path)
+
+
+def test_cost_benchmark_runs_on_the_sample():
+    """benchmarks/json_check_cost.py, the README's measurement, on the shipped sample (one repeat)."""
+    from benchmarks.json_check_cost import measure
+
+    from zebra.data import SAMPLE
+
+    out = measure(SAMPLE, 1)
+    assert out["repeats"] == 1 and set(out["median_seconds"]) == {"scan", "cold_load", "check_numbers", "warm_load"}
+    assert all(v > 0 for v in out["median_seconds"].values())
+    seconds = out["median_seconds"]
+    assert out["scan_over_cold_load"] == pytest.approx(seconds["scan"] / seconds["cold_load"], abs=0.01)
