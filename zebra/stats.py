@@ -273,8 +273,9 @@ def read_summary(path: Path) -> dict | None:
         # e.g. analyze.py's out/analysis/summary.json under a results folder: not a run
         log.warning("%s: no `results`; not an evaluate.py summary, skipped", path)
         return None
-    if not isinstance(data["results"], dict):
-        raise RunError(f"{path}: `results` is not an object; re-run that evaluation")
+    for key in ("results", "run", "settings"):
+        if key in data and not isinstance(data[key], dict):
+            raise RunError(f"{path}: `{key}` is not an object; re-run that evaluation")
     for bench, res in data["results"].items():
         acc = res.get("accuracy") if isinstance(res, dict) else None
         if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):
