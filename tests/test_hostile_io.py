@@ -453,3 +453,19 @@ def test_the_first_load_scan_runs_once_per_content_and_only_after_a_clean_load(t
     good.write_bytes(b"".join(_into_second(lines, b'"zebra": "%s"' % uuid.uuid4().hex.encode())))
     assert len(data.load_ultrafeedback(good, pool=uf)) == len(data.load_ultrafeedback(good, pool=uf)) == 6
     assert calls == ["nan.jsonl", "nan.jsonl", "good.jsonl"]
+
+
+def test_nan_in_a_mixed_type_file_is_refused(tmp_path):
+    """The shipped sample's fields disagree in type from row to row, so `datasets` re-encodes them
+    through ujson, which writes NaN as null: the run wrote its pairs with exit 0. The text is
+    searched for NaN/Infinity in that case."""
+    lines = (ROOT / "data" / "ultrafeedback_sample.jsonl").read_bytes().splitlines(True)
+    lines[5] = lines[5].replace(b'"overall_score": ', b'"overall_score": NaN, "zebra": ', 1)
+    data = tmp_path / "in" / "sample.jsonl"
+    data.parent.mkdir()
+    data.write_bytes(b"".join(lines))
+    for fmt in ("auto", "ultrafeedback"):
+        code, _, err = run_cli("binarize_score.py", "--data", str(data), "--format", fmt,
+                               "--output", str(tmp_path / "out" / "o.json"), env=ENV)
+        assert assert_refused(code, err) == f"error: {data}:6: NaN is not JSON; write null or a number"
+        assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

@@ -1,10 +1,15 @@
-"""Reading JSON and JSON-lines files: one reader, one error style.
+"""Reading JSON and JSON-lines files (and YAML recipes): one reader, one error style.
 
 Every JSON document (summaries, settings.json, pool.json, lm-eval results, metrics) and every
 file of JSON records (a `.jsonl` file, or a `.json` list) that the project reads goes through
 here, so a fault reads the same in every script: one line, `FILE:LINE: reason`, a `ReadError`.
-The CSV and YAML readers use the text layer underneath (`read_text`), so their encoding
-faults read the same too.
+YAML recipes (`read_yaml`) and the CSV readers (through `read_text`) share the text layer, so
+their faults read the same too.
+
+API: read_json(path, what, expect) one document; iter_json_records(path) -> (line, object) and
+read_json_records(path) for JSON lines or a JSON list; first_json_record(path) for sniffing;
+read_yaml(path, what, expect); read_text(path, what) for CSV; check_json_data(path) before
+`datasets` parses a file; MAX_DEPTH; ReadError (FileAccessError, NotJsonError).
 
 What is refused, and why:
 - a missing file, a folder, an unreadable file; 0 bytes or only blank lines (no records);
@@ -22,8 +27,9 @@ What is refused, and why:
 - nesting deeper than `MAX_DEPTH` levels: Python's json raises RecursionError near 1,000 and
   pyarrow's JSON reader (under `datasets`) crashes the process near 10,000-20,000.
 
-`check_json_data` runs the same rules, cheaply and in bounded memory, on a file that
-`datasets`/pyarrow will read instead of us (zebra.data).
+`check_json_data` applies the rules pyarrow breaks without a word or with a crash (nesting,
+bytes that are not UTF-8) cheaply and in bounded memory, to a file that `datasets` parses
+instead of us (zebra.data).
 """
 
 from __future__ import annotations
@@ -180,7 +186,8 @@ _WS = re.compile(r"[ \t\n\r]*")
 # or exponent.
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(?P<open>[\[{])|(?P<close>[\]}])|(?P<colon>:)'
                      r"|(?P<const>-?Infinity|NaN)|(?P<num>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
-_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(?P<lone>\\u[dD][89a-fA-F][0-9a-fA-F]{2})")
+_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # a pair: one character
+                        r"|(?P<lone>\\u[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def _kind(value: Any) -> str:
@@ -210,10 +217,11 @@ def _parse(text: str, path: str | Path, start: int = 0, end: int | None = None, 
     except json.JSONDecodeError as err:
         line = first_line + text.count("\n", start, err.pos)
         if err.pos >= start + len(text[start:end].rstrip()) or err.msg.startswith("Unterminated string"):
-            raise NotJsonError(f"{path}:{line}: the {unit} ends inside a JSON value ({err.msg.removesuffix(' at')}): "
-                               "truncated?") from None
+            raise NotJsonError(f"{path}:{line}: the {unit} ends inside a JSON value "
+                               f"({err.msg.removesuffix(' at')}): truncated?") from None
         column = err.pos - text.rfind("\n", 0, err.pos)
-        raise NotJsonError(f"{path}:{line}: not valid JSON ({err.msg.removesuffix(' at')} at column {column})") from None
+        raise NotJsonError(f"{path}:{line}: not valid JSON ({err.msg.removesuffix(' at')} "
+                           f"at column {column})") from None
     except RecursionError:
         raise ReadError(_deep_message(text, path, idx, end, first_line)) from None
     except _Fault as fault:
@@ -659,3 +667,41 @@ def _check_lines(block, path, first_line: int, offset: int, scratch: _Scratch | 
                 except NotJsonError:
                     pass  # pyarrow refuses the file for it, and zebra.data's re-read names the line
     return int(np.count_nonzero(newline))
+
+
+def check_json_constants(path: str | Path) -> None:
+    """Refuse `NaN`/`Infinity` in a JSON-lines file by searching its text (chunked, bounded
+    memory), parsing only the lines that hold those bytes. zebra.data calls it when `datasets`
+    re-encoded a mixed-type field through ujson, which writes them as null: the loaded floats no
+    longer show them."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        carry, line = b"", 1
+        while chunk := fh.read(_CHUNK):
+            block = carry + chunk
+            cut = block.rfind(b"\n") + 1
+            if not cut:
+                carry = block
+                continue
+            _constants_in(block[:cut], path, line)
+            line += block.count(b"\n", 0, cut)
+            carry = block[cut:]
+        if carry:
+            _constants_in(carry + b"\n", path, line)
+
+
+def _constants_in(block: bytes, path, first_line: int) -> None:
+    starts = []
+    for word in (b"NaN", b"Infinity"):
+        at = block.find(word)
+        while at >= 0:
+            start = block.rfind(b"\n", 0, at) + 1
+            starts.append(start)
+            at = block.find(word, block.find(b"\n", at) + 1)
+    for start in sorted(set(starts)):
+        text = block[start:block.find(b"\n", start)].decode("utf-8", "replace")
+        try:
+            _parse(text, path, first_line=first_line + block.count(b"\n", 0, start))
+        except NotJsonError:
+            pass  # pyarrow refused the file for it before this is called
+
