@@ -439,7 +439,8 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
         return read_parquet(path).to_pylist()
     try:
-        return read_json_records(path, "records file")
+        # a run that wrote no pairs leaves `[]`: a valid, empty output (a 0-byte file is not)
+        return read_json_records(path, "records file", allow_empty=True)
     except FileAccessError:
         raise
     except ReadError as err:
