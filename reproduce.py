@@ -70,12 +70,14 @@ def is_done(step: Step) -> bool:
 
         return run_is_done(Path(step.done_when).parent)
     if Path(step.done_when).name == "summary.json":
-        import json
+        from zebra.errors import ZebraError
+        from zebra.jsonio import read_json
 
         try:
-            return bool(json.loads(Path(step.done_when).read_text()).get("finished"))
-        except json.JSONDecodeError:
+            summary = read_json(step.done_when, "summary")
+        except ZebraError:  # half-written or damaged: the evaluation runs again and rewrites it
             return False
+        return isinstance(summary, dict) and summary.get("finished") is True
     return True
 
 

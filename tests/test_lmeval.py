@@ -14,6 +14,7 @@ import pytest
 from zebra import lmeval
 from zebra.behaviour import read_benchmark
 from zebra.benchmarks import MMLU_STEM_SUBJECTS
+from zebra.errors import ZebraError
 from zebra.evaluation import RunIdentity, summarise, write_summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,13 +225,14 @@ def test_only_mapped_and_row_order(tmp_path):
 
 @pytest.mark.parametrize("text,match", [
     ("name,table\na,b\n", "header must be exactly pool_name,behaviour_table_name"),
-    ("pool_name,behaviour_table_name\na,b\na,c\n", "row 3: 'a' is mapped twice"),
-    ("pool_name,behaviour_table_name\na,\n", "row 2 must hold two non-empty names"),
+    ("pool_name,behaviour_table_name\na,b\na,c\n", "names.csv:3: 'a' is mapped twice"),
+    ("pool_name,behaviour_table_name\na,\n", "names.csv:2: expected two non-empty names"),
+    ("pool_name,behaviour_table_name\nalpaca,alpaca-7b\ncaf\xe9,gpt-4\n", r"names.csv:3: not UTF-8 text \(byte 51"),
 ])
 def test_names_map_errors(tmp_path, text, match):
     p = tmp_path / "names.csv"
-    p.write_text(text, encoding="utf-8")
-    with pytest.raises(lmeval.ResultFileError, match=match):
+    p.write_text(text, encoding="latin-1")
+    with pytest.raises(ZebraError, match=match):
         lmeval.read_model_names(p)
 
 
@@ -292,7 +294,7 @@ def test_bad_lm_eval_files(data, match):
 
 def test_file_errors(tmp_path):
     (tmp_path / "x.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(lmeval.ResultFileError, match=r"x.json: not JSON"):
+    with pytest.raises(ZebraError, match=r"x.json:1: not valid JSON \(Expecting property name"):
         lmeval.read_result_files([tmp_path / "x.json"])
     with pytest.raises(lmeval.ResultFileError, match="no such file or folder"):
         lmeval.read_result_files([tmp_path / "nope"])

@@ -53,6 +53,9 @@ def test_chat_template_option(tmp_path, tiny):
     assert tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False) == "[x]"
     with pytest.raises(ZebraError, match="--chat-template 'nope' is neither a built-in"):
         set_chat_template(tokenizer, "nope")
+    path.write_bytes("{{ 'café' }}".encode("latin-1"))  # was a UnicodeDecodeError traceback
+    with pytest.raises(ZebraError, match=r"t.jinja:1: not UTF-8 text \(byte 7: invalid continuation byte\)"):
+        set_chat_template(tokenizer, str(path))
 
 
 def test_gguf_cache_marker_follows_the_file(tmp_path):

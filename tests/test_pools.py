@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from zebra.errors import ZebraError
 from zebra.pools import PoolError, PoolOptions, is_long, load_pool, read_model_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +121,7 @@ def test_score_judgments_file(tmp_path):
 
 @pytest.mark.parametrize("case, message", [
     ("model_twice", "rows [1, 3]: model 'gpt-4' (pool names ['a', 'b'] map to it) answers one prompt twice"),
-    ("name_mapped_twice", "row 3: 'a' is mapped twice ('gpt-4' and 'alpaca-7b')"),
+    ("name_mapped_twice", "names.csv:3: 'a' is mapped twice ('gpt-4' on line 2 and 'alpaca-7b')"),
     ("judgment_without_response", "row 1 judges model 'alpaca-7b' on a prompt the pool has no response of it for"),
     ("judgment_clash", "rows [1, 2] judge 'gpt-4' on one prompt with different values [2.0, 1.0]"),
     ("judgment_out_of_range", "row 1: preference 3.0 is outside [1, 2]"),
@@ -221,3 +222,81 @@ def test_format_ultrafeedback_is_honoured_for_a_file_that_looks_long(tmp_path):
         binarize(BinarizeConfig("sup", str(tmp_path / "o.json"), data=str(data),
                                 pool=PoolOptions(format="ultrafeedback")))
     assert not (tmp_path / "o.json").exists()
+
+
+# --------------------------------------------------------------------------- issue 19 §5: messages that named the wrong rows
+
+
+def test_conflicting_judgments_name_two_rows_of_one_prompt(tmp_path):
+    """Rows 1 and 2 judge 'a' on two different prompts with equal values; each conflicts with a
+    later row. The message must name two rows that really conflict (same prompt, same model)."""
+    rows = [{"instruction": p, "generator": m, "output": f"{m} on {p}"} for p in ("p1", "p2") for m in ("a", "c")]
+    data = write_jsonl(tmp_path / "pool.jsonl", rows)
+    judged = write_jsonl(tmp_path / "j.jsonl", [
+        {"instruction": "p1", "generator_2": "a", "preference": 1},
+        {"instruction": "p2", "generator_2": "a", "preference": 1},
+        {"instruction": "p1", "generator_2": "a", "preference": 2},
+        {"instruction": "p2", "generator_2": "a", "preference": 2}])
+    with pytest.raises(PoolError) as err:
+        load_pool(data, PoolOptions(judgments=str(judged)))
+    assert "rows [1, 3] judge 'a' on one prompt with different values [1.0, 2.0]" in str(err.value)
+
+
+def test_two_pool_names_mapped_to_one_model_name_the_rows_that_clash(tmp_path):
+    """'a' and 'b' both map to gpt-4 and answer p1 and p2: rows 1 and 2 are on different prompts,
+    so the clash to name is rows 1 and 3 (p1), not the first two flagged rows."""
+    rows = [{"instruction": "p1", "generator": "a", "output": "x1"}, {"instruction": "p2", "generator": "a", "output": "x2"},
+            {"instruction": "p1", "generator": "b", "output": "y1"}, {"instruction": "p2", "generator": "b", "output": "y2"}]
+    data = write_jsonl(tmp_path / "pool.jsonl", rows)
+    names = tmp_path / "names.csv"
+    names.write_text("pool,table\na,gpt-4\nb,gpt-4\n")
+    with pytest.raises(PoolError) as err:
+        load_pool(data, PoolOptions(model_names=str(names)))
+    assert "rows [1, 3]: model 'gpt-4' (pool names ['a', 'b'] map to it) answers one prompt twice" in str(err.value)
+    assert "'p1'" in str(err.value)
+
+
+def test_clash_across_two_files_names_each_rows_file(tmp_path):
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [{"instruction": "p", "generator": "gpt-4", "output": "x"}])
+    write_jsonl(folder / "b.jsonl", [{"instruction": "q", "generator": "gpt-4", "output": "z"},
+                                     {"instruction": "p", "generator": "gpt-4", "output": "y"}])
+    with pytest.raises(PoolError) as err:
+        load_pool(folder, PoolOptions(format="long"))
+    assert f"{folder / 'a.jsonl'} row 1 and {folder / 'b.jsonl'} row 2: model 'gpt-4' answers one prompt twice" in str(err.value)
+
+
+def test_duplicate_key_in_a_long_pool_is_refused(tmp_path):
+    """json.loads keeps the last of two equal keys: the model 'a' was silently read as 'b'."""
+    data = tmp_path / "pool.jsonl"
+    data.write_text('{"instruction": "p", "generator": "a", "output": "x"}\n'
+                    '{"instruction": "p", "generator": "a", "generator": "b", "output": "y"}\n', encoding="utf-8")
+    with pytest.raises(ZebraError) as err:
+        load_pool(data)
+    assert str(err.value) == (f"{data}:2: the key 'generator' appears twice in one object "
+                              "(json keeps the last, datasets refuses the file); keep one")
+
+
+def test_long_pool_with_a_byte_order_mark_is_read_as_a_pool(tmp_path):
+    rows = [{"instruction": "p", "generator": "gpt4", "output": "x"}, {"instruction": "p", "generator": "alpaca-7b", "output": "y"}]
+    data = tmp_path / "bom.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+    assert is_long(data)
+    assert [c["model"] for c in load_pool(data).dataset[0]["completions"]] == ["gpt4", "alpaca-7b"]
+
+
+def test_model_names_csv_rows_are_file_lines(tmp_path):
+    """A quoted name with a line break inside takes two lines: the error names the file line."""
+    names = tmp_path / "names.csv"
+    names.write_text('pool,table\n"odd\nname",gpt-4\na,gpt-4\na,bard\n', encoding="utf-8")
+    with pytest.raises(PoolError, match=r"names.csv:5: 'a' is mapped twice \('gpt-4' on line 4 and 'bard'\)"):
+        read_model_names(names)
+
+
+def test_model_names_csv_that_is_not_utf8_is_one_line(tmp_path):
+    names = tmp_path / "names.csv"
+    names.write_bytes("pool,table\nalpaca,alpaca-7b\ncafé,gpt-4\n".encode("latin-1"))
+    with pytest.raises(ZebraError) as err:
+        read_model_names(names)
+    assert str(err.value) == f"{names}:3: not UTF-8 text (byte 31: invalid continuation byte); save it as UTF-8"

@@ -110,6 +110,16 @@ def test_unfinished_evaluation_is_not_skipped(tmp_path):
     assert mod.is_done(step)
 
 
+@pytest.mark.parametrize("content", [b'{"finished": "no"}', b'{"finished": 1}', b'[{"finished": true}]',
+                                     b'{"finished": true, "note": "caf\xe9"}', b'{"finished": tr', b"\x1f\x8b\x08\x00"])
+def test_a_summary_that_does_not_say_finished_true_is_not_done(tmp_path, content):
+    """issue 19: `{"finished": "no"}` was read as finished; a list or non-UTF-8 summary crashed."""
+    mod = _module()
+    summary = tmp_path / "summary.json"
+    summary.write_bytes(content)
+    assert mod.is_done(mod.Step("evaluate", ["true"], str(summary))) is False
+
+
 def _check_smoke_outputs(out: Path, model_dir_name: str) -> dict:
     tables = out / "tables"
     for stem in ("table1", "table2", "table5"):

@@ -90,9 +90,9 @@ def _bad_inputs(tmp_path, tiny, toy):
     a_file.write_text("x")
     return [
         ("0-byte data", ["--data", str(empty), "--model", tiny], "empty.json: empty file (0 bytes)"),
-        ("truncated json", ["--data", str(truncated), "--model", tiny], "truncated.json: not valid JSON"),
-        ("truncated jsonl", ["--data", str(truncated_jsonl), "--model", tiny], "truncated.jsonl line 2: not valid JSON"),
-        ("truncated parquet", ["--data", str(truncated_parquet), "--model", tiny], "truncated.parquet: cannot be read"),
+        ("truncated json", ["--data", str(truncated), "--model", tiny], "truncated.json:1: the file ends inside a JSON value"),
+        ("truncated jsonl", ["--data", str(truncated_jsonl), "--model", tiny], "truncated.jsonl:2: the line ends inside a JSON value"),
+        ("truncated parquet", ["--data", str(truncated_parquet), "--model", tiny], "truncated.parquet: truncated Parquet file"),
         ("missing data", ["--data", str(tmp_path / "none.json"), "--model", tiny], "none.json: no such records file"),
         ("missing model path", ["--data", toy, "--model", str(tmp_path / "no-model")], "no-model: no such folder"),
         ("empty model folder", ["--data", toy, "--model", str(empty_folder)], "empty-model has no config.json"),

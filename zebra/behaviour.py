@@ -11,6 +11,7 @@ min–max normalised over the models that have a value, so its unit (`86.40%`, `
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from zebra.errors import ZebraError
+from zebra.jsonio import read_text
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +235,9 @@ def read_benchmark(path: str | Path) -> BehaviourTable:
     if not path.is_file():
         raise BenchmarkTableError(f"{path}: no such benchmark table (pass --benchmark PATH)")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+        # read_text: the one reader's errors for non-UTF-8 or binary bytes, a BOM dropped
+        df = pd.read_csv(io.StringIO(read_text(path, "benchmark table")), dtype=str, keep_default_na=False,
+                         skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise BenchmarkTableError(f"{path}: empty file; expected a header row (model, benchmarks...) and one row per model") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from zebra.errors import ZebraError
+from zebra.jsonio import read_json_records
 
 log = logging.getLogger(__name__)
 
@@ -175,23 +176,12 @@ DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
 def _read_file(path: Path) -> list[dict]:
+    """The rows of one local benchmark file: JSON lines or a JSON list (zebra.jsonio), or Parquet."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        from zebra.data import read_parquet
 
-        return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        return json.loads(text)
-    rows = []
-    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON keeps
-    # unescaped inside strings (MMLU-Pro's test split has them)
-    for line_no, line in enumerate(text.split("\n"), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise BenchmarkDataError(f"{path}:{line_no}: not a JSON object ({e.msg})") from e
-    return rows
+        return read_parquet(path).to_pylist()
+    return read_json_records(path, "benchmark file", allow_empty=True)
 
 
 def _read_folder(folder: Path, split: str) -> list[dict]:

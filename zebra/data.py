@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zebra.errors import ZebraError
+from zebra.jsonio import (MAX_DEPTH, ReadError, binary_kind, check_json_constants, check_json_data,
+                          iter_json_records)
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,11 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
             ds = load_pool(source, pool, limit).dataset
         elif path.is_file():
             builder = _builder(path)
-            check_data_file(path)
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=_content_cache([path]))
+            cache = _content_cache([path])
+            first = check_data_file(path, cache)
+            ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache)
+            if first:
+                check_numbers(ds, [path], cache)
         elif path.is_dir():
             if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
                 ds = datasets.load_from_disk(str(path))
@@ -75,9 +80,11 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
                     ds = ds[split]
             else:
                 files = folder_files(path)
-                for f in files:
-                    check_data_file(f)
-                ds = datasets.load_dataset(str(path), split=split, cache_dir=_content_cache(files))
+                cache = _content_cache(files)
+                first = [f for f in files if check_data_file(f, cache)]
+                ds = datasets.load_dataset(str(path), split=split, cache_dir=cache)
+                if first:
+                    check_numbers(ds, files, cache)
         elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
             ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
         else:
@@ -136,19 +143,163 @@ def folder_files(folder: Path) -> list[Path]:
     return next(iter(kinds.values()))
 
 
-def check_data_file(path: Path) -> None:
-    """Cheap checks before `datasets` reads a JSON file: empty or blank files have no rows, and
-    a file whose top level is not an object or a list (e.g. `null`) crashes the reader."""
-    if _builder(path) != "json":
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: empty file (0 bytes)")
-        return
+def check_data_file(path: Path, cache: str | None = None) -> bool:
+    """Checks before `datasets` reads a file, for what it would crash on (deep nesting: a
+    segfault in pyarrow), copy in unchecked (bytes that are not UTF-8) or report in a traceback
+    (gzip bytes, a 0-byte, truncated or text .parquet). Everything else that makes `datasets`
+    fail is named afterwards by `_load_failure`.
+
+    The JSON scan (zebra.jsonio.check_json_data, one pass over the file) runs on the first load
+    of a content only: `check_numbers` leaves a marker in `cache`, the content-keyed cache folder,
+    once the loaded rows passed too, and `datasets` serves later loads of the same bytes from that
+    cache without parsing them. Returns True when the scan ran (`check_numbers` is then owed).
+    """
+    builder = _builder(path)
+    if builder == "parquet":
+        check_parquet(path)
+        return False
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if builder == "arrow":
+        if not head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+            raise DataError(f"{path}: not an Arrow file ({binary_kind(head) or 'no Arrow magic bytes at its start'})")
+        return False
+    kind = binary_kind(head)
+    if kind:
+        raise DataError(f"{path}: {kind}")
     first = _first_char(path)
     if first is None:
-        raise DataError(f"{path}: no rows (the file is empty or holds only blank lines)")
+        raise DataError(f"{path}: no rows (the file holds only blank lines)")
     if first not in "{[":
         raise DataError(f"{path}: expected JSON objects (one per line) or a JSON list of them, "
                         f"but the file starts with {first!r}")
+    if cache is not None and _marker(cache, path).exists():
+        return False
+    try:
+        check_json_data(path)
+    except ReadError as err:
+        raise DataError(str(err)) from None
+    return True
+
+
+# Bump when check_data_file's scan or check_numbers changes: every content is then checked again.
+_CHECKS_VERSION = 3
+
+
+def _marker(cache: str, path: Path) -> Path:
+    return Path(cache) / f"zebra-checked-v{_CHECKS_VERSION}-depth{MAX_DEPTH}-{path.name}"
+
+
+def check_numbers(ds, files: list[Path], cache: str | None = None) -> None:
+    """pyarrow reads NaN and Infinity, which are not JSON, as numbers: refuse JSON files whose
+    loaded float columns hold one. One Arrow kernel per float column (the text is never
+    scanned for them); the reader's re-read then names the file and line. When all is well,
+    marks the files checked in `cache` (check_data_file)."""
+    json_files = [f for f in files if _builder(f) == "json"]
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    if json_files and any(_has_json_text(f.type) for f in table.schema):
+        # datasets re-encoded a mixed-type field with ujson, which writes NaN and Infinity as null
+        for f in json_files:
+            try:
+                check_json_constants(f)
+            except ReadError as err:
+                raise DataError(str(err)) from None
+    for name in table.column_names if json_files else ():
+        column = table.column(name)
+        if not _has_float(column.type):
+            continue
+        done = 0
+        for chunk in column.chunks:
+            row = _first_non_finite(chunk)
+            if row is not None:
+                for f in json_files:
+                    if where := _bad_json_line(f):
+                        raise DataError(where)
+                raise DataError(f"{', '.join(map(str, json_files))}: row {done + row + 1}: {name} holds NaN or "
+                                "Infinity, which are not JSON; write null or a number")
+            done += len(chunk)
+    for f in json_files if cache is not None else ():
+        try:
+            _marker(cache, f).parent.mkdir(parents=True, exist_ok=True)
+            _marker(cache, f).touch()
+        except OSError:
+            pass  # a read-only cache: the checks run again next time
+
+
+def _has_json_text(kind: pa.DataType) -> bool:
+    """Does `kind` hold a field `datasets` typed as JSON text (its rows disagree in shape)?"""
+    if isinstance(kind, pa.BaseExtensionType):
+        return True
+    if pa.types.is_struct(kind):
+        return any(_has_json_text(f.type) for f in kind)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _has_json_text(kind.value_type)
+    return False
+
+
+def _has_float(kind: pa.DataType) -> bool:
+    if pa.types.is_floating(kind):
+        return True
+    if pa.types.is_struct(kind):
+        return any(_has_float(f.type) for f in kind)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _has_float(kind.value_type)
+    return False
+
+
+def _first_non_finite(arr: pa.Array) -> int | None:
+    """Index of the first row of `arr` whose value, or any float nested in it, is NaN or ±inf."""
+    kind = arr.type
+    if pa.types.is_floating(kind):
+        bad = pc.fill_null(pc.invert(pc.is_finite(arr)), False)
+        return int(pc.index(bad, True).as_py()) if pc.any(bad).as_py() else None
+    if pa.types.is_struct(kind):
+        found = [_first_non_finite(pc.struct_field(arr, [i])) for i, f in enumerate(kind) if _has_float(f.type)]
+        found = [r for r in found if r is not None]
+        return min(found) if found else None
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        inner = _first_non_finite(pc.list_flatten(arr))
+        return None if inner is None else int(pc.list_parent_indices(arr)[inner].as_py())
+    return None
+
+
+def check_parquet(path: Path) -> None:
+    """A file pyarrow can open as Parquet, or one line saying what it is instead: 0 bytes, text
+    or another format (no PAR1 at its start), truncated (no PAR1 footer at its end)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 12)
+        fh.seek(max(0, size - 4))
+        tail = fh.read(4)
+    if not head.startswith(b"PAR1"):
+        raise DataError(f"{path}: not a Parquet file ({binary_kind(head) or 'no PAR1 magic bytes at its start'})")
+    if tail != b"PAR1" or size < 12:
+        raise DataError(f"{path}: truncated Parquet file (no PAR1 footer at its end); write or copy it again")
+
+
+def parquet_schema(path: Path) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    check_parquet(path)
+    try:
+        return pq.read_schema(path)
+    except (OSError, pa.ArrowException) as err:
+        raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
+
+
+def read_parquet(path: Path) -> pa.Table:
+    """The whole Parquet file as an Arrow table; one-line errors for what pyarrow refuses."""
+    import pyarrow.parquet as pq
+
+    check_parquet(path)
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
 
 
 def _first_char(path: Path) -> str | None:
@@ -184,11 +335,11 @@ def _load_failure(path: Path, source, err: Exception) -> str:
     if path.is_file() and _builder(path) == "json":
         where = _bad_json_line(path)
         if where:
-            return f"{path}: {where}"
+            return where
     if path.is_dir():
         for f in folder_files(path):
             if _builder(f) == "json" and (where := _bad_json_line(f)):
-                return f"{f}: {where}"
+                return where
     if not path.exists() and isinstance(source, str):
         if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
             return f"{source}: cannot load this hub id (HF_HUB_OFFLINE is set): {_first_line(err)}"
@@ -206,28 +357,13 @@ def _first_line(err: Exception) -> str:
 
 
 def _bad_json_line(path: Path) -> str | None:
-    """'line N: ...' of the first malformed JSON row, or None when every row parses."""
-    if _first_char(path) == "[":
-        try:
-            with open(path, encoding="utf-8-sig") as fh:
-                json.load(fh)
-        except UnicodeDecodeError as err:
-            return f"not UTF-8 text ({err.reason} at byte {err.start})"
-        except json.JSONDecodeError as err:
-            return f"line {err.lineno}: not valid JSON ({err.msg})"
-        return None
-    with open(path, encoding="utf-8-sig", errors="strict") as fh:
-        try:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        value = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        return f"line {n}: not valid JSON ({err.msg})"
-                    if not isinstance(value, dict):
-                        return f"line {n}: expected a JSON object, got {type(value).__name__}"
-        except UnicodeDecodeError as err:
-            return f"not UTF-8 text ({err.reason})"
+    """The reader's one line (`FILE:LINE: reason`) for the first fault of a JSON(-lines) file
+    that `datasets` refused, or None when the reader finds none."""
+    try:
+        for _ in iter_json_records(path, allow_empty=True):
+            pass
+    except ReadError as err:
+        return str(err)
     return None
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import math
 import random
@@ -32,6 +31,7 @@ from typing import Any, Callable
 
 from zebra.benchmarks import BENCHMARKS, LETTERS, Item
 from zebra.errors import ZebraError
+from zebra.jsonio import ReadError, read_json, read_json_records
 from zebra.records import RecordWriter, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -180,23 +180,8 @@ def ifeval_score(response: str, item: Item) -> dict[str, Any]:
 
 
 def read_jsonl_rows(path: str | Path) -> list[dict]:
-    """Rows of a JSON-lines file; a line that is not a JSON object is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ZebraError(f"{path}: no such file")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ZebraError(f"{path}:{line_no}: not JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise ZebraError(f"{path}:{line_no}: not a JSON object")
-            rows.append(row)
-    return rows
+    """Rows of a JSON-lines file (or a JSON list), read by zebra.jsonio: one-line errors naming the line."""
+    return read_json_records(path)
 
 
 def join_ifeval_responses(items: list[Item], responses: list[dict], where: str) -> list[tuple[Item, str]]:
@@ -335,9 +320,9 @@ def read_run_identity(
         for name in RUN_METADATA_FILES:
             if (folder / name).is_file():
                 try:
-                    meta = json.loads((folder / name).read_text(encoding="utf-8"))
-                except json.JSONDecodeError as e:
-                    raise ZebraError(f"{folder / name}: not JSON ({e.msg}); fix it or pass --run-model/--run-method/--run-strategy") from e
+                    meta = read_json(folder / name, name, expect=dict)
+                except ReadError as err:
+                    raise ZebraError(f"{err}; fix it or pass --run-model/--run-method/--run-strategy") from None
                 break
     base = meta.get("base_model") or (Path(meta["gguf_file"]).stem if meta.get("gguf_file") else meta.get("model"))
     strategy = run_strategy or _strategy_from(meta, folder) or ("unknown" if meta else "none")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import json
 import logging
 import math
@@ -50,6 +51,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from zebra.errors import ZebraError
+from zebra.jsonio import read_json, read_text
+from zebra.records import make_parent
 
 log = logging.getLogger(__name__)
 
@@ -360,13 +363,7 @@ def parse_evaluate_summary(data: Mapping[str, Any], path: str) -> ResultFile:
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as err:
-        raise ResultFileError(f"{path}: not JSON ({err.msg}, line {err.lineno})") from err
-    except UnicodeDecodeError as err:
-        raise ResultFileError(f"{path}: not UTF-8 text") from err
+    return read_json(path, "result file")
 
 
 def _files(spec: str | Path, pattern: str, what: str) -> tuple[list[Path], bool]:
@@ -424,8 +421,7 @@ def read_model_names(path: str | Path) -> dict[str, str]:
 
     path = Path(path)
     if path.is_file():
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            header = next(csv.reader(fh), [])
+        header = next(csv.reader(io.StringIO(read_text(path, "--model-names file"), newline="")), [])
         if [c.strip() for c in header] != ["pool_name", "behaviour_table_name"]:
             raise ResultFileError(f"{path}: header must be exactly pool_name,behaviour_table_name")
     try:

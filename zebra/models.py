@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from zebra.errors import ZebraError
+from zebra.jsonio import ReadError, read_json, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ def is_prepared(out_dir: str | Path, model: str, gguf_file: str) -> bool:
     if not marker.exists():
         return False
     try:
-        return json.loads(marker.read_text()) == _gguf_source(model, gguf_file)
-    except (json.JSONDecodeError, OSError):
+        return read_json(marker, "marker file") == _gguf_source(model, gguf_file)
+    except (ReadError, OSError):  # a marker left half-written or damaged: prepare the folder again
         return False
 
 
@@ -183,7 +184,7 @@ def load_model_and_tokenizer(model: str, gguf_file: str | None = None, dtype=Non
     if not gguf_file and is_adapter_folder(model):
         from peft import PeftModel
 
-        base_path = json.loads((Path(model) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base_path = read_json(Path(model) / "adapter_config.json", "adapter config", expect=dict).get("base_model_name_or_path")
         if not base_path:
             raise ZebraError(f"{model}/adapter_config.json names no base_model_name_or_path; cannot load the adapter")
         base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
@@ -202,7 +203,7 @@ def set_chat_template(tokenizer, chat_template: str | None, model_name: str = "t
         if chat_template in CHAT_TEMPLATES:
             tokenizer.chat_template = CHAT_TEMPLATES[chat_template]
         elif Path(chat_template).is_file():
-            tokenizer.chat_template = Path(chat_template).read_text()
+            tokenizer.chat_template = read_text(chat_template, "chat template")
         elif "{%" in chat_template or "{{" in chat_template:
             tokenizer.chat_template = chat_template
         else:

@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
+import io
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
@@ -78,6 +78,7 @@ import pandas as pd
 import pyarrow as pa
 
 from zebra.errors import ZebraError
+from zebra.jsonio import first_json_record, read_json, read_json_records, read_text
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +144,7 @@ def _manifest(path: Path) -> dict[str, Any] | None:
     file = path / MANIFEST
     if not (path.is_dir() and file.is_file()):
         return None
-    try:
-        found = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise PoolError(f"{file}: not JSON ({err.msg}, line {err.lineno})") from None
+    found = read_json(file, MANIFEST)
     known = {f.name for f in fields(PoolOptions)} | {"responses"}
     unknown = sorted(set(found) - known) if isinstance(found, dict) else ["(not an object)"]
     if unknown:
@@ -189,28 +187,14 @@ def _first_record(path: Path) -> dict | None:
     """The first record of a data file, reading as little of it as possible; None if unknown."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
+        from zebra.data import parquet_schema
 
-        return {name: None for name in pq.read_schema(path).names}
+        return {name: None for name in parquet_schema(path).names}
     if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as fh:
-            return {name: None for name in next(csv.reader(fh), [])}
+        return {name: None for name in next(csv.reader(io.StringIO(read_text(path, "CSV file"))), [])}
     if suffix not in (".json", ".jsonl"):
         return None
-    decoder = json.JSONDecoder()
-    with path.open(encoding="utf-8") as fh:
-        text = ""
-        for _ in range(64):  # up to 64 MB for the first record
-            chunk = fh.read(1 << 20)
-            text += chunk
-            body = text.lstrip().lstrip("[").lstrip()
-            try:
-                obj, _ = decoder.raw_decode(body)
-                return obj if isinstance(obj, dict) else None
-            except json.JSONDecodeError:
-                if not chunk:
-                    return None
-    return None
+    return first_json_record(path)
 
 
 def is_long(source: str | Path | None, options: PoolOptions | None = None) -> bool:
@@ -243,29 +227,19 @@ def is_long(source: str | Path | None, options: PoolOptions | None = None) -> bo
 def _read_rows(path: Path) -> pd.DataFrame:
     """Every record of one file as a DataFrame of Python objects (no dtype guessing)."""
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
+    if suffix == ".parquet":
+        from zebra.data import read_parquet
 
-            df = pq.read_table(path).to_pandas().astype(object)
-            return df.where(df.notna(), None)
-        if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False).astype(object)
-        text = path.read_text(encoding="utf-8")
-        if suffix == ".json" and text.lstrip().startswith("["):
-            records = json.loads(text)
-        else:
-            records = []
-            for n, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise PoolError(f"{path}: line {n} is not JSON ({err.msg})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, pa.ArrowInvalid) as err:
-        raise PoolError(f"{path}: cannot be read as {suffix} ({str(err).splitlines()[0]})") from None
-    if not all(isinstance(r, dict) for r in records):
-        raise PoolError(f"{path}: every record must be a JSON object")
+        df = read_parquet(path).to_pandas().astype(object)
+        return df.where(df.notna(), None)
+    if suffix == ".csv":
+        try:
+            return pd.read_csv(io.StringIO(read_text(path, "CSV file")), dtype=str, keep_default_na=False).astype(object)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame()
+        except pd.errors.ParserError as err:
+            raise PoolError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
+    records = read_json_records(path, "pool file", allow_empty=True)
     df = pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
     return df.where(df.notna(), None)  # a key missing from some records: None, not NaN
 
@@ -305,20 +279,22 @@ def _numbers(values: pd.Series, where: str, what: str, rows: np.ndarray) -> np.n
 def read_model_names(path: str | Path) -> dict[str, str]:
     """pool name -> behaviour-table name from a two-column CSV with a header row."""
     path = Path(path)
-    if not path.is_file():
-        raise PoolError(f"{path}: no such --model-names file")
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh))
+    reader = csv.reader(io.StringIO(read_text(path, "--model-names file"), newline=""))
+    next(reader, None)  # the header
     mapping: dict[str, str] = {}
-    for n, row in enumerate(rows[1:], 2):
+    line_of: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num  # the file line where the row ends (a quoted name may span lines)
         if not any(c.strip() for c in row):
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise PoolError(f"{path}: row {n} must hold two non-empty names (pool name, behaviour-table name), got {row}")
+            raise PoolError(f"{path}:{line}: expected two non-empty names (pool name, behaviour-table name), got {row}")
         pool, table = row[0].strip(), row[1].strip()
         if pool in mapping:
-            raise PoolError(f"{path}: row {n}: {pool!r} is mapped twice ({mapping[pool]!r} and {table!r})")
+            raise PoolError(f"{path}:{line}: {pool!r} is mapped twice ({mapping[pool]!r} on line {line_of[pool]} "
+                            f"and {table!r})")
         mapping[pool] = table
+        line_of[pool] = line
     return mapping
 
 
@@ -361,11 +337,19 @@ def _judgments(path: Path, options: PoolOptions, names: dict[str, str], report: 
     out = out[~copies]
     clash = out.duplicated(["instruction", "model"], keep=False)
     if clash.any():
-        first = out[clash].iloc[:2]
+        first = _first_clash(out, clash)
         raise PoolError(f"{where}: rows {first['row'].tolist()} judge {first['model'].iloc[0]!r} on one prompt "
                         f"with different values {first['label'].tolist()}")
     report["judge_failures"] = int(out["label"].isna().sum())
     return out
+
+
+def _first_clash(df: pd.DataFrame, clash: pd.Series) -> pd.DataFrame:
+    """The first two rows that clash on (instruction, model) with each other, not merely the
+    first two rows that clash with some row (those can be on different prompts)."""
+    first = df[clash].iloc[0]
+    same = clash & (df["instruction"] == first["instruction"]) & (df["model"] == first["model"])
+    return df[same].iloc[:2]
 
 
 # --------------------------------------------------------------------------- the draw
@@ -441,9 +425,12 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
     pool = pool[~copies].reset_index(drop=True)
     clash = pool.duplicated(["instruction", "model"], keep=False)
     if clash.any():
-        a = pool[clash].iloc[:2]
+        a = _first_clash(pool, clash)
         via = f" (pool names {a['pool_model'].tolist()} map to it)" if a["pool_model"].nunique() > 1 else ""
-        raise PoolError(f"{a['file'].iloc[0]}: rows {a['row'].tolist()}: model {a['model'].iloc[0]!r}{via} answers "
+        files = a["file"].tolist()
+        where = (f"{files[0]}: rows {a['row'].tolist()}" if files[0] == files[1]
+                 else f"{files[0]} row {a['row'].iloc[0]} and {files[1]} row {a['row'].iloc[1]}")
+        raise PoolError(f"{where}: model {a['model'].iloc[0]!r}{via} answers "
                         f"one prompt twice with different text ({a['instruction'].iloc[0][:60]!r}); keep one")
 
     if options.judgments:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zebra.errors import ZebraError
+from zebra.jsonio import FileAccessError, ReadError, read_json_records, surrogate_field
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +187,11 @@ def json_values(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     elif pa.types.is_integer(kind):
         out = arr.cast(pa.large_string())
     elif pa.types.is_floating(kind):
-        # repr of the distinct values only: provenance columns hold one value per model pair
+        # repr of the distinct values only: provenance columns hold one value per model pair;
+        # NaN and ±inf are not JSON: null, as json_text writes them
         enc = arr.cast(pa.float64()).dictionary_encode()
-        out = pa.array([json.dumps(v) for v in enc.dictionary.to_pylist()], pa.large_string()).take(enc.indices)
+        out = pa.array([json.dumps(v) if math.isfinite(v) else "null" for v in enc.dictionary.to_pylist()],
+                       pa.large_string()).take(enc.indices)
     elif pa.types.is_boolean(kind):
         out = pc.if_else(arr, _lit("true"), _lit("false"))
     elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
@@ -223,6 +227,15 @@ def _joined_bytes(lines: pa.Array, drop_end: int) -> memoryview:
     """The UTF-8 bytes of all `lines` back to back (Arrow keeps them so), less the last `drop_end`."""
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=8 * lines.offset)
     return memoryview(lines.buffers()[2])[int(offsets[0]):int(offsets[-1]) - drop_end]
+
+
+def _unencodable(path: Path, records: list[dict[str, Any]], before: int) -> str:
+    """The one line for a record that UTF-8 cannot encode (a lone surrogate in one of its texts)."""
+    for i, record in enumerate(records):
+        field = surrogate_field(record)
+        if field is not None:
+            return f"{path}: record {before + i + 1}: {field} holds a lone surrogate, which UTF-8 cannot encode"
+    return f"{path}: a record holds text that UTF-8 cannot encode"
 
 
 def make_parent(path: str | Path) -> None:
@@ -320,7 +333,11 @@ class RecordWriter:
                 self._fh.flush()  # the bytes below bypass the text layer, so it must be empty
                 self._fh.buffer.write(_joined_bytes(json_lines(records, sep), len(sep.encode())))
             else:
-                self._fh.write(lead + sep.join(json.dumps(r, ensure_ascii=False) for r in records))
+                text = sep.join(json.dumps(_finite(r), ensure_ascii=False, allow_nan=False) for r in records)
+                try:
+                    self._fh.write(lead + text)
+                except UnicodeEncodeError:
+                    raise ZebraError(_unencodable(self.path, records, self.count)) from None
         self.count += len(records)
 
     def close(self) -> None:
@@ -412,37 +429,19 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Read records written by RecordWriter (or any JSON list / JSON lines / Parquet of dicts).
 
-    What a crash or a full disk leaves (an empty or truncated file, a bad line) is a one-line
-    ZebraError naming the file and line, for every script that reads binarize outputs.
+    Every fault is the reader's one line (zebra.jsonio: `FILE:LINE: reason`); for what a crash
+    or a full disk leaves (an empty or truncated file, a bad line) it says how to remake it.
     """
     path = Path(path)
     fmt = output_format(path)
-    if not path.is_file():
-        raise ZebraError(f"{path}: no such records file")
-    if path.stat().st_size == 0:
-        raise ZebraError(f"{path}: empty file (0 bytes); remake it with a binarize_*.py script")
-    try:
-        if fmt == "parquet":
-            return pq.read_table(path).to_pylist()
-        with open(path, encoding="utf-8") as fh:
-            if fmt == "jsonl":
-                return [_jsonl_record(line, path, number) for number, line in enumerate(fh, 1) if line.strip()]
-            data = json.load(fh)
-    except json.JSONDecodeError as err:
-        raise ZebraError(f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
-                         "truncated? remake it with a binarize_*.py script") from None
-    except UnicodeDecodeError as err:
-        raise ZebraError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except (OSError, ValueError) as err:  # pyarrow: truncated or foreign parquet (ArrowInvalid is a ValueError)
-        raise ZebraError(f"{path}: cannot be read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    if not isinstance(data, list):
-        raise ZebraError(f"{path}: expected a JSON list of records")
-    return data
+    if fmt == "parquet":
+        from zebra.data import read_parquet
 
-
-def _jsonl_record(line: str, path: Path, number: int) -> Any:
+        return read_parquet(path).to_pylist()
     try:
-        return json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ZebraError(f"{path} line {number}: not valid JSON ({err.msg}); truncated? "
-                         "remake it with a binarize_*.py script") from None
+        # a run that wrote no pairs leaves `[]`: a valid, empty output (a 0-byte file is not)
+        return read_json_records(path, "records file", allow_empty=True)
+    except FileAccessError:
+        raise
+    except ReadError as err:
+        raise err.with_hint("remake it with a binarize_*.py script") from None

@@ -15,7 +15,6 @@ run's identity (`run`: `model`, `method`, `strategy`). This module only reads th
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
@@ -27,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from zebra.errors import ZebraError
+from zebra.jsonio import FileAccessError, ReadError, iter_json_records, read_json
 
 log = logging.getLogger(__name__)
 
@@ -124,26 +124,25 @@ def paired_tests(
 # ----------------------------------------------------------------------------- reading runs
 
 
-def read_records(path: Path) -> dict[str, float]:
-    """`id` → `score` from one `<benchmark>.jsonl`; a repeated id is an error (pairing needs ids)."""
+def read_scores(path: Path) -> dict[str, float]:
+    """`id` → `score` from one `<benchmark>.jsonl` (zebra.jsonio reads it); a repeated id is an
+    error (pairing needs ids)."""
     scores: dict[str, float] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                key, score = str(rec["id"]), rec["score"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise RunError(f"{path}:{line_no}: not a record with `id` and `score` ({e}); re-run evaluate.py") from e
-            if isinstance(score, bool) or not isinstance(score, (int, float)):
-                raise RunError(f"{path}:{line_no}: score {score!r} is not a number in [0, 1]; re-run evaluate.py")
-            score = float(score)
-            if not 0.0 <= score <= 1.0:  # also False for NaN
-                raise RunError(f"{path}:{line_no}: score {rec['score']!r} is not a number in [0, 1]; re-run evaluate.py")
-            if key in scores:
-                raise RunError(f"{path}:{line_no}: id {key!r} appears twice; ids must be unique to pair runs")
-            scores[key] = score
+    try:
+        records = list(iter_json_records(path, "evaluation records file"))
+    except FileAccessError:
+        raise
+    except ReadError as err:
+        raise RunError(str(err.with_hint("re-run evaluate.py"))) from None
+    for line_no, rec in records:
+        if "id" not in rec or "score" not in rec:
+            raise RunError(f"{path}:{line_no}: not a record with `id` and `score`; re-run evaluate.py")
+        key, score = str(rec["id"]), rec["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+            raise RunError(f"{path}:{line_no}: score {score!r} is not a number in [0, 1]; re-run evaluate.py")
+        if key in scores:
+            raise RunError(f"{path}:{line_no}: id {key!r} appears twice; ids must be unique to pair runs")
+        scores[key] = float(score)
     return scores
 
 
@@ -155,7 +154,7 @@ def read_run(run_dir: str | Path) -> dict[str, dict[str, float]]:
     files = sorted(p for p in run_dir.glob("*.jsonl"))
     if not files:
         raise RunError(f"{run_dir}: no <benchmark>.jsonl records; pass the --output-dir of an evaluate.py run")
-    return {p.stem: read_records(p) for p in files}
+    return {p.stem: read_scores(p) for p in files}
 
 
 def paired_scores(a: dict[str, float], b: dict[str, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -265,17 +264,18 @@ def read_summary(path: Path) -> dict | None:
     `accuracy` in [0, 1]. None (with a warning naming it) for an unfinished run or a JSON file
     that is no evaluation summary at all."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path}: not JSON ({e.msg} at line {e.lineno}); re-run that evaluation or move it out") from e
+        data = read_json(path, "summary")
+    except FileAccessError:
+        raise
+    except ReadError as err:
+        raise RunError(str(err.with_hint("re-run that evaluation or move it out"))) from None
     if not isinstance(data, dict) or "results" not in data:
         # e.g. analyze.py's out/analysis/summary.json under a results folder: not a run
         log.warning("%s: no `results`; not an evaluate.py summary, skipped", path)
         return None
-    if not isinstance(data["results"], dict):
-        raise RunError(f"{path}: `results` is not an object; re-run that evaluation")
-    if not isinstance(data.get("run") or {}, dict):  # {model, method, strategy}: Table 5's row and column
-        raise RunError(f"{path}: `run` is not an object with model, method and strategy; re-run that evaluation")
+    for key in ("results", "run", "settings"):
+        if key in data and not isinstance(data[key], dict):
+            raise RunError(f"{path}: `{key}` is not an object; re-run that evaluation")
     for bench, res in data["results"].items():
         acc = res.get("accuracy") if isinstance(res, dict) else None
         if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):

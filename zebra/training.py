@@ -615,9 +615,11 @@ def _finite_losses(metrics: dict[str, Any]) -> bool:
 def run_is_done(output_dir: str | Path) -> bool:
     """A training folder is finished when its metrics.json (written last by save_run) reads and
     holds finite losses: train_grid.py and reproduce.py skip such runs and redo any other."""
+    from zebra.jsonio import read_json
+
     try:
-        metrics = json.loads((Path(output_dir) / "metrics.json").read_text())
-    except (OSError, ValueError):
+        metrics = read_json(Path(output_dir) / "metrics.json", "metrics file")
+    except ZebraError:  # missing, half-written or damaged: the run is redone
         return False
     return isinstance(metrics, dict) and _finite_losses(metrics)
 
@@ -681,13 +683,10 @@ def args_to_flags(args: dict[str, Any]) -> list[str]:
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """Read and check one run recipe; errors name the file and the key."""
-    import yaml
+    from zebra.jsonio import read_yaml
 
     path = Path(path)
-    try:
-        recipe = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ZebraError(f"{path}: not valid YAML ({err})") from None
+    recipe = read_yaml(path, "recipe")
     if not isinstance(recipe, dict):
         raise ZebraError(f"{path}: expected a mapping with keys {sorted(RECIPE_KEYS)}")
     missing = RECIPE_KEYS - set(recipe)
@@ -782,7 +781,7 @@ def grid_plan(recipes_glob: str, only: str | None, ultrafeedback: str | None, nu
     import fnmatch
     import glob
 
-    import yaml
+    from zebra.jsonio import read_yaml
 
     if num_processes is not None and num_processes < 1:
         raise ZebraError(f"--num-processes {num_processes}: must be >= 1")
@@ -793,7 +792,7 @@ def grid_plan(recipes_glob: str, only: str | None, ultrafeedback: str | None, nu
         raise ZebraError(f"no recipe matches --recipes {recipes_glob} --only {only}")
     todo = [r for r in recipes if rerun or not run_is_done(r["args"]["output_dir"])]
     missing = [r["data"] for r in todo if not Path(r["data"]).exists()]
-    data = data_commands(yaml.safe_load(Path(data_recipes).read_text()), missing, ultrafeedback)
+    data = data_commands(read_yaml(data_recipes, "data recipes file", expect=dict), missing, ultrafeedback)
     training = [recipe_command(r, num_processes, list(extra)) for r in todo]
     return GridPlan(recipes, todo, data, training)
 
