@@ -163,7 +163,7 @@ def test_potential_record_that_is_not_an_object_is_refused(tmp_path):
     data = _write(tmp_path / "d.json", [*_records(2), 5, *_records(1)])
     before = snapshot(tmp_path)
     code, _, err = _potential(tmp_path, data)
-    assert_refused(code, err, "d.json: record 3 is 5, not a JSON object")
+    assert_refused(code, err, "d.json:1: list item 3 expected to be a JSON object, got a number (5)")
     assert_unchanged(tmp_path, before)
 
 
@@ -174,7 +174,7 @@ def test_potential_lone_surrogate_is_refused_before_the_model_loads(tmp_path):
     data.write_text(json.dumps(records), encoding="utf-8")  # ensure_ascii: the file holds the escape \ud800
     before = snapshot(tmp_path)
     code, _, err = _potential(tmp_path, data)
-    assert_refused(code, err, "d.json: record 2", "surrogate")
+    assert_refused(code, err, "d.json:1: list item 2: ", "surrogate")
     assert_unchanged(tmp_path, before)
 
 

@@ -267,3 +267,19 @@ def test_cost_benchmark_runs_on_the_sample():
     assert all(v > 0 for v in out["median_seconds"].values())
     seconds = out["median_seconds"]
     assert out["scan_over_cold_load"] == pytest.approx(seconds["scan"] / seconds["cold_load"], abs=0.01)
+
+
+def test_a_list_on_one_line_names_the_item_as_well_as_the_line(tmp_path):
+    """`[{...}, 5, {...}]`: every item is on line 1, so the line alone would not say which record."""
+    one_line = tmp_path / "one.json"
+    one_line.write_text('[{"a": 1}, {"a": 2}, 5, {"a": "\\ud800"}]')
+    with pytest.raises(ReadError, match=r"one\.json:1: list item 3 expected to be a JSON object, got a number"):
+        read_json_records(one_line)
+    one_line.write_text('[{"a": 1}, {"a": "\\ud800"}]')
+    with pytest.raises(ReadError, match=r"one\.json:1: list item 2: a holds a lone surrogate"):
+        read_json_records(one_line)
+    # one item per line: the line says it, and the message stays as short as before
+    per_line = tmp_path / "lines.json"
+    per_line.write_text('[\n{"a": 1},\n5\n]')
+    with pytest.raises(ReadError, match=r"lines\.json:3: list item expected to be a JSON object"):
+        read_json_records(per_line)

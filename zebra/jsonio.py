@@ -41,9 +41,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from zebra.errors import ZebraError
+
+if TYPE_CHECKING:  # numpy only where a big data file is scanned: build_table.py and --help need the standard library alone
+    import numpy as np
 
 # Deeper than any data the project reads (an UltraFeedback row nests 5 levels, an lm-eval
 # result file 4) and far below the depths where Python's json (~1,000) or pyarrow (~10,000,
@@ -476,12 +479,24 @@ def _list_items(text: str, path, idx: int) -> Iterator[tuple[int, dict]]:
     if text.startswith("]", pos):
         _check_end(text, path, pos + 1)
         return
+    item, previous = 0, None
     while True:
         line += text.count("\n", idx, pos)
         idx = pos
-        value, stop = _parse(text, path, pos, first_line=line, whole=False)
+        item += 1
+        # where items share a line (a list written on one line) the line alone does not say which record
+        shared = previous == line
+        previous = line
+        try:
+            value, stop = _parse(text, path, pos, first_line=line, whole=False)
+        except ReadError as err:
+            head, sep, rest = err.message.partition(": ")  # FILE:LINE: reason -> FILE:LINE: list item N: reason
+            if not (shared and sep and head.startswith(f"{path}:")):
+                raise
+            raise type(err)(f"{head}: list item {item}: {rest}", err.action) from None
         if not isinstance(value, dict):
-            raise ReadError(f"{path}:{line}: list item expected to be a JSON object, got {_kind(value)}")
+            which = f"list item {item}" if shared else "list item"
+            raise ReadError(f"{path}:{line}: {which} expected to be a JSON object, got {_kind(value)}")
         yield line, value
         pos = _WS.match(text, stop).end()
         if text.startswith(",", pos):
@@ -623,6 +638,8 @@ class _Scratch:
         self.size = 0
 
     def get(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import numpy as np
+
         if n > self.size:
             self.size = n
             self.bytes_, self.newline, self.opens = np.empty(n, np.uint8), np.empty(n, bool), np.empty(n, bool)
@@ -632,6 +649,8 @@ class _Scratch:
 def _check_lines(block, path, first_line: int, offset: int, scratch: _Scratch | None = None) -> int:
     """Check the whole lines of `block` (bytes ending in a newline) as check_json_data says;
     returns how many lines it held."""
+    import numpy as np
+
     a = np.frombuffer(block, dtype=np.uint8)
     if a.max(initial=0) >= 0x80:  # not ASCII: decode to find a byte that is not UTF-8
         try:

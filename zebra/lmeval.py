@@ -52,7 +52,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from zebra.errors import ZebraError
 from zebra.jsonio import read_json, read_text
-from zebra.records import make_parent
 
 log = logging.getLogger(__name__)
 
