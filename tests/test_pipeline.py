@@ -24,6 +24,7 @@ STRATEGIES = ["sup", "sim", "sim_least", "sup_sim", "baseline"]
 
 
 def run(strategy, out, **kw):
+    kw.setdefault("data", str(SAMPLE))  # the made-up sample's awkward cases (the default is the shipped pool)
     kw.setdefault("benchmark", BENCH)
     kw.setdefault("progress", False)
     if strategy == "baseline":
@@ -432,3 +433,48 @@ def test_meta_lists_only_the_settings_of_its_strategy(tmp_path):
     assert base["score"] == "overall" and base["drop_sources"] == ["truthful_qa"] and base["seed"] == 42
     assert not {"tau", "rank_weight", "similarity_weight"} & set(base)
     assert {"output", "data", "benchmark", "max_entropy", "entropy_quantile", "reliability_temperature"} <= set(base)
+
+
+# The pairs every strategy writes on the shipped pool (make demo) and the sample, as a digest of the
+# sorted "prompt_id chosen rejected" lines: a change of selection shows here, and on purpose only.
+PAIRS = {
+    "alpaca_eval/sup": (403, "0319172ef878f578"),
+    "alpaca_eval/sim": (403, "3a644ee7178a77ba"),
+    "alpaca_eval/sim_least": (403, "4d3e090c355c2fa6"),
+    "alpaca_eval/sup_sim": (403, "365b42ad168a2359"),
+    "alpaca_eval/baseline": (351, "7dc59c680790f5a2"),
+    "ultrafeedback_sample/sup": (299, "025125c6a3e8a4fb"),
+    "ultrafeedback_sample/sim": (299, "f5e67f55c0f9ab57"),
+    "ultrafeedback_sample/sim_least": (299, "380fe5b2de230be9"),
+    "ultrafeedback_sample/sup_sim": (299, "c00ccfd6127eb772"),
+    "ultrafeedback_sample/baseline": (295, "cc47507d04a81b48"),
+}
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_pairs_of_the_shipped_data(tmp_path, name):
+    import hashlib
+
+    data, strategy = name.split("/")
+    source = ROOT / "data" / ("alpaca_eval" if data == "alpaca_eval" else "ultrafeedback_sample.jsonl")
+    extra = {"drop_sources": ("truthful_qa",)} if strategy == "baseline" else {}
+    binarize(BinarizeConfig(strategy, str(tmp_path / "o.json"), data=str(source), benchmark=BENCH, progress=False, **extra))
+    pairs = sorted(f"{r['prompt_id']} {r['most_similar_pair'][0]} {r['most_similar_pair'][1]}"
+                   for r in read_records(tmp_path / "o.json"))
+    assert (len(pairs), hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]) == PAIRS[name]
+
+
+def test_one_default_source_the_shipped_pool(tmp_path, monkeypatch):
+    """No --data means the shipped real pool, for the library as for the scripts (it meant the
+    made-up sample in BinarizeConfig and the real pool in the scripts)."""
+    from zebra.data import DEFAULT_DATA, locate
+
+    where = locate()
+    assert where.kind == "pool" and Path(where.source) == DEFAULT_DATA == ROOT / "data" / "alpaca_eval"
+    assert {p.name for p in where.files} == {"pool.json", "model_outputs.jsonl", "model_names.csv",
+                                             "annotations_alpaca_eval_gpt4.jsonl"}
+    assert locate(str(SAMPLE)).kind == "ultrafeedback" and locate(str(SAMPLE)).files == (SAMPLE,)
+    monkeypatch.chdir(tmp_path)  # not from the checkout: the default does not depend on the working directory
+    meta = binarize(BinarizeConfig("sup", str(tmp_path / "o.json"), benchmark=BENCH, limit=5, progress=False))
+    assert meta["counts"]["rows_read"] == 5 and meta["pool"]["prompts"] == 5
+    assert meta["data"] == str(DEFAULT_DATA)

@@ -29,6 +29,7 @@ LN2 = math.log(2)
 
 
 def run(strategy, out, **kw):
+    kw.setdefault("data", str(ROOT / "data" / "ultrafeedback_sample.jsonl"))  # the sample (the default is the pool)
     kw.setdefault("benchmark", BENCH)
     kw.setdefault("progress", False)
     return binarize(BinarizeConfig(strategy, str(out), **kw))

@@ -475,7 +475,8 @@ def random_pairs(ds, table: BehaviourTable, seed: int = 42, batch_size: int = 16
     or --limit. No τ: the floor asks what MB-SUP alone does with an arbitrary pair.
     """
     from zebra.data import iter_batches, to_batch
-    from zebra.pipeline import Counts, usable_slots
+    from zebra.data import usable_slots
+    from zebra.pipeline import Counts
     from zebra.strategies import uniform_keys
 
     parts = []

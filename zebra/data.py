@@ -1,8 +1,10 @@
-"""UltraFeedback loading and column extraction (SPEC §3).
+"""The data a run reads, from source to per-slot batches (SPEC §3): load → batch → usable slots.
 
-Loading goes through `datasets`, so the same call takes the hub id (`openbmb/UltraFeedback`,
-on a machine that reaches the hub) or a local copy: a `.json`/`.jsonl`/`.parquet`/`.arrow`
-file, a folder of such files, or a `save_to_disk` folder.
+One way in: `locate` decides once what a source is (a long-format pool, zebra.pools, or
+UltraFeedback rows) and lists every file the run will read; `open_data` reads it. UltraFeedback
+rows are read by `datasets`, so the same call takes the hub id (`openbmb/UltraFeedback`, on a
+machine that reaches the hub) or a local copy: a `.json`/`.jsonl`/`.parquet`/`.arrow` file, a
+folder of such files, or a `save_to_disk` folder. The default source is the shipped real pool.
 
 Extraction works on Arrow record batches and returns numpy arrays of shape (rows, K slots),
 K = the most completions any row has. Responses are matched by each completion's own `model`
@@ -17,10 +19,11 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -30,29 +33,99 @@ from zebra.errors import ZebraError
 
 log = logging.getLogger(__name__)
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "ultrafeedback_sample.jsonl"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT / "data" / "alpaca_eval"  # the shipped real pool (zebra.pools): what every script reads by default
+SAMPLE = ROOT / "data" / "ultrafeedback_sample.jsonl"  # the made-up sample in the exact UltraFeedback schema
 HUB_ID = "openbmb/UltraFeedback"
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow": "arrow"}
+_SAVED = ("dataset_info.json", "state.json", "dataset_dict.json")  # what marks a `save_to_disk` folder
 
 
 class DataError(ZebraError):
     """Data that cannot be used; the message is one line naming the file and field."""
 
 
-def load_ultrafeedback(source: str | Path | None = None, split: str = "train", limit: int | None = None,
-                       pool=None):
-    """Load UltraFeedback-schema data as a `datasets.Dataset` (the shipped sample by default).
+@dataclass(frozen=True)
+class DataSource:
+    """A source as `locate` decided it: what it is, and every local file reading it will open.
 
-    A long-format pool (one row per response, zebra.pools) is read by zebra.pools.load_pool,
-    with `pool` (a zebra.pools.PoolOptions) saying how, and comes back in this schema.
+    `kind` is "pool" (one row per response, read by zebra.pools into UltraFeedback rows) or
+    "ultrafeedback" (rows in UltraFeedback's schema). `pool` holds the pool's options with its
+    folder's pool.json filled in (None for UltraFeedback rows). `files` is empty for a hub id.
+    """
+
+    source: str
+    kind: str
+    files: tuple[Path, ...]
+    pool: Any = None  # zebra.pools.PoolOptions, resolved
+
+
+@dataclass
+class OpenedData:
+    """What `open_data` read: the rows in UltraFeedback's schema and, for a pool, its report."""
+
+    dataset: Any  # datasets.Dataset
+    source: DataSource
+    pool_report: dict[str, Any] | None = None
+
+
+def locate(source: str | Path | None = None, pool=None) -> DataSource:
+    """Decide once what `source` is (default: the shipped pool) and list the files it consists of.
+
+    `pool` (a zebra.pools.PoolOptions) says how to read a long-format pool and, with its
+    `format`, may decide the kind; it is ignored for UltraFeedback rows. Cheap: it reads at
+    most a pool.json and a file's first record, so a run can check its output against every
+    input before any work.
+    """
+    from zebra.pools import PoolOptions, is_long, resolve
+
+    source = DEFAULT_DATA if source is None else source
+    options = pool or PoolOptions()
+    path = Path(source)
+    try:
+        long = is_long(source, options)
+    except (OSError, UnicodeError) as err:  # a first record that cannot be read: one line, not a traceback
+        raise DataError(f"{source}: cannot read ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from None
+    if long:
+        files, resolved = resolve(source, options)
+        extra = [path / "pool.json"] if (path / "pool.json").is_file() else []
+        extra += [Path(f) for f in (resolved.model_names, resolved.judgments) if f is not None]
+        return DataSource(str(source), "pool", tuple(extra + files), resolved)
+    if path.is_file():
+        files: list[Path] = [path]
+    elif path.is_dir():
+        if any((path / f).exists() for f in _SAVED):
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            files = folder_files(path)
+    elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
+        files = []  # a hub id, e.g. openbmb/UltraFeedback
+    else:
+        raise DataError(f"{source}: no such file or folder (pass --data PATH or a hub id like {HUB_ID})")
+    return DataSource(str(source), "ultrafeedback", tuple(files))
+
+
+def open_data(where: DataSource, limit: int | None = None, split: str = "train") -> OpenedData:
+    """Read a located source as UltraFeedback rows: a pool through zebra.pools, the rest through
+    `datasets` (load_ultrafeedback). `limit`: the first N prompts."""
+    if where.kind == "pool":
+        from zebra.pools import load_pool
+
+        pool = load_pool(where.source, where.pool, limit)
+        return OpenedData(pool.dataset, where, pool.report)
+    return OpenedData(load_ultrafeedback(where.source, split, limit), where)
+
+
+def load_ultrafeedback(source: str | Path | None = None, split: str = "train", limit: int | None = None):
+    """Load UltraFeedback-schema rows as a `datasets.Dataset` (the shipped sample by default).
+
+    Rows only: whether a source is a long-format pool instead is `locate`'s decision.
     Every failure is a DataError whose one line names the file (and the line, for malformed
     JSON). Local data is cached by `datasets` under a key of its content (`_content_cache`),
     so a file replaced by another is never read as the old one.
     """
     import datasets  # imported here so that `--help` and table-only work stay fast
-
-    from zebra.pools import is_long, load_pool
 
     source = SAMPLE if source is None else source
     path = Path(source)
@@ -60,14 +133,12 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
     for name in _READER_LOGGERS:
         logging.getLogger(name).addFilter(quiet)
     try:
-        if is_long(source, pool):
-            ds = load_pool(source, pool, limit).dataset
-        elif path.is_file():
+        if path.is_file():
             builder = _builder(path)
             check_data_file(path)
             ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=_content_cache([path]))
         elif path.is_dir():
-            if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+            if any((path / f).exists() for f in _SAVED):
                 ds = datasets.load_from_disk(str(path))
                 if isinstance(ds, datasets.DatasetDict):
                     if split not in ds:
@@ -82,7 +153,7 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
             ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
         else:
             raise DataError(f"{source}: no such file or folder (pass --data PATH or a hub id like {HUB_ID})")
-    except ZebraError:  # DataError, and zebra.pools.PoolError from a long-format pool
+    except ZebraError:
         raise
     except Exception as err:  # datasets/pyarrow/network errors: one line naming the source instead of a traceback
         raise DataError(_load_failure(path, source, err)) from None
@@ -556,3 +627,67 @@ def duplicate_models(model_index: np.ndarray) -> np.ndarray:
         same = (model_index[:, :later] == model_index[:, [later]]) & (model_index[:, [later]] >= 0)
         dup[:, later] = same.any(axis=1)
     return dup
+
+
+# --------------------------------------------------------------------------- usable slots
+
+
+@dataclass
+class ResponseCounts:
+    """Responses seen by `usable_slots`, by reason, and the models skipped for want of scores."""
+
+    responses: Counter = field(default_factory=Counter)
+    model_not_in_table: Counter = field(default_factory=Counter)
+    model_missing_score: Counter = field(default_factory=Counter)
+
+
+def model_index(batch: Batch, table) -> np.ndarray:
+    """(n, K) behaviour-table index of each slot's model; −1 where absent or not rated.
+
+    Names are looked up once per distinct name, not once per response.
+    """
+    codes, names = _factorize(batch.model)
+    lookup = np.array([table.index.get(name, -1) for name in names] + [-1], dtype=np.int64)
+    return lookup[codes]  # code −1 (absent) picks the trailing −1
+
+
+def _name_codes(batch: Batch) -> np.ndarray:
+    """(n, K) an integer per distinct model name (−1 where absent), for duplicate checks."""
+    return _factorize(batch.model)[0]
+
+
+def _factorize(models: np.ndarray) -> tuple[np.ndarray, list]:
+    """(codes shaped like `models`, −1 for None; distinct names). pandas hashes; np.unique on
+    the names as fixed-width strings sorted them, most of the selection step's time."""
+    import pandas as pd
+
+    codes, names = pd.factorize(models.ravel(), use_na_sentinel=True)
+    return codes.reshape(models.shape).astype(np.int64), list(names)
+
+
+def usable_slots(batch: Batch, table, counts: ResponseCounts, require_rated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Which responses may enter a pair, counting every reason one may not into `counts`.
+
+    Returns the (n, K) usable mask and `model_index`. `table`: the zebra.behaviour.BehaviourTable.
+    """
+    present = batch.pos >= 0
+    midx = model_index(batch, table)
+    rated = midx >= 0
+    counts.responses["total"] += int(present.sum())
+    no_model = present & np.equal(batch.model, None)  # a completion without a model name (null or absent)
+    counts.responses["no_model"] += int(no_model.sum())
+    if require_rated:
+        excluded = set(table.excluded)
+        for name in batch.model[present & ~rated & ~no_model]:
+            bucket = counts.model_missing_score if name in excluded else counts.model_not_in_table
+            bucket[str(name)] += 1
+    usable = present & ~no_model & batch.nonempty & (rated if require_rated else True)
+    counts.responses["empty"] += int((present & ~batch.nonempty).sum())
+    dup_model = duplicate_models(np.where(usable, _name_codes(batch), -1))
+    usable &= ~dup_model
+    counts.responses["duplicate_model"] += int(dup_model.sum())
+    dup_text = duplicate_slots(batch, usable)
+    usable &= ~dup_text
+    counts.responses["duplicate_response"] += int(dup_text.sum())
+    counts.responses["usable"] += int(usable.sum())
+    return usable, midx
