@@ -1,6 +1,7 @@
 """End to end: the shipped sample's awkward cases, every input and output format, atomic writes,
 the meta file, and the four scripts from the shell."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -254,6 +255,7 @@ def test_meta_file(outputs, tmp_path):
     assert sum(hist.values()) == c["rows_written"]
     assert c["kinship_rank_mean"] == pytest.approx(sum(k * v for k, v in hist.items()) / c["rows_written"])
     assert meta["behaviour_table"]["excluded_missing_score"] == ["ultralm-65b"]
+    assert meta["behaviour_table"]["sha256"] == hashlib.sha256(Path(BENCH).read_bytes()).hexdigest()
     assert set(meta["versions"]) >= {"python", "numpy", "pyarrow", "datasets"}
     assert meta["seconds"]["total"] > 0
 
@@ -433,6 +435,22 @@ def test_meta_lists_only_the_settings_of_its_strategy(tmp_path):
     assert base["score"] == "overall" and base["drop_sources"] == ["truthful_qa"] and base["seed"] == 42
     assert not {"tau", "rank_weight", "similarity_weight"} & set(base)
     assert {"output", "data", "benchmark", "max_entropy", "entropy_quantile", "reliability_temperature"} <= set(base)
+
+
+def test_meta_carries_what_training_and_the_tables_read(tmp_path):
+    """The settings the training engineer copies into settings.json (read with .get()): the strategy
+    and its settings, the data and how it was drawn, and which table (by its bytes) made the pairs."""
+    table = tmp_path / "table.csv"
+    table.write_bytes(Path(BENCH).read_bytes().replace(b"86.40%", b"86.30%"))  # another table, same models
+    meta = run("sup_sim", tmp_path / "c.json", benchmark=str(table), data=str(ROOT / "data" / "alpaca_eval"), limit=20,
+               rank_weight=0.25, similarity_weight=0.75, tau=0.2, pool=PoolOptions(models_per_prompt=4, seed=3), seed=3)
+    s = meta["settings"]
+    assert (s["strategy"], s["tau"], s["rank_weight"], s["similarity_weight"], s["limit"]) == ("sup_sim", 0.2, 0.25, 0.75, 20)
+    assert (s["data"], s["benchmark"]) == (str(ROOT / "data" / "alpaca_eval"), str(table))
+    assert (s["pool"]["models_per_prompt"], s["pool"]["seed"]) == (4, 3)
+    assert meta["behaviour_table"]["sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
+    assert meta["behaviour_table"]["sha256"] != hashlib.sha256(Path(BENCH).read_bytes()).hexdigest()
+    assert run("baseline", tmp_path / "b.json", limit=5, seed=9)["settings"]["seed"] == 9
 
 
 # The pairs every strategy writes on the shipped pool (make demo) and the sample, as a digest of the

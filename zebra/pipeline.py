@@ -7,6 +7,7 @@ selection inside a batch is vectorised (zebra.strategies).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import platform
 import re
@@ -302,6 +303,15 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
     return build_records(batch, rows, c_slot, r_slot, columns)
 
 
+def file_sha256(path: str | Path) -> str | None:
+    """sha256 of a file's bytes (None if it cannot be read: read_benchmark then says why)."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
 def _versions() -> dict[str, str]:
     import datasets
     import pandas
@@ -346,6 +356,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
 
     where = check_config(cfg)
     t0 = time.perf_counter()
+    table_sha256 = file_sha256(cfg.benchmark)  # which table made these pairs, for training and the tables
     table = read_benchmark(cfg.benchmark)
     opened = open_data(where, cfg.limit)
     pool_report = opened.pool_report
@@ -395,7 +406,8 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         "data": where.source,
         "behaviour_table": {"models": list(table.models), "benchmarks": list(table.benchmarks),
                             "excluded_missing_score": list(table.excluded),
-                            "mb_sup": dict(zip(table.models, np.round(table.mb_sup, 6).tolist()))},
+                            "mb_sup": dict(zip(table.models, np.round(table.mb_sup, 6).tolist())),
+                            "sha256": table_sha256},
         "counts": counts.as_dict(),
         **({"pool": pool_report} if pool_report is not None else {}),
         "reliability": reliability.summary(),
