@@ -496,3 +496,25 @@ def test_one_default_source_the_shipped_pool(tmp_path, monkeypatch):
     meta = binarize(BinarizeConfig("sup", str(tmp_path / "o.json"), benchmark=BENCH, limit=5, progress=False))
     assert meta["counts"]["rows_read"] == 5 and meta["pool"]["prompts"] == 5
     assert meta["data"] == str(DEFAULT_DATA)
+
+
+@pytest.mark.parametrize("script, rule, strategy, settings", [
+    ("binarize_score.py", "sup", "sup", {"tau": 0.6}),
+    ("binarize_similarity.py", "sim", "sim", {"tau": 0.6}),
+    ("binarize_similarity.py", "sim", "sim_least", {"tau": 0.6}),
+    ("binarize_combined.py", "sup_sim", "sup_sim", {"tau": 0.6, "rank_weight": 0.8, "similarity_weight": 0.3}),
+    ("binarize_baseline.py", "baseline", "baseline", {"seed": 5, "score": "mean-rating"}),
+])
+def test_each_script_states_its_strategys_rule(tmp_path, script, rule, strategy, settings):
+    """The rule a script shows (binarize_score.py's `sup`, …) is the rule its strategy runs: the
+    same pairs as the library's default_rule for that strategy, with settings away from the defaults."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, how in (("default.json", None), ("script.json", getattr(module, rule))):
+        binarize(BinarizeConfig(strategy, str(tmp_path / name), data=str(SAMPLE), benchmark=BENCH, progress=False,
+                                **settings), rule=how)
+    assert read_records(tmp_path / "script.json") == read_records(tmp_path / "default.json")
+    assert len(read_records(tmp_path / "script.json")) > 200

@@ -16,7 +16,7 @@ import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -227,9 +227,25 @@ def _row_hashes(batch: Batch) -> np.ndarray:
     return np.array([int(h[:16], 16) for h in batch.prompt_ids], dtype=np.uint64)
 
 
+# A strategy's rule: one batch's candidates (strategies.Candidates, or strategies.Scored for the
+# baseline) and the run's settings → one selection per prompt. Each binarize_*.py script states its own.
+Rule = Callable[[Any, "BinarizeConfig"], Any]
+
+
+def default_rule(strategy: str) -> Rule:
+    """The rule each binarize_*.py script states, for callers that name a strategy instead
+    (analyze.py's study, build_table.py study)."""
+    if strategy == "baseline":
+        return lambda c, cfg: strategies.select_baseline(c.scores, c.usable, c.keys)
+    return lambda c, cfg: strategies.select(c.models, c.mb_sup, c.mb_sim, strategy, tau=cfg.tau,
+                                            rank_weight=cfg.rank_weight, similarity_weight=cfg.similarity_weight)
+
+
 def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, counts: Counts,
-                  reliability: PairReliability | None = None, pairs_only: bool = False) -> pa.Table | None:
-    """Select one pair per usable prompt of a batch and return its records.
+                  reliability: PairReliability | None = None, pairs_only: bool = False,
+                  rule: Rule | None = None) -> pa.Table | None:
+    """Select one pair per usable prompt of a batch with `rule` (default: `default_rule`) and
+    return its records.
 
     `reliability` (zebra.reliability) adds `agreement`, `entropy`, `weight` and applies its
     entropy cut, if any; without it: the default temperature and no cut. `pairs_only`: count
@@ -246,6 +262,7 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
     counts.rows_skipped["empty_prompt"] += int(no_prompt.sum())
     keep_rows &= ~no_prompt
 
+    rule = rule or default_rule(cfg.strategy)
     if cfg.strategy == "baseline":
         usable, midx = usable_slots(batch, table, counts, require_rated=cfg.only_rated)
         usable &= keep_rows[:, None]
@@ -257,7 +274,7 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
                 scores = np.nanmean(batch.ratings(), axis=-1)
         counts.responses["no_score"] += int((usable & np.isnan(scores)).sum())
         keys = strategies.uniform_keys(_row_hashes(batch), usable.shape[1], cfg.seed)
-        sel = strategies.select_baseline(scores, usable, keys)
+        sel = rule(strategies.Scored(scores, usable, keys), cfg)
         ok = sel.ok & keep_rows
         counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
         counts.rows_skipped["all_scores_equal"] += int((sel.all_equal & keep_rows).sum())
@@ -269,10 +286,9 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
     else:
         usable, midx = usable_slots(batch, table, counts, require_rated=True)
         usable &= keep_rows[:, None]
-        cand = np.where(usable, midx, -1)
-        sel = strategies.select(cand, table.mb_sup, table.mb_sim, cfg.strategy, cfg.tau,
-                                cfg.rank_weight, cfg.similarity_weight)
-        ranks = strategies.kinship_rank(cand, sel, table.mb_sim)
+        cand = strategies.Candidates(np.where(usable, midx, -1), table.mb_sup, table.mb_sim)
+        sel = rule(cand, cfg)
+        ranks = strategies.kinship_rank(cand.models, sel, cand.mb_sim)
         counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
         counts.rows_skipped["no_pair_with_mb_sim_at_least_tau"] += int((sel.below_tau & keep_rows).sum())
         rows = np.flatnonzero(sel.ok)
@@ -350,8 +366,12 @@ def check_config(cfg: BinarizeConfig) -> DataSource:
     return where
 
 
-def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
-    """Run one constructor end to end; returns the meta dict also written beside the output."""
+def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
+    """Run one constructor end to end; returns the meta dict also written beside the output.
+
+    `rule` picks the pairs of each batch (a binarize_*.py script passes its own); None: the
+    strategy's `default_rule`. Everything else (loading, batching, counting, writing) is here.
+    """
     from tqdm.auto import tqdm
 
     where = check_config(cfg)
@@ -373,7 +393,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         # First pass, selection only (no texts, no records): the pairs this run would write,
         # so that the entropy quantile is taken over exactly those pairs (memory: an M×M count).
         for arrow_batch in iter_batches(ds, cfg.batch_size):
-            process_batch(to_batch(arrow_batch), table, cfg, Counts(), reliability, pairs_only=True)
+            process_batch(to_batch(arrow_batch), table, cfg, Counts(), reliability, pairs_only=True, rule=rule)
         seen = reliability.pair_counts
     reliability = reliability.resolved(cfg.max_entropy, cfg.entropy_quantile)
     t_select += time.perf_counter() - t1
@@ -384,7 +404,7 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         for arrow_batch in iter_batches(ds, cfg.batch_size):
             t1 = time.perf_counter()
             batch = to_batch(arrow_batch)
-            records = process_batch(batch, table, cfg, counts, reliability)
+            records = process_batch(batch, table, cfg, counts, reliability, rule=rule)
             t_select += time.perf_counter() - t1
             writer.write(records)
             counts.rows_read += batch.n

@@ -32,6 +32,28 @@ from zebra.errors import ZebraError
 STRATEGIES = ("sup", "sim", "sim_least", "sup_sim")
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """One batch of prompts as ZEBRA's strategies see them (what a binarize script's rule gets).
+
+    `models[i, k]`: the behaviour-table index of prompt i's k-th usable response's model, −1
+    where slot k holds no usable response; `mb_sup` and `mb_sim` are indexed by those indices.
+    """
+
+    models: np.ndarray  # (n, K) int
+    mb_sup: np.ndarray  # (M,)
+    mb_sim: np.ndarray  # (M, M)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One batch of prompts as the RLAIF baseline sees them: instance scores, not models."""
+
+    scores: np.ndarray  # (n, K) the instance score (--score), NaN where none
+    usable: np.ndarray  # (n, K) bool
+    keys: np.ndarray  # (n, K) uniforms of the seeded draw (uniform_keys)
+
+
 @dataclass
 class Selection:
     """Per prompt: the chosen and rejected slot (−1 where nothing was selected) and why not."""
