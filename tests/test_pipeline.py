@@ -295,11 +295,15 @@ def test_fresh_generated_data_matches_per_row_reading(tmp_path):
     for strategy in ("sup", "sim"):
         recs = {r["prompt"]: r for r in read_records_after(run(strategy, tmp_path / "o.json", data=str(path)))}
         for row in make_rows(150, seed=123):
-            seen, usable = set(), []
+            # a text several models give is credited to the best-ranked of them (MB-SUP, then table order)
+            best: dict[str, str] = {}
             for c in row["completions"]:
-                if c["model"] in t.index and c["response"].strip() and c["response"] not in seen:
-                    usable.append(c["model"])
-                    seen.add(c["response"])
+                if c["model"] in t.index and c["response"].strip():
+                    other = best.get(c["response"])
+                    rank = lambda m: (t.mb_sup[t.index[m]], -t.index[m])  # noqa: E731
+                    if other is None or rank(c["model"]) > rank(other):
+                        best[c["response"]] = c["model"]
+            usable = list(best.values())
             if len(usable) < 2:
                 assert row["instruction"] not in recs
                 continue
@@ -455,17 +459,20 @@ def test_meta_carries_what_training_and_the_tables_read(tmp_path):
 
 # The pairs every strategy writes on the shipped pool (make demo) and the sample, as a digest of the
 # sorted "prompt_id chosen rejected" lines: a change of selection shows here, and on purpose only.
+# Last changed by the order-free rules (SPEC §3): a repeated text goes to the best-ranked model's copy
+# (pool: SUP 10, SIM-least 13, SUP+SIM 10 pairs changed; sample: 1-2 each), the baseline draws by
+# (seed, prompt, model) (pool 310 of 351, sample 205 of 295 changed).
 PAIRS = {
-    "alpaca_eval/sup": (403, "0319172ef878f578"),
+    "alpaca_eval/sup": (403, "577425d15864f828"),
     "alpaca_eval/sim": (403, "3a644ee7178a77ba"),
-    "alpaca_eval/sim_least": (403, "4d3e090c355c2fa6"),
-    "alpaca_eval/sup_sim": (403, "365b42ad168a2359"),
-    "alpaca_eval/baseline": (351, "7dc59c680790f5a2"),
-    "ultrafeedback_sample/sup": (299, "025125c6a3e8a4fb"),
-    "ultrafeedback_sample/sim": (299, "f5e67f55c0f9ab57"),
-    "ultrafeedback_sample/sim_least": (299, "380fe5b2de230be9"),
-    "ultrafeedback_sample/sup_sim": (299, "c00ccfd6127eb772"),
-    "ultrafeedback_sample/baseline": (295, "cc47507d04a81b48"),
+    "alpaca_eval/sim_least": (403, "fc2f082093da5a4c"),
+    "alpaca_eval/sup_sim": (403, "7fd6f60474625abe"),
+    "alpaca_eval/baseline": (351, "adac90cb6ee5c9b6"),
+    "ultrafeedback_sample/sup": (299, "d1e893a7fc35c882"),
+    "ultrafeedback_sample/sim": (299, "05270294df240ab1"),
+    "ultrafeedback_sample/sim_least": (299, "126c55077382131a"),
+    "ultrafeedback_sample/sup_sim": (299, "1690ca2145eab0b5"),
+    "ultrafeedback_sample/baseline": (295, "93994019775fe0ee"),
 }
 
 
@@ -518,3 +525,43 @@ def test_each_script_states_its_strategys_rule(tmp_path, script, rule, strategy,
                                 **settings), rule=how)
     assert read_records(tmp_path / "script.json") == read_records(tmp_path / "default.json")
     assert len(read_records(tmp_path / "script.json")) > 200
+
+
+def _record_set(path) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in read_records(path))
+
+
+def test_the_shipped_pool_reversed_gives_the_same_pairs(tmp_path):
+    """Issue 19 §1: with `tac model_outputs.jsonl` SUP differed on 12 of 403 prompts (the first copy of
+    a repeated text was kept: on `Write "Test"` alpaca-7b's, not gpt-4's) and the baseline on all 351."""
+    pool = ROOT / "data" / "alpaca_eval"
+    lines = (pool / "model_outputs.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "model_outputs.jsonl").write_text("".join(reversed(lines)), encoding="utf-8")
+    manifest = json.loads((pool / "pool.json").read_text())
+    for name in ("model_names", "judgments"):
+        manifest[name] = str(pool / manifest[name])
+    (tmp_path / "pool" / "pool.json").write_text(json.dumps(manifest))
+    for strategy in STRATEGIES:
+        metas = [run(strategy, tmp_path / f"{n}.json", data=str(d)) for n, d in (("a", pool), ("b", tmp_path / "pool"))]
+        assert _record_set(tmp_path / "a.json") == _record_set(tmp_path / "b.json"), strategy
+        assert metas[0]["counts"] | {"chosen_by_model": 0, "rejected_by_model": 0} == \
+            metas[1]["counts"] | {"chosen_by_model": 0, "rejected_by_model": 0}
+        assert metas[0]["counts"]["chosen_by_model"] == metas[1]["counts"]["chosen_by_model"]
+
+
+def test_the_sample_shuffled_gives_the_same_pairs(tmp_path, sample_rows):
+    """Issue 19 §1: the sample with rows and each row's completions shuffled changed SUP, SIM and
+    SUP+SIM pairs on a prompt or two and the baseline's on 207 of 295."""
+    import random
+
+    rng = random.Random(0)
+    rows = [dict(r, completions=list(r["completions"])) for r in sample_rows]
+    rng.shuffle(rows)
+    for r in rows:
+        rng.shuffle(r["completions"])
+    (tmp_path / "shuffled.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for strategy, extra in [(s, {}) for s in STRATEGIES] + [("baseline", {"score": "mean-rating"})]:
+        run(strategy, tmp_path / "a.json", **extra)
+        run(strategy, tmp_path / "b.json", data=str(tmp_path / "shuffled.jsonl"), **extra)
+        assert _record_set(tmp_path / "a.json") == _record_set(tmp_path / "b.json"), (strategy, extra)

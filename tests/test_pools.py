@@ -221,3 +221,29 @@ def test_format_ultrafeedback_is_honoured_for_a_file_that_looks_long(tmp_path):
         binarize(BinarizeConfig("sup", str(tmp_path / "o.json"), data=str(data),
                                 pool=PoolOptions(format="ultrafeedback")))
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("two_sources", "rows [1, 2]: prompt 'p' has two sources ('a', 'b')"),
+    ("copies_with_two_scores", "rows [1, 2]: model 'gpt-4' gives one response on prompt 'p' two scores (3.0, 5.0)"),
+])
+def test_the_first_row_decides_nothing(tmp_path, case, message):
+    """Which row came first decided a prompt's source (and so whether --drop-sources drops it) and
+    which score an exact copy kept; a pool in another order gave other pairs. Now: one line naming both."""
+    rows = [{"instruction": "p", "generator": "gpt-4", "output": "x", "dataset": "a", "judge": 3},
+            {"instruction": "p", "generator": "alpaca-7b", "output": "y", "dataset": "a", "judge": 1}]
+    if case == "two_sources":
+        rows[1]["dataset"] = "b"
+    else:
+        rows[1] = dict(rows[0], judge=5)
+    for order in (rows, rows[::-1]):
+        with pytest.raises(PoolError) as err:
+            load_pool(write_jsonl(tmp_path / "pool.jsonl", order), PoolOptions(score_field="judge"))
+        assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_source_on_some_rows_only_is_the_prompts_source(tmp_path):
+    rows = [{"instruction": "p", "generator": "gpt-4", "output": "x", "dataset": None},
+            {"instruction": "p", "generator": "alpaca-7b", "output": "y", "dataset": "truthful_qa"}]
+    for order in (rows, rows[::-1]):
+        assert load_pool(write_jsonl(tmp_path / "pool.jsonl", order)).dataset[0]["source"] == "truthful_qa"

@@ -174,7 +174,8 @@ def test_baseline_chooses_top_score_and_a_strictly_lower_one():
     usable = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0], [0, 1, 1, 1]], dtype=bool)
     keys = uniform_keys(np.arange(4, dtype=np.uint64), 4, seed=1)
     sel = select_baseline(scores, usable, keys)
-    assert sel.chosen[0] == 1 and sel.rejected[0] in (0, 3)  # ties at the top: first listed
+    assert sel.chosen[0] == (1 if keys[0, 1] > keys[0, 2] else 2)  # ties at the top: the draw's largest key
+    assert sel.rejected[0] == (0 if keys[0, 0] > keys[0, 3] else 3)
     assert not sel.ok[1] and sel.all_equal[1]
     assert (sel.chosen[2], sel.rejected[2]) == (0, 2)
     assert not sel.ok[3] and sel.too_few[3]  # only slot 1 is usable and scored
@@ -202,3 +203,24 @@ def test_uniform_keys_do_not_depend_on_batching():
     np.testing.assert_array_equal(whole, parts)
     np.testing.assert_array_equal(uniform_keys(h, 6, seed=5)[:, :4], whole)  # more slots: same first keys
     assert ((whole >= 0) & (whole < 1)).all()
+
+
+def test_baseline_ties_at_the_top_are_drawn_not_taken_by_position():
+    """Two responses share the top score: the one with the larger key is chosen, wherever it is
+    listed (the keys come from seed, prompt and model: zebra.data.Batch.draw_keys)."""
+    scores = np.array([[9.0, 3.0, 9.0], [9.0, 9.0, 3.0]])
+    keys = np.array([[0.2, 0.5, 0.7], [0.7, 0.2, 0.5]])  # row 2 is row 1 with its slots moved
+    sel = select_baseline(scores, np.ones((2, 3), dtype=bool), keys)
+    assert (sel.chosen.tolist(), sel.rejected.tolist()) == ([2, 0], [1, 2])
+    assert keys[0, 2] == keys[1, 0] and keys[0, 1] == keys[1, 2]  # the same responses chosen and rejected
+
+
+def test_equal_objective_goes_to_table_order_not_to_the_slots():
+    """Models 0 and 1 behave alike (equal MB-SUP, MB-SIM); each pair with model 2 ties on every
+    measure: the pair of the model listed first in the table is taken, in any slot order."""
+    sup = np.array([0.5, 0.5, 0.4])
+    sim = np.array([[1.0, 1.0, 0.3], [1.0, 1.0, 0.3], [0.3, 0.3, 1.0]])
+    for cand in ([0, 1, 2], [1, 0, 2], [2, 1, 0], [1, 2, 0]):
+        sel = select(np.array([cand]), sup, sim, "sim_least", tau=0.0)
+        assert (sel.chosen_model[0], sel.rejected_model[0]) == (0, 2)
+        assert cand[sel.chosen[0]] == 0 and cand[sel.rejected[0]] == 2

@@ -431,6 +431,19 @@ class Batch:
         """prompt_id of every row, hashed once: the baseline's draw and the records both need it."""
         return [prompt_id(p or "") for p in self.instruction]  # no prompt (None): the row is skipped anyway
 
+    def draw_keys(self, seed: int) -> np.ndarray:
+        """(n, K) uniforms in [0, 1) from sha256(seed, prompt, model) alone, as zebra.pools draws
+        --models-per-prompt: a seeded draw that no order of rows or completions can move
+        (−1 where a slot has no completion or no model)."""
+        from zebra.pools import draw_keys
+
+        keys = np.full(self.pos.shape, -1.0)
+        rows, slots = np.nonzero((self.pos >= 0) & ~np.equal(self.model, None))
+        if rows.size:
+            prompts = np.array([self.instruction[i] or "" for i in rows.tolist()], dtype=object)
+            keys[rows, slots] = draw_keys(seed, prompts, self.model[rows, slots])
+        return keys
+
     def texts(self, rows: np.ndarray, slots: np.ndarray) -> list[str]:
         """The response texts at (rows, slots), as Python strings."""
         return self.responses.take(pa.array(self.pos[rows, slots])).to_pylist()
@@ -442,19 +455,13 @@ class Batch:
         return self._per_slot(numbers(self.flat.field(field)))
 
     def ratings(self) -> np.ndarray:
-        """(n, K, 4) float of the four GPT-4 aspect ratings ("N/A" and absent → NaN)."""
-        if "annotations" not in self.flat.type.names:
-            raise DataError("completions have no 'annotations' field; --score mean-rating needs it")
-        ann = self.flat.field("annotations")
-        if not (pa.types.is_struct(ann.type) and all(
-                pa.types.is_struct(ann.type.field(a).type) for a in ASPECTS if a in ann.type.names)):
-            # annotations of differing shapes (JSON text, or an aspect that is not an object)
-            values = ann.storage.to_pylist() if isinstance(ann.type, pa.BaseExtensionType) else ann.to_pylist()
-            ann = pa.array([_completion({"annotations": v}).get("annotations") for v in values], _RATINGS)
-        if not any(pc.any(pc.is_valid(ann.field(a).field("Rating"))).as_py() for a in ASPECTS
-                   if a in ann.type.names and "Rating" in ann.field(a).type.names):
-            # e.g. a long-format pool's rows, `annotations: {}`: no rating anywhere, not N/A ratings
-            raise DataError("completions' 'annotations' hold no aspect ratings; --score mean-rating needs them")
+        """(n, K, 4) float of the four GPT-4 aspect ratings ("N/A" and absent → NaN).
+
+        A batch without any rating gives NaN, not an error: whether the data holds ratings at
+        all is a question about the whole run (zebra.pipeline asks it with `has_ratings`), and a
+        batch-by-batch answer would depend on how the rows fall into batches.
+        """
+        ann = self._annotations
         out = []
         for aspect in ASPECTS:
             if aspect not in ann.type.names or "Rating" not in ann.field(aspect).type.names:
@@ -466,9 +473,29 @@ class Batch:
             out.append(num.to_numpy(zero_copy_only=False))
         return np.stack([self._per_slot(o) for o in out], axis=-1)
 
+    def has_ratings(self) -> bool:
+        """Does any completion of the batch carry an aspect rating ("N/A" included)? Rows made from a
+        long-format pool (`annotations: {}`) do not."""
+        ann = self._annotations
+        return any(pc.any(pc.is_valid(ann.field(a).field("Rating"))).as_py() for a in ASPECTS
+                   if a in ann.type.names and "Rating" in ann.field(a).type.names)
+
+    @cached_property
+    def _annotations(self) -> pa.StructArray:
+        """The completions' annotations as structs (converted once when their shapes differ)."""
+        if "annotations" not in self.flat.type.names:
+            raise DataError("completions have no 'annotations' field; --score mean-rating needs it")
+        ann = self.flat.field("annotations")
+        if not (pa.types.is_struct(ann.type) and all(
+                pa.types.is_struct(ann.type.field(a).type) for a in ASPECTS if a in ann.type.names)):
+            # annotations of differing shapes (JSON text, or an aspect that is not an object)
+            values = ann.storage.to_pylist() if isinstance(ann.type, pa.BaseExtensionType) else ann.to_pylist()
+            ann = pa.array([_completion({"annotations": v}).get("annotations") for v in values], _RATINGS)
+        return ann
+
     def _per_slot(self, flat_values: np.ndarray) -> np.ndarray:
-        safe = np.where(self.pos >= 0, self.pos, 0)
-        return np.where(self.pos >= 0, np.asarray(flat_values, dtype=float)[safe], np.nan)
+        flat_values = np.append(np.asarray(flat_values, dtype=float), np.nan)  # a batch may hold no completion
+        return flat_values[np.where(self.pos >= 0, self.pos, -1)]
 
 
 def numbers(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -598,40 +625,6 @@ def to_batch(table: pa.Table) -> Batch:
     return Batch(_strings(table.column("instruction")).to_pylist(), source, model, pos, responses, nonempty, lengths, flat)
 
 
-def duplicate_slots(batch: Batch, usable: np.ndarray) -> np.ndarray:
-    """(n, K) bool: a usable response whose text repeats an earlier usable one in its row.
-
-    The first occurrence is kept. Only slots of equal length are compared as strings, and
-    equal lengths are rare, so this costs almost nothing on real data.
-    """
-    usable = usable.copy()
-    dup = np.zeros_like(usable)
-    k = usable.shape[1]
-    for later in range(1, k):
-        for earlier in range(later):
-            maybe = usable[:, earlier] & usable[:, later] & (batch.lengths[:, earlier] == batch.lengths[:, later])
-            rows = np.flatnonzero(maybe)
-            if rows.size:
-                a = batch.texts(rows, np.full(rows.size, earlier))
-                b = batch.texts(rows, np.full(rows.size, later))
-                same = rows[np.fromiter((x == y for x, y in zip(a, b)), dtype=bool, count=rows.size)]
-                dup[same, later] = True
-                usable[same, later] = False
-    return dup
-
-
-def duplicate_models(model_index: np.ndarray) -> np.ndarray:
-    """(n, K) bool: a slot whose model already answered earlier in the row (first one kept)."""
-    dup = np.zeros(model_index.shape, dtype=bool)
-    for later in range(1, model_index.shape[1]):
-        same = (model_index[:, :later] == model_index[:, [later]]) & (model_index[:, [later]] >= 0)
-        dup[:, later] = same.any(axis=1)
-    return dup
-
-
-# --------------------------------------------------------------------------- usable slots
-
-
 @dataclass
 class ResponseCounts:
     """Responses seen by `usable_slots`, by reason, and the models skipped for want of scores."""
@@ -665,10 +658,29 @@ def _factorize(models: np.ndarray) -> tuple[np.ndarray, list]:
     return codes.reshape(models.shape).astype(np.int64), list(names)
 
 
-def usable_slots(batch: Batch, table, counts: ResponseCounts, require_rated: bool) -> tuple[np.ndarray, np.ndarray]:
+def table_preference(midx: np.ndarray, table) -> list[np.ndarray]:
+    """Which of two copies of one text is kept, for ZEBRA's strategies: the best-ranked model's,
+    i.e. the higher MB-SUP, then the model listed first in the behaviour table (the strategies'
+    own tie rule); models outside the table rank below every rated one (then by name, in
+    `usable_slots`)."""
+    rated = midx >= 0
+    sup = np.where(rated, table.mb_sup[np.where(rated, midx, 0)], -np.inf)
+    return [sup, np.where(rated, -midx, -np.inf).astype(float)]
+
+
+def usable_slots(batch: Batch, table, counts: ResponseCounts, require_rated: bool,
+                 prefer: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which responses may enter a pair, counting every reason one may not into `counts`.
 
     Returns the (n, K) usable mask and `model_index`. `table`: the zebra.behaviour.BehaviourTable.
+    A prompt's responses are a set of (model, text), so every rule below is order-free (SPEC §3):
+    - a response needs a model name, a text that is not blank, and (`require_rated`) a model with
+      every score in the table;
+    - a model that answers the prompt more than once with different texts gives no response at all
+      (which one would be its answer?), counted as `duplicate_model`; identical copies are one;
+    - a text given by several models is one response, credited to the preferred copy: the largest
+      `prefer` keys, compared in turn ((n, K) arrays, larger = better; default `table_preference`:
+      the best-ranked model), then the smaller model name. The others count as `duplicate_response`.
     """
     present = batch.pos >= 0
     midx = model_index(batch, table)
@@ -683,11 +695,65 @@ def usable_slots(batch: Batch, table, counts: ResponseCounts, require_rated: boo
             bucket[str(name)] += 1
     usable = present & ~no_model & batch.nonempty & (rated if require_rated else True)
     counts.responses["empty"] += int((present & ~batch.nonempty).sum())
-    dup_model = duplicate_models(np.where(usable, _name_codes(batch), -1))
-    usable &= ~dup_model
+    prefer = table_preference(midx, table) if prefer is None else prefer
+    prefer = [np.where(np.isnan(key), -np.inf, key) for key in prefer]  # NaN (no score) ranks last
+    dup_model, dup_copy = duplicate_models(batch, usable, prefer)
+    usable &= ~(dup_model | dup_copy)
     counts.responses["duplicate_model"] += int(dup_model.sum())
-    dup_text = duplicate_slots(batch, usable)
+    dup_text = duplicate_texts(batch, usable, prefer)
     usable &= ~dup_text
-    counts.responses["duplicate_response"] += int(dup_text.sum())
+    counts.responses["duplicate_response"] += int((dup_copy | dup_text).sum())
     counts.responses["usable"] += int(usable.sum())
     return usable, midx
+
+
+def _preferred(batch: Batch, prefer: list[np.ndarray], row: int, a: int, b: int) -> bool:
+    """Is slot `a` of `row` the preferred copy over slot `b` (larger keys, then the smaller name)?"""
+    for key in prefer:
+        x, y = key[row, a], key[row, b]
+        if x != y:
+            return bool(x > y)
+    return str(batch.model[row, a]) <= str(batch.model[row, b])
+
+
+def duplicate_models(batch: Batch, usable: np.ndarray, prefer: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """((n, K) responses of a model that answered its prompt more than once with different texts,
+    (n, K) identical copies of a model's one answer beyond the preferred copy)."""
+    codes = np.where(usable, _name_codes(batch), -1)
+    dup_model = np.zeros(codes.shape, dtype=bool)
+    dup_copy = np.zeros(codes.shape, dtype=bool)
+    ordered = np.sort(codes, axis=1)
+    repeated = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any(axis=1)
+    for row in np.flatnonzero(repeated):  # rare: a Python loop over these rows only
+        for code in set(codes[row].tolist()) - {-1}:
+            slots = np.flatnonzero(codes[row] == code)
+            if slots.size < 2:
+                continue
+            texts = batch.texts(np.full(slots.size, row), slots)
+            if len(set(texts)) > 1:
+                dup_model[row, slots] = True
+            else:
+                best = slots[0]
+                for slot in slots[1:]:
+                    best = slot if _preferred(batch, prefer, row, slot, best) else best
+                dup_copy[row, slots[slots != best]] = True
+    return dup_model, dup_copy
+
+
+def duplicate_texts(batch: Batch, usable: np.ndarray, prefer: list[np.ndarray]) -> np.ndarray:
+    """(n, K) bool: a usable response whose text another usable response of its prompt repeats and
+    whose copy is not the preferred one. Only slots of equal length are compared as strings, and
+    equal lengths are rare, so this costs almost nothing on real data."""
+    dup = np.zeros_like(usable)
+    k = usable.shape[1]
+    for later in range(1, k):
+        for earlier in range(later):
+            maybe = usable[:, earlier] & usable[:, later] & (batch.lengths[:, earlier] == batch.lengths[:, later])
+            rows = np.flatnonzero(maybe)
+            if rows.size:
+                a = batch.texts(rows, np.full(rows.size, earlier))
+                b = batch.texts(rows, np.full(rows.size, later))
+                for row in rows[np.fromiter((x == y for x, y in zip(a, b)), dtype=bool, count=rows.size)]:
+                    # of every pair of copies the less preferred one goes, so only the most preferred stays
+                    dup[row, later if _preferred(batch, prefer, row, earlier, later) else earlier] = True
+    return dup

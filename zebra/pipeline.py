@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
-from zebra.data import (DEFAULT_DATA, Batch, DataSource, ResponseCounts, batch_source, iter_batches, locate, open_data, to_batch,
+from zebra.data import (DEFAULT_DATA, Batch, DataError, DataSource, ResponseCounts, batch_source, iter_batches, locate, open_data, to_batch,
                         usable_slots)
 from zebra.errors import ZebraError
 from zebra.pools import PoolOptions
@@ -143,6 +143,7 @@ class Counts(ResponseCounts):
     rows_read: int = 0
     rows_written: int = 0
     rows_skipped: Counter = field(default_factory=Counter)
+    ratings_seen: bool = False  # --score mean-rating: did any completion carry an aspect rating? (not in the meta)
     chosen: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
     kinship_rank: Counter = field(default_factory=Counter)
@@ -223,10 +224,6 @@ def _pair_columns(table: BehaviourTable, c_model: np.ndarray, r_model: np.ndarra
     }
 
 
-def _row_hashes(batch: Batch) -> np.ndarray:
-    return np.array([int(h[:16], 16) for h in batch.prompt_ids], dtype=np.uint64)
-
-
 # A strategy's rule: one batch's candidates (strategies.Candidates, or strategies.Scored for the
 # baseline) and the run's settings → one selection per prompt. Each binarize_*.py script states its own.
 Rule = Callable[[Any, "BinarizeConfig"], Any]
@@ -264,16 +261,18 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
 
     rule = rule or default_rule(cfg.strategy)
     if cfg.strategy == "baseline":
-        usable, midx = usable_slots(batch, table, counts, require_rated=cfg.only_rated)
-        usable &= keep_rows[:, None]
         if cfg.score == "overall":
             scores = batch.scores("overall_score")
         else:  # Argilla's cleaned variant: mean of the four aspect ratings, N/A ignored
             with warnings.catch_warnings():  # all-N/A responses: NaN, counted as no_score below
                 warnings.simplefilter("ignore", RuntimeWarning)
                 scores = np.nanmean(batch.ratings(), axis=-1)
+            counts.ratings_seen = counts.ratings_seen or batch.has_ratings()
+        keys = batch.draw_keys(cfg.seed)
+        # of one text given by several models the baseline keeps the best-scored copy (then the draw's)
+        usable, midx = usable_slots(batch, table, counts, require_rated=cfg.only_rated, prefer=[scores, keys])
+        usable &= keep_rows[:, None]
         counts.responses["no_score"] += int((usable & np.isnan(scores)).sum())
-        keys = strategies.uniform_keys(_row_hashes(batch), usable.shape[1], cfg.seed)
         sel = rule(strategies.Scored(scores, usable, keys), cfg)
         ok = sel.ok & keep_rows
         counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
@@ -411,6 +410,10 @@ def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
             counts.rows_written += len(records)
             bar.update(batch.n)
             del arrow_batch, batch, records  # peak memory: one batch, not this one and the next
+        if cfg.strategy == "baseline" and cfg.score == "mean-rating" and not counts.ratings_seen:
+            # asked of the whole run, not batch by batch: a batch without ratings is no error by itself
+            raise DataError(f"{where.source}: completions' 'annotations' hold no aspect ratings; "
+                            "--score mean-rating needs them")
         if seen is not None and not np.array_equal(seen, reliability.pair_counts):  # inside the writer: no output is left
             raise ZebraError("the two passes over the data selected different pairs (is the data changing?); "
                              "the entropy quantile would be wrong, so nothing was written")
