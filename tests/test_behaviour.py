@@ -145,3 +145,21 @@ def test_one_value_above_100_among_percentages_is_a_typo():
     df = pd.DataFrame({"Model": ["a", "b", "c"], "x": ["85.37", "853.7", "70.1"]})
     with pytest.raises(BenchmarkTableError, match=r"row 3 \(b\), column 'x': '853.7' is above 100"):
         parse_benchmark_table(df, "t.csv")
+
+
+@pytest.mark.parametrize("header", ["Model,MMLU,MMLU,ARC", "Model,MMLU, MMLU ,ARC", "Model,MMLU,MMLU.1,MMLU"])
+def test_a_benchmark_named_twice_is_refused(tmp_path, header):
+    """pandas renames a repeated column `MMLU.1` and the table counted that benchmark twice (9 of the
+    shipped pool's 403 SUP pairs changed). One line names the column."""
+    path = tmp_path / "t.csv"
+    path.write_text(f"{header}\ngpt-4,86.4,80.1,90\nalpaca-7b,40.1,30.2,50\nbard,70,60,70\n", encoding="utf-8")
+    with pytest.raises(BenchmarkTableError) as err:
+        read_benchmark(path)
+    assert "column 'MMLU' appears twice" in str(err.value) and str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_data_frame_with_a_benchmark_named_twice_is_refused():
+    df = pd.DataFrame([["gpt-4", "1", "2"], ["bard", "3", "4"]], columns=["Model", "ARC", " ARC"])
+    with pytest.raises(BenchmarkTableError, match="column 'ARC' appears twice"):
+        parse_benchmark_table(df, "frame")

@@ -174,3 +174,92 @@ def test_mean_rating_asks_for_ratings_of_the_whole_run_not_of_each_batch(tmp_pat
     with pytest.raises(ZebraError, match="no .annotations. field; --score mean-rating needs it"):
         binarize(BinarizeConfig("baseline", str(tmp_path / "pool.json"), score="mean-rating", progress=False))
     assert not (tmp_path / "pool.json").exists()
+
+
+# --------------------------------------------------------------------------- values of the wrong type
+
+def _sample_rows(n=20):
+    from zebra.data import SAMPLE
+
+    return [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()[:n]]
+
+
+def _binarize_rows(tmp_path, rows, strategy="sup", **settings):
+    from zebra.pipeline import binarize
+    from zebra.records import read_records
+
+    data = tmp_path / f"d{len(list(tmp_path.iterdir()))}.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / f"{data.stem}.out.jsonl"
+    meta = binarize(BinarizeConfig(strategy, str(out), data=str(data), progress=False, **settings))
+    text = out.read_text(encoding="utf-8")
+
+    def no_constants(name):
+        raise AssertionError(f"bare {name} in the records")
+
+    for line in text.splitlines():
+        json.loads(line, parse_constant=no_constants)  # strict JSON: no NaN / Infinity
+    return meta, (read_records(out) if text else [])
+
+
+@pytest.mark.parametrize("field, value", [("response", 42), ("response", ["a", "b"]), ("response", {"a": 1}),
+                                          ("model", ["a", "b"]), ("model", 42), ("model", {"name": "gpt-4"})])
+def test_one_value_of_another_type_spoils_nothing_else(tmp_path, field, value):
+    """`datasets` types a field whose rows disagree in type as JSON text: one `response: 42` wrote 20
+    of 20 chosen texts JSON-quoted ('"Also bard7…"'), one list-valued `model` made every model read as
+    '"bard"' (0 pairs, exit 0). Every other value is read as it is; the odd one is counted, not used."""
+    rows = _sample_rows()
+    clean_meta, clean = _binarize_rows(tmp_path, rows)
+    rows[0]["completions"][0][field] = value
+    meta, records = _binarize_rows(tmp_path, rows)
+    assert meta["counts"]["responses"]["not_text"] == 1
+    assert clean_meta["counts"]["responses"]["not_text"] == 0
+    assert [r for r in records if r["prompt"] != rows[0]["instruction"]] == \
+        [r for r in clean if r["prompt"] != rows[0]["instruction"]]
+    by_prompt = {r["instruction"]: {c["model"]: c["response"] for c in r["completions"] if isinstance(c["model"], str)}
+                 for r in rows}
+    for r in records:  # every text written is the response of the model named, as the file has it
+        chosen, rejected = r["most_similar_pair"]
+        assert r["chosen"][1]["content"] == by_prompt[r["prompt"]][chosen]
+        assert r["rejected"][1]["content"] == by_prompt[r["prompt"]][rejected]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), True, 10**400, "Infinity", [9]])
+def test_a_score_that_is_not_a_finite_number_is_no_score(tmp_path, value):
+    """`overall_score = inf` was chosen by the baseline and written as bare `Infinity` (not JSON)."""
+    rows = _sample_rows()
+    rows[1]["completions"][0]["overall_score"] = value
+    meta, records = _binarize_rows(tmp_path, rows, "baseline")
+    assert meta["counts"]["responses"]["no_score"] == 1
+    for r in records:
+        assert all(np.isfinite(r[k]) for k in ("score_chosen", "score_rejected"))
+    row = [r for r in records if r["prompt"] == rows[1]["instruction"]]
+    assert all(rows[1]["completions"][0]["model"] not in r["most_similar_pair"] for r in row)
+
+
+def test_a_source_of_another_type_still_drops_truthful_qa(tmp_path):
+    """One `source: 5` turned the column into JSON text, and '"truthful_qa"' was no longer dropped."""
+    rows = _sample_rows()
+    rows[4]["source"] = 5
+    rows[8]["source"] = "truthful_qa"
+    meta, records = _binarize_rows(tmp_path, rows, "baseline", drop_sources=("truthful_qa",))
+    assert meta["counts"]["rows_skipped"]["dropped_source"] == 1
+    assert rows[8]["instruction"] not in {r["prompt"] for r in records}
+
+
+def test_a_rating_written_as_a_number_counts(tmp_path):
+    """`"Rating": 4` beside `"Rating": "4"` made the field JSON text and the number was lost."""
+    rows = _sample_rows()
+    as_text = _binarize_rows(tmp_path, rows, "baseline", score="mean-rating")[1]
+    for c in rows[2]["completions"]:
+        c["annotations"]["helpfulness"]["Rating"] = int(c["annotations"]["helpfulness"]["Rating"])
+    assert _binarize_rows(tmp_path, rows, "baseline", score="mean-rating")[1] == as_text
+
+
+def test_a_prompt_of_another_type_is_skipped_and_the_others_read_as_written(tmp_path):
+    rows = _sample_rows()
+    clean = _binarize_rows(tmp_path, rows)[1]
+    rows[3]["instruction"] = 7
+    meta, records = _binarize_rows(tmp_path, rows)
+    assert meta["counts"]["rows_skipped"]["empty_prompt"] == 1
+    assert records == [r for r in clean if r["prompt"] != _sample_rows()[3]["instruction"]]

@@ -247,3 +247,21 @@ def test_a_source_on_some_rows_only_is_the_prompts_source(tmp_path):
             {"instruction": "p", "generator": "alpaca-7b", "output": "y", "dataset": "truthful_qa"}]
     for order in (rows, rows[::-1]):
         assert load_pool(write_jsonl(tmp_path / "pool.jsonl", order)).dataset[0]["source"] == "truthful_qa"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("judge", 10**400, "row 2: judge 1" ),
+    ("dataset", 5, "row 2: dataset must be a string or null, got 5"),
+    ("dataset", {"a": 1}, "row 2: dataset must be a string or null, got {'a': 1}"),
+])
+def test_pool_values_of_the_wrong_kind(tmp_path, field, value, message):
+    """A score beyond any float was an OverflowError traceback; a source that is not text became
+    the string "{'a': 1}" (or "5")."""
+    rows = [{"instruction": "p", "generator": "gpt-4", "output": "x", "dataset": "a", "judge": 1},
+            {"instruction": "p", "generator": "alpaca-7b", "output": "y", "dataset": "a", "judge": 2}]
+    rows[1][field] = value
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(PoolError) as err:
+        load_pool(path, PoolOptions(score_field="judge"))
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -190,6 +190,7 @@ def parse_benchmark_table(df: pd.DataFrame, source: str = "<table>") -> Behaviou
     body = df.iloc[:, 1:]
     body.index = pd.Index(names.to_list())
     benchmarks = [str(c).strip() for c in body.columns]
+    _check_unique_columns(benchmarks, source)
     # Columns that are empty for every model carry no information (e.g. a trailing comma).
     keep = [c for c in body.columns if body[c].astype("string").str.strip().replace("", pd.NA).notna().any()]
     if not keep:
@@ -211,6 +212,15 @@ def parse_benchmark_table(df: pd.DataFrame, source: str = "<table>") -> Behaviou
     return BehaviourTable(models, tuple(benchmarks), raw, min_max_normalise(raw, benchmarks, source), excluded, source)
 
 
+def _check_unique_columns(benchmarks: list[str], source: str) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(benchmarks):
+        if name in seen and name:
+            raise BenchmarkTableError(f"{source}: column {name!r} appears twice (columns {seen[name] + 2} and {i + 2}); "
+                                      "a benchmark counted twice weighs double in MB-SUP and MB-SIM: keep one")
+        seen[name] = i
+
+
 def read_benchmark(path: str | Path) -> BehaviourTable:
     """Read a benchmark CSV (a UTF-8 BOM is tolerated) into a BehaviourTable."""
     path = Path(path)
@@ -218,6 +228,10 @@ def read_benchmark(path: str | Path) -> BehaviourTable:
         raise BenchmarkTableError(f"{path}: no such benchmark table (pass --benchmark PATH)")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+        # pandas renames a repeated header `MMLU.1`, which would count one benchmark twice: check the header as written
+        header = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
+                             header=None, nrows=1).iloc[0].tolist()
+        _check_unique_columns([str(c).strip() for c in header[1:]], str(path))
     except pd.errors.EmptyDataError:
         raise BenchmarkTableError(f"{path}: empty file; expected a header row (model, benchmarks...) and one row per model") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:

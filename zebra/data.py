@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -421,6 +423,7 @@ class Batch:
     nonempty: np.ndarray  # (n, K) bool: a response with non-whitespace text
     lengths: np.ndarray  # (n, K) int64 character counts (for cheap duplicate checks)
     flat: pa.StructArray  # flat (T,) completion structs, for score extraction
+    not_text: np.ndarray  # (n, K) bool: a model or response that is present but not a string (42, a list)
 
     @property
     def n(self) -> int:
@@ -468,7 +471,8 @@ class Batch:
                 out.append(np.full(len(self.flat), np.nan))
                 continue
             rating = ann.field(aspect).field("Rating")
-            text = _strings(rating) if isinstance(rating.type, pa.BaseExtensionType) else pc.cast(rating, pa.string())
+            text = (pa.array([_rating_text(v) for v in _decoded(rating)], pa.string()) if _is_json(rating.type)
+                    else pc.cast(rating, pa.string()))
             num = pc.cast(pc.if_else(pc.match_substring_regex(text, r"^\s*\d+(\.\d+)?\s*$"), text, None), pa.float64())
             out.append(num.to_numpy(zero_copy_only=False))
         return np.stack([self._per_slot(o) for o in out], axis=-1)
@@ -489,8 +493,7 @@ class Batch:
         if not (pa.types.is_struct(ann.type) and all(
                 pa.types.is_struct(ann.type.field(a).type) for a in ASPECTS if a in ann.type.names)):
             # annotations of differing shapes (JSON text, or an aspect that is not an object)
-            values = ann.storage.to_pylist() if isinstance(ann.type, pa.BaseExtensionType) else ann.to_pylist()
-            ann = pa.array([_completion({"annotations": v}).get("annotations") for v in values], _RATINGS)
+            ann = pa.array([_completion({"annotations": v}).get("annotations") for v in _decoded(ann)], _RATINGS)
         return ann
 
     def _per_slot(self, flat_values: np.ndarray) -> np.ndarray:
@@ -499,90 +502,120 @@ class Batch:
 
 
 def numbers(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """float64 values of a score column; anything that is not a number ("N/A", text, a list,
-    null) becomes NaN, as the "N/A" aspect ratings do, so it is counted as a missing score."""
+    """float64 values of a score column; anything that is not a finite number ("N/A", text, a list,
+    a bool, null, inf, NaN) becomes NaN, as the "N/A" aspect ratings do, so it is counted as a
+    missing score: an infinite score would always be chosen and cannot be written as JSON."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if isinstance(arr.type, pa.BaseExtensionType):  # JSON text: 4.5, "4.5" and "N/A" side by side
-        arr = pa.array([_json_number(v) for v in arr.storage.to_pylist()], pa.float64())
+    if _is_json(arr.type):  # JSON text: 4.5, "4.5" and "N/A" side by side
+        arr = pa.array([_number(v) for v in _decoded(arr)], pa.float64())
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        arr = pc.if_else(pc.match_substring_regex(arr, r"^\s*-?\d+(\.\d+)?\s*$"), arr, None)
+        arr = pc.if_else(pc.match_substring_regex(arr, _NUMBER), arr, None)
     if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_string(arr.type)
             or pa.types.is_large_string(arr.type) or pa.types.is_null(arr.type)):
         return np.full(len(arr), np.nan)
-    return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    values = np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    return np.where(np.isfinite(values), values, np.nan)
 
 
-def _json_number(text: str | None) -> float | None:
-    try:
-        value = json.loads(text) if text is not None else None
-    except ValueError:
-        return None
+_NUMBER = r"^\s*-?\d+(\.\d+)?\s*$"  # a number written as text ("4", "4.5"); not "inf", "nan", "1e400"
+
+
+def _number(value) -> float | None:
+    """A decoded JSON value as a finite float, or None (text only when it reads as a plain number)."""
     if isinstance(value, str):
+        return float(value) if re.match(_NUMBER, value) and math.isfinite(float(value)) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _is_json(kind: pa.DataType) -> bool:
+    """`datasets` types a field whose values disagree in type (a number in one row, text in another)
+    as JSON text: an extension type over strings, which must be decoded value by value."""
+    return isinstance(kind, pa.BaseExtensionType)
+
+
+def _decoded(arr: pa.Array) -> list:
+    """The Python values of `arr`, with every JSON-text field decoded, at any depth: without this a
+    string field holding one number is read as '"text"', quotes included, in every row."""
+    return [_decode(v, arr.type) for v in (arr.storage if _is_json(arr.type) else arr).to_pylist()]
+
+
+class _NotJSON:
+    """A JSON-text value that does not parse: neither a string nor a number, whatever it says."""
+
+
+def _decode(value, kind: pa.DataType):
+    if value is None:
+        return None
+    if _is_json(kind):
         try:
-            value = float(value)
+            return json.loads(value) if isinstance(value, str) else value
         except ValueError:
-            return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            return _NotJSON()
+    if pa.types.is_struct(kind) and isinstance(value, dict):
+        return {f.name: _decode(value.get(f.name), f.type) for f in kind}
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and isinstance(value, list):
+        return [_decode(v, kind.value_type) for v in value]
+    return value
 
 
 def _strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A string column from whatever `datasets` inferred: non-strings (numbers, lists, JSON
-    values of another type) become null, i.e. a missing prompt, model or response."""
+    """A string column from whatever `datasets` inferred: JSON text is decoded, and a value that is
+    not a string (a number, a list) becomes null, i.e. a missing prompt, model or response."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if pa.types.is_string(arr.type):
         return arr
     if pa.types.is_large_string(arr.type):
         return arr.cast(pa.string())
-    if isinstance(arr.type, pa.BaseExtensionType):
-        values = [_json_value(v) for v in arr.storage.to_pylist()]
-    else:
-        values = arr.to_pylist()
-    return pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+    return pa.array([v if isinstance(v, str) else None for v in _decoded(arr)], pa.string())
 
 
-def _json_value(text: str | None):
-    try:
-        return json.loads(text) if text is not None else None
-    except ValueError:
-        return None
+def _rating_text(value) -> str | None:
+    """An aspect rating as text: "4", "N/A", or a number written as a number (4 → "4")."""
+    if isinstance(value, str):
+        return value
+    number = _number(value)
+    return None if number is None else (str(int(number)) if number.is_integer() else str(number))
 
 
 _RATINGS = pa.struct([(a, pa.struct([("Rating", pa.string())])) for a in ASPECTS])
 _COMPLETION = pa.struct([("model", pa.string()), ("response", pa.string()), ("overall_score", pa.float64()),
-                         ("annotations", _RATINGS)])
+                         ("annotations", _RATINGS), ("not_text", pa.bool_())])
 
 
 def _completion(value) -> dict:
-    """One completion of irregular data, reduced to the fields ZEBRA reads (wrong types → null)."""
-    if isinstance(value, str) and value[:1] == "{":
-        value = _json_value(value)
+    """One completion of irregular data (decoded), reduced to the fields ZEBRA reads. A model or
+    response that is present but not a string (42, a list, an object) becomes null and is marked
+    `not_text`, so that the run counts it; a score that is not a finite number becomes null."""
     if not isinstance(value, dict):
         return {}
     out = {k: value.get(k) if isinstance(value.get(k), str) else None for k in ("model", "response")}
-    out["overall_score"] = _json_number(json.dumps(value.get("overall_score")))
+    out["not_text"] = any(value.get(k) is not None and not isinstance(value.get(k), str) for k in ("model", "response"))
+    out["overall_score"] = _number(value.get("overall_score"))
     ann = value.get("annotations")
-    ann = _json_value(ann) if isinstance(ann, str) else ann
     if isinstance(ann, dict):
-        out["annotations"] = {a: {"Rating": str(r["Rating"]) if isinstance(r := ann.get(a), dict)
-                                  and isinstance(r.get("Rating"), (str, int, float)) else None} for a in ASPECTS}
+        out["annotations"] = {a: {"Rating": _rating_text(r.get("Rating")) if isinstance(r := ann.get(a), dict) else None}
+                              for a in ASPECTS}
     return out
 
 
 def _regular_completions(comp: pa.Array) -> pa.Array:
     """`comp` as list<struct> with string `model` and `response`, converting row by row only
-    when `datasets` could not type it so (completions of differing shapes: the slow, rare path)."""
+    when `datasets` could not type it so (completions of differing shapes or types, JSON text
+    anywhere: the slow, rare path)."""
     list_type = pa.types.is_list(comp.type) or pa.types.is_large_list(comp.type)
     if list_type and pa.types.is_struct(comp.type.value_type):
         inner = comp.type.value_type
         if all(name in inner.names and pa.types.is_string(inner.field(name).type) for name in ("model", "response")):
             return comp
-    rows = []
-    values = comp.storage.to_pylist() if isinstance(comp.type, pa.BaseExtensionType) else comp.to_pylist()
-    for value in values:
-        value = _json_value(value) if isinstance(value, str) else value
-        rows.append([_completion(c) for c in value] if isinstance(value, list) else None)
+    rows = [[_completion(c) for c in value] if isinstance(value, list) else None for value in _decoded(comp)]
     return pa.array(rows, pa.list_(_COMPLETION))
 
 
@@ -618,11 +651,15 @@ def to_batch(table: pa.Table) -> Batch:
     nonempty[row_of, slot_of] = has_text
     lengths = np.full((n, k), -1, dtype=np.int64)
     lengths[row_of, slot_of] = length
-    source = (
-        np.asarray(table.column("source").to_pylist(), dtype=object)
+    not_text = np.zeros((n, k), dtype=bool)
+    if "not_text" in flat.type.names:  # only the slow path of _regular_completions marks them
+        not_text[row_of, slot_of] = pc.fill_null(flat.field("not_text"), False).to_numpy(zero_copy_only=False)
+    source = (  # decoded like the prompt: one `source: 5` must not turn "truthful_qa" into '"truthful_qa"'
+        np.asarray(_strings(table.column("source")).to_pylist(), dtype=object)
         if "source" in table.column_names else np.full(n, None, dtype=object)
     )
-    return Batch(_strings(table.column("instruction")).to_pylist(), source, model, pos, responses, nonempty, lengths, flat)
+    return Batch(_strings(table.column("instruction")).to_pylist(), source, model, pos, responses, nonempty, lengths,
+                 flat, not_text)
 
 
 @dataclass
@@ -674,18 +711,20 @@ def usable_slots(batch: Batch, table, counts: ResponseCounts, require_rated: boo
 
     Returns the (n, K) usable mask and `model_index`. `table`: the zebra.behaviour.BehaviourTable.
     A prompt's responses are a set of (model, text), so every rule below is order-free (SPEC §3):
-    - a response needs a model name, a text that is not blank, and (`require_rated`) a model with
-      every score in the table;
+    - a response needs a model name and a text (strings: anything else is counted as `not_text`),
+      a text that is not blank, and (`require_rated`) a model with every score in the table;
     - a model that answers the prompt more than once with different texts gives no response at all
       (which one would be its answer?), counted as `duplicate_model`; identical copies are one;
     - a text given by several models is one response, credited to the preferred copy: the largest
       `prefer` keys, compared in turn ((n, K) arrays, larger = better; default `table_preference`:
       the best-ranked model), then the smaller model name. The others count as `duplicate_response`.
     """
-    present = batch.pos >= 0
     midx = model_index(batch, table)
     rated = midx >= 0
-    counts.responses["total"] += int(present.sum())
+    counts.responses["total"] += int((batch.pos >= 0).sum())
+    # a model or response that is not text (42, a list): counted once, as that, and never used
+    counts.responses["not_text"] += int(batch.not_text.sum())
+    present = (batch.pos >= 0) & ~batch.not_text
     no_model = present & np.equal(batch.model, None)  # a completion without a model name (null or absent)
     counts.responses["no_model"] += int(no_model.sum())
     if require_rated:

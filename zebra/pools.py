@@ -287,6 +287,16 @@ def _strings(values: pd.Series, where: str, what: str, rows: np.ndarray, allow_n
     return arr
 
 
+def _sources(values: pd.Series, where: str, what: str, rows: np.ndarray) -> list:
+    """The source field: text or null; anything else (5, an object) is an error naming its row,
+    since the source decides which prompts --drop-sources drops."""
+    out = values.tolist()
+    for i, v in enumerate(out):
+        if v is not None and not isinstance(v, str) and not (isinstance(v, float) and np.isnan(v)):
+            raise PoolError(f"{where}: row {rows[i]}: {what} must be a string or null, got {str(v)[:60]}")
+    return [v if isinstance(v, str) else None for v in out]
+
+
 def _numbers(values: pd.Series, where: str, what: str, rows: np.ndarray) -> np.ndarray:
     """Floats, NaN for null/empty; a non-number (or inf) is an error naming its row."""
     out = np.full(len(values), np.nan)
@@ -296,7 +306,9 @@ def _numbers(values: pd.Series, where: str, what: str, rows: np.ndarray) -> np.n
         try:
             out[i] = float(v)
         except (TypeError, ValueError):
-            raise PoolError(f"{where}: row {rows[i]}: {what} {v!r} is not a number") from None
+            raise PoolError(f"{where}: row {rows[i]}: {what} {str(v)[:60]!r} is not a number") from None
+        except OverflowError:  # an integer beyond any float
+            raise PoolError(f"{where}: row {rows[i]}: {what} {str(v)[:60]} is not a finite number") from None
         if isinstance(v, bool) or not np.isfinite(out[i]):
             raise PoolError(f"{where}: row {rows[i]}: {what} {v!r} is not a finite number")
     return out
@@ -426,7 +438,7 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
             "instruction": _strings(df[inst], where, inst, rows),
             "pool_model": _strings(df[model], where, model, rows),
             "response": ["" if v is None else v for v in _strings(df[resp], where, resp, rows, allow_null=True)],
-            "source": [None if v is None else str(v) for v in df[src].tolist()] if src in df.columns else None,
+            "source": _sources(df[src], where, src, rows) if src in df.columns else None,
             "label": _numbers(df[score], where, score, rows) if score else np.nan,
             "file": where, "row": rows,
         })
