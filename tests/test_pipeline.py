@@ -3,6 +3,7 @@ the meta file, and the four scripts from the shell."""
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from zebra import pipeline
-from zebra.data import SAMPLE, CacheFiles, DataError, batch_source, iter_batches, load_ultrafeedback, prompt_id
+from zebra.data import SAMPLE, CacheFiles, DataError, batch_source, iter_batches, load_ultrafeedback, locate, prompt_id
 from zebra.errors import ZebraError
 from zebra.pipeline import BinarizeConfig, binarize
 from zebra.pools import PoolOptions
@@ -565,3 +566,35 @@ def test_the_sample_shuffled_gives_the_same_pairs(tmp_path, sample_rows):
         run(strategy, tmp_path / "a.json", **extra)
         run(strategy, tmp_path / "b.json", data=str(tmp_path / "shuffled.jsonl"), **extra)
         assert _record_set(tmp_path / "a.json") == _record_set(tmp_path / "b.json"), (strategy, extra)
+
+
+@pytest.mark.parametrize("target", ["responses", "model_names", "judgments", "meta_of_responses"])
+def test_no_output_replaces_a_file_the_pools_manifest_names(tmp_path, target):
+    """Issue 19 §3: --output equal to a file that pool.json names (responses, judgments, names map)
+    was replaced by the pairs. Every file the run reads counts, however it was named."""
+    shipped = ROOT / "data" / "alpaca_eval"
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    files = {"responses": "model_outputs.jsonl", "model_names": "model_names.csv",
+             "judgments": "annotations_alpaca_eval_gpt4.jsonl"}
+    for name in files.values():
+        (keep / name).write_bytes((shipped / name).read_bytes())
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "pool.json").write_text(json.dumps({k: f"../keep/{v}" for k, v in files.items()}))
+    before = {p.name: p.read_bytes() for p in keep.iterdir()}
+    name = files[target.replace("meta_of_", "")]
+    out = keep / (f"{name[:-6]}.json" if target.startswith("meta_of") else name)  # X.json.meta.json ≠ X.jsonl
+    if target == "meta_of_responses":  # the meta file beside the output is the input
+        out = keep / "m.json"
+        os.symlink(keep / files["responses"], keep / "m.json.meta.json")
+    with pytest.raises(ZebraError, match="would overwrite the input"):
+        run("sup", out, data=str(pool), limit=3)
+    assert {p.name: p.read_bytes() for p in keep.iterdir() if not p.is_symlink()} == before
+
+
+def test_the_meta_lists_every_file_the_data_was_read_from(tmp_path):
+    meta = run("sup", tmp_path / "o.json", data=str(ROOT / "data" / "alpaca_eval"), limit=3)
+    assert [Path(p).name for p in meta["data_files"]] == [
+        "pool.json", "model_names.csv", "annotations_alpaca_eval_gpt4.jsonl", "model_outputs.jsonl"]
+    assert meta["data_files"] == [str(p) for p in locate(str(ROOT / "data" / "alpaca_eval")).files]

@@ -356,11 +356,11 @@ def check_config(cfg: BinarizeConfig) -> DataSource:
     check_number("--entropy-quantile", cfg.entropy_quantile, low=0, high=1, low_open=True, optional=True)
     check_number("--reliability-temperature", cfg.reliability_temperature, low=0, low_open=True)
     check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
-    data = cfg.data if cfg.data is not None else DEFAULT_DATA
-    pool_files = [getattr(cfg.pool, name) for name in ("model_names", "judgments")] if cfg.pool else []
-    for path in (cfg.output, f"{cfg.output}.meta.json"):
-        check_output_path(path, [data, cfg.benchmark, *(f for f in pool_files if f)])
     where = locate(cfg.data, cfg.pool)
+    # every file the run reads, however it is named: the source as given (a folder: nothing may be
+    # written into it), each file it consists of (pool.json and the files it names), the table
+    for path in (cfg.output, f"{cfg.output}.meta.json"):
+        check_output_path(path, [where.source, *where.files, cfg.benchmark])
     check_output(cfg.output)  # format, folder, stale temporary files: before any work
     return where
 
@@ -427,6 +427,7 @@ def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
                      if applies(k, cfg.strategy)},
         "data": where.source,
+        "data_files": [str(f) for f in where.files],  # every file the rows were read from (none for a hub id)
         "behaviour_table": {"models": list(table.models), "benchmarks": list(table.benchmarks),
                             "excluded_missing_score": list(table.excluded),
                             "mb_sup": dict(zip(table.models, np.round(table.mb_sup, 6).tolist())),
