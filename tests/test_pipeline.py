@@ -598,3 +598,86 @@ def test_the_meta_lists_every_file_the_data_was_read_from(tmp_path):
     assert [Path(p).name for p in meta["data_files"]] == [
         "pool.json", "model_names.csv", "annotations_alpaca_eval_gpt4.jsonl", "model_outputs.jsonl"]
     assert meta["data_files"] == [str(p) for p in locate(str(ROOT / "data" / "alpaca_eval")).files]
+
+
+BIG_TABLE_MODELS = 10_000  # seen failing at 2,000 (265 MB); the old code at 10,000: 5.7 GB, 95 s
+
+
+def test_a_huge_behaviour_table_costs_what_the_models_in_use_cost(tmp_path):
+    """Issue 19 §6: a 10,000-model table took 95 s and 5.7 GB for 403 prompts (M×M agreement and
+    MB-SIM matrices, MB-SIM built three times per batch). Only the models a batch uses are paired
+    now: peak memory stays far below one M×M float matrix (800 MB at 10,000 models)."""
+    import tracemalloc
+
+    from zebra.behaviour import read_benchmark
+
+    rng = np.random.default_rng(0)
+    rated = list(read_benchmark(BENCH).models)  # the sample's models, then many it never uses
+    names = [*rated, *(f"extra-{i}" for i in range(BIG_TABLE_MODELS - len(rated)))]
+    table = tmp_path / "big.csv"
+    table.write_text("Model,A,B,C,D,E,F\n" + "".join(
+        f"{name},{','.join(f'{x:.2f}' for x in rng.uniform(20, 90, 6))}\n" for name in names), encoding="utf-8")
+    tracemalloc.start()
+    try:
+        meta = run("sup", tmp_path / "big.json", benchmark=str(table), entropy_quantile=0.5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 150e6, f"peak {peak / 1e6:.0f} MB"
+    assert len(meta["behaviour_table"]["models"]) == BIG_TABLE_MODELS and meta["counts"]["rows_written"] > 100
+    sup = meta["behaviour_table"]["mb_sup"]
+    for r in read_records(tmp_path / "big.json"):
+        assert round(r["mb_sup_chosen"], 6) == sup[r["most_similar_pair"][0]] >= sup[r["most_similar_pair"][1]]
+
+
+def test_two_runs_writing_one_output_leave_records_and_meta_of_one_run(tmp_path):
+    """Issue 19 §6: run A (--limit 3) stalls just after renaming its meta file; run B (--limit 40)
+    writes the same --output meanwhile; A then renames its records. Records of A beside B's meta
+    said 40 when 3 were there. The two renames are one step now (a lock): B waits for A."""
+    out = tmp_path / "o.json"
+    driver = tmp_path / "driver.py"
+    driver.write_text(f"""
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {str(ROOT)!r})
+from zebra import records
+from zebra.pipeline import BinarizeConfig, binarize
+name, limit = sys.argv[1], int(sys.argv[2])
+signals = Path({str(tmp_path)!r})
+real_replace, real_commit = os.replace, records.RecordWriter.commit
+def stalling_replace(src, dst):
+    real_replace(src, dst)
+    if name == "A" and str(dst).endswith(".meta.json"):  # between the meta's rename and the records'
+        (signals / "A_stalled").touch()
+        for _ in range(600):
+            if (signals / "release").exists():
+                break
+            time.sleep(0.05)
+def announcing_commit(self, meta=None):
+    (signals / f"{{name}}_commits").touch()
+    return real_commit(self, meta)
+records.os.replace = stalling_replace
+records.RecordWriter.commit = announcing_commit
+binarize(BinarizeConfig("sup", {str(out)!r}, data={str(SAMPLE)!r}, benchmark={BENCH!r}, limit=limit, progress=False))
+""")
+    import time
+
+    def wait_for(path, seconds=120):
+        for _ in range(int(seconds / 0.05)):
+            if path.exists():
+                return True
+            time.sleep(0.05)
+        return False
+
+    a = subprocess.Popen([sys.executable, str(driver), "A", "3"], stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(tmp_path / "A_stalled")
+        b = subprocess.Popen([sys.executable, str(driver), "B", "40"], stderr=subprocess.DEVNULL)
+        assert wait_for(tmp_path / "B_commits")
+        time.sleep(2)  # unlocked, B's renames would happen now, inside A's
+        (tmp_path / "release").touch()
+        assert a.wait(timeout=120) == 0 and b.wait(timeout=120) == 0
+    finally:
+        a.kill()
+    meta = json.loads(Path(f"{out}.meta.json").read_text())
+    assert meta["counts"]["rows_written"] == len(read_records(out)) == meta["settings"]["limit"] == 40

@@ -216,11 +216,11 @@ def _pair_columns(table: BehaviourTable, c_model: np.ndarray, r_model: np.ndarra
     """MB-SUP of both sides and their MB-SIM; NaN where a side is not in the table."""
     ok = (c_model >= 0) & (r_model >= 0)
     c0, r0 = np.where(c_model >= 0, c_model, 0), np.where(r_model >= 0, r_model, 0)
-    sup, sim = table.mb_sup, table.mb_sim
+    sup = table.mb_sup
     return {
         "mb_sup_chosen": np.where(c_model >= 0, sup[c0], np.nan),
         "mb_sup_rejected": np.where(r_model >= 0, sup[r0], np.nan),
-        "mb_sim": np.where(ok, sim[c0, r0], np.nan),
+        "mb_sim": np.where(ok, table.mb_sim_pairs(c0, r0), np.nan),
     }
 
 
@@ -285,14 +285,20 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
     else:
         usable, midx = usable_slots(batch, table, counts, require_rated=True)
         usable &= keep_rows[:, None]
-        cand = strategies.Candidates(np.where(usable, midx, -1), table.mb_sup, table.mb_sim)
+        # the rule sees the models this batch uses, in table order (so its tie rules hold): a table of
+        # any size costs what these few models cost, never M×M
+        used, local = np.unique(np.where(usable, midx, -1), return_inverse=True)
+        local = local.reshape(midx.shape) - int(used[0] == -1)
+        used = used[used >= 0]
+        shown = used if used.size else np.zeros(1, dtype=np.int64)  # no candidate at all: any model, never read
+        cand = strategies.Candidates(local, table.mb_sup[shown], table.mb_sim_of(shown))
         sel = rule(cand, cfg)
         ranks = strategies.kinship_rank(cand.models, sel, cand.mb_sim)
         counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
         counts.rows_skipped["no_pair_with_mb_sim_at_least_tau"] += int((sel.below_tau & keep_rows).sum())
         rows = np.flatnonzero(sel.ok)
         c_slot, r_slot = sel.chosen[rows], sel.rejected[rows]
-        c_model, r_model = sel.chosen_model[rows], sel.rejected_model[rows]
+        c_model, r_model = used[sel.chosen_model[rows]], used[sel.rejected_model[rows]]
         columns = {"kinship_rank": ranks[rows], **_pair_columns(table, c_model, r_model)}
 
     # Reliability from benchmark agreement (zebra.reliability): the entropy cut, then the weights.
@@ -393,7 +399,7 @@ def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
         # so that the entropy quantile is taken over exactly those pairs (memory: an M×M count).
         for arrow_batch in iter_batches(ds, cfg.batch_size):
             process_batch(to_batch(arrow_batch), table, cfg, Counts(), reliability, pairs_only=True, rule=rule)
-        seen = reliability.pair_counts
+        seen = Counter(reliability.pair_counts)
     reliability = reliability.resolved(cfg.max_entropy, cfg.entropy_quantile)
     t_select += time.perf_counter() - t1
     # deferred: the file is finished when the block ends and renamed with its meta (commit below)
@@ -414,7 +420,7 @@ def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
             # asked of the whole run, not batch by batch: a batch without ratings is no error by itself
             raise DataError(f"{where.source}: completions' 'annotations' hold no aspect ratings; "
                             "--score mean-rating needs them")
-        if seen is not None and not np.array_equal(seen, reliability.pair_counts):  # inside the writer: no output is left
+        if seen is not None and seen != reliability.pair_counts:  # inside the writer: no output is left
             raise ZebraError("the two passes over the data selected different pairs (is the data changing?); "
                              "the entropy quantile would be wrong, so nothing was written")
     if counts.model_not_in_table:
