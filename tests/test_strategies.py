@@ -47,6 +47,17 @@ def test_sim_least_takes_least_similar_pair_above_tau():
     assert one([A, B, C, D], "sim_least", tau=0.3) == (A, D)
 
 
+def test_a_similarity_exactly_at_tau_is_admissible():
+    """Paper §3.6: pairs with MB-SIM ≥ τ. A~D is exactly 0.50: admitted at τ = 0.5, not above it."""
+    assert SIM[A, D] == 0.5
+    for strategy in ("sup", "sim", "sim_least", "sup_sim"):
+        assert one([A, D], strategy, tau=0.5) == (A, D), strategy
+        assert one([A, D], strategy, tau=np.nextafter(0.5, 1)) is None, strategy
+    # the boundary decides between pairs too: at τ = 0.5 SIM-least takes A~D (0.50), above it B~C (0.60)
+    assert one([A, B, C, D], "sim_least", tau=0.5) == (A, D)
+    assert one([A, B, C, D], "sim_least", tau=np.nextafter(0.5, 1)) == (B, C)
+
+
 def test_tau_can_leave_no_pair():
     sel = select(np.array([[A, B, -1, -1]]), SUP, SIM, "sim", tau=0.5)
     assert not sel.ok[0] and sel.below_tau[0] and not sel.too_few[0]
