@@ -362,11 +362,14 @@ def check_config(cfg: BinarizeConfig) -> DataSource:
     check_number("--entropy-quantile", cfg.entropy_quantile, low=0, high=1, low_open=True, optional=True)
     check_number("--reliability-temperature", cfg.reliability_temperature, low=0, low_open=True)
     check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
-    where = locate(cfg.data, cfg.pool)
     # every file the run reads, however it is named: the source as given (a folder: nothing may be
-    # written into it), each file it consists of (pool.json and the files it names), the table
+    # written into it) and the table first, then each file the source consists of (pool.json and
+    # the files it names), which locating it lists (and which may fail on a bad source)
     for path in (cfg.output, f"{cfg.output}.meta.json"):
-        check_output_path(path, [where.source, *where.files, cfg.benchmark])
+        check_output_path(path, [cfg.data if cfg.data is not None else DEFAULT_DATA, cfg.benchmark])
+    where = locate(cfg.data, cfg.pool)
+    for path in (cfg.output, f"{cfg.output}.meta.json"):
+        check_output_path(path, where.files)
     check_output(cfg.output)  # format, folder, stale temporary files: before any work
     return where
 
