@@ -235,3 +235,24 @@ def test_equal_objective_goes_to_table_order_not_to_the_slots():
         sel = select(np.array([cand]), sup, sim, "sim_least", tau=0.0)
         assert (sel.chosen_model[0], sel.rejected_model[0]) == (0, 2)
         assert cand[sel.chosen[0]] == 0 and cand[sel.rejected[0]] == 2
+
+
+def test_a_model_listed_twice_is_never_paired_with_itself():
+    """zebra.data.usable_slots leaves each model once per prompt; select() holds on its own too."""
+    for strategy in ("sup", "sim", "sim_least", "sup_sim"):
+        sel = select(np.array([[A, A, -1, -1], [B, D, B, -1]]), SUP, SIM, strategy, tau=0.0)
+        assert not sel.ok[0] and sel.too_few[0]
+        assert {int(sel.chosen_model[1]), int(sel.rejected_model[1])} == {B, D}
+
+
+def test_equal_objective_goes_to_the_higher_chosen_then_rejected_mb_sup():
+    """Two pairs tie on the objective: the one whose chosen model has the higher MB-SUP is taken
+    (not the one whose rejected model has: the documented order of the tie-breaks)."""
+    sup = np.array([0.875, 0.5, 0.75, 0.625])  # exact in binary: 0.875 + 0.5 == 0.75 + 0.625
+    sim = np.full((4, 4), 0.2)
+    np.fill_diagonal(sim, 1.0)
+    sim[0, 1] = sim[1, 0] = sim[2, 3] = sim[3, 2] = 0.6
+    for cand in ([2, 3, 0, 1], [0, 1, 2, 3]):
+        for strategy in ("sup", "sim", "sup_sim"):
+            sel = select(np.array([cand]), sup, sim, strategy, tau=0.5)
+            assert (int(sel.chosen_model[0]), int(sel.rejected_model[0])) == (0, 1), (strategy, cand)
