@@ -1,8 +1,9 @@
-"""One binarization run: load → per-batch select → write records and a meta file.
+"""One binarization run: source → batches → the strategy's rule → records and a meta file, as a pair.
 
-Shared by the four `binarize_*.py` scripts, which differ only in the strategy and its settings.
-Work is done one Arrow batch at a time, so memory is bounded by the batch size, and every
-selection inside a batch is vectorised (zebra.strategies).
+The engineering behind the four `binarize_*.py` scripts: each states its strategy's rule (a
+zebra.strategies call with the run's settings) and passes it here. The source is located once
+(zebra.data.locate), read one Arrow batch at a time, so memory is bounded by the batch size,
+and every selection inside a batch is vectorised over the models that batch uses.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import pyarrow as pa
 
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
-from zebra.data import (DEFAULT_DATA, Batch, DataError, DataSource, ResponseCounts, batch_source, iter_batches, locate, open_data, to_batch,
-                        usable_slots)
+from zebra.data import (DEFAULT_DATA, Batch, DataError, DataSource, ResponseCounts, batch_source, iter_batches,
+                        locate, open_data, to_batch, usable_slots)
 from zebra.errors import ZebraError
 from zebra.pools import PoolOptions
 from zebra.records import RecordWriter, check_output
