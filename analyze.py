@@ -190,12 +190,12 @@ class Run:
     def dataset(self, k: int | None = None):
         """--data as UltraFeedback rows; a long-format pool drawn to `k` responses per prompt."""
         from zebra.cli import pool_options
-        from zebra.data import load_ultrafeedback
+        from zebra.data import locate, open_data
 
         self._dataset = self._dataset or {}
         if k not in self._dataset:
             pool = replace(pool_options(self.args), models_per_prompt=k, seed=POOL_SEED)
-            self._dataset[k] = load_ultrafeedback(self.args.data, limit=self.args.limit, pool=pool)
+            self._dataset[k] = open_data(locate(self.args.data, pool), self.args.limit).dataset
         return self._dataset[k]
 
     def ratings(self, k: int | None = None):

@@ -20,7 +20,7 @@ prompts dropped. `overall_score` turns a critique score of 1 into 10 for hundred
 This is the one constructor that uses instance labels: it is the comparison, not ZEBRA.
 """
 
-from zebra import cli
+from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
 BENCHMARK = "model_aware/benchmark.csv"  # only for the mb_* provenance columns (and --only-rated)
@@ -34,19 +34,26 @@ ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of th
 RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
 
 
+def baseline(prompts: strategies.Scored, settings) -> strategies.BaselineSelection:
+    """The RLAIF baseline, per prompt: chosen = the response with the highest instance score
+    (--score); rejected = one drawn at random (seeded) among the responses scored strictly lower."""
+    return strategies.select_baseline(prompts.scores, prompts.usable, prompts.keys)
+
+
 def main() -> None:
     ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=None, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE,
                              tau_help="ignored: the baseline pairs by instance score, not MB-SIM (default: not used)",
-                             seed_help="seed of the random rejected response (default: %(default)s)")
+                             seed_help="seed of the random rejected response and of --models-per-prompt's draw "
+                                       "(default: %(default)s)")
     ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "score-mean-rating"))
     ap.add_argument("--score", choices=("overall", "mean-rating"), default=SCORE, help="instance score (default: %(default)s)")
     ap.add_argument("--keep-truthful-qa", action="store_true", help="do not drop truthful_qa prompts")
     ap.add_argument("--only-rated", action="store_true",
                     help="use only responses of models in the behaviour table (same pool as ZEBRA: no ultralm-65b)")
     args = ap.parse_args()
-    cli.run_binarize("baseline", args.output, args, OUTPUT, score=args.score, only_rated=args.only_rated,
-                     drop_sources=() if args.keep_truthful_qa else DROP_SOURCES)
+    cli.run_binarize("baseline", args.output, args, OUTPUT, rule=baseline,  # loading, batching, writing: zebra.pipeline
+                     score=args.score, only_rated=args.only_rated, drop_sources=() if args.keep_truthful_qa else DROP_SOURCES)
 
 
 if __name__ == "__main__":

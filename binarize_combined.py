@@ -23,7 +23,7 @@ but gives no formula; this one is exactly SUP at similarity_weight = 0 and exact
 rank_weight = 0, and both terms lie in [0, 1], so the weights read as shares.
 """
 
-from zebra import cli
+from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
 BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
@@ -31,11 +31,19 @@ OUTPUT = "model_aware/UltraFeedback.combined.json"  # the original project's nam
 RANK_WEIGHT = 0.5  # weight of the pair's mean MB-SUP (quality); the paper gives no value
 SIMILARITY_WEIGHT = 0.5  # weight of the pair's MB-SIM (similarity); the paper gives no value
 TAU = 0.1  # paper §3.6; the original README says 0.9 and the original code applies none
-SEED = 42  # SUP+SIM draws nothing at random; the flag exists so every binarize script takes the same ones
+SEED = 42  # seeds the --models-per-prompt draw of a pool's responses; SUP+SIM itself draws nothing
 # Benchmark-agreement reliability (zebra.reliability, seed 003): a cut drops pairs the benchmarks split on.
 MAX_ENTROPY = None  # e.g. 0.5 keeps six-benchmark votes of 6–0 and 5–1 (entropy 0 and 0.451 nats)
 ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of this run's pairs
 RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
+
+
+def sup_sim(prompts: strategies.Candidates, settings) -> strategies.Selection:
+    """SUP+SIM, per prompt: of the pairs of rated responses whose models have MB-SIM >= tau, the pair
+    with the largest rank_weight·(MB-SUP(i) + MB-SUP(j))/2 + similarity_weight·MB-SIM(i, j); the
+    higher-MB-SUP model's response is chosen."""
+    return strategies.select(prompts.models, prompts.mb_sup, prompts.mb_sim, "sup_sim", tau=settings.tau,
+                             rank_weight=settings.rank_weight, similarity_weight=settings.similarity_weight)
 
 
 def main() -> None:
@@ -45,7 +53,8 @@ def main() -> None:
     ap.add_argument("--rank-weight", type=float, default=RANK_WEIGHT, help="quality weight (default: %(default)s)")
     ap.add_argument("--similarity-weight", type=float, default=SIMILARITY_WEIGHT, help="similarity weight (default: %(default)s)")
     args = ap.parse_args()
-    cli.run_binarize("sup_sim", args.output, args, OUTPUT, rank_weight=args.rank_weight, similarity_weight=args.similarity_weight)
+    cli.run_binarize("sup_sim", args.output, args, OUTPUT, rule=sup_sim,  # loading, batching, writing: zebra.pipeline
+                     rank_weight=args.rank_weight, similarity_weight=args.similarity_weight)
 
 
 if __name__ == "__main__":

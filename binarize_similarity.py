@@ -16,7 +16,7 @@ one (MB-SIM ≥ τ) with the highest MB-SIM (`--order least`: the lowest); insid
 higher MB-SUP is chosen (paper §3.5, Strategy 2). Writes the records and `<output>.meta.json`.
 """
 
-from zebra import cli
+from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
 BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
@@ -25,11 +25,18 @@ ORDER = "most"  # most: the paper's SIM; least: its contrast (TF-IDF check, §5.
 OUTPUT = {"most": "model_aware/UltraFeedback.most.score_ranking.no_ultra65.json",
           "least": "model_aware/UltraFeedback.least.score_ranking.no_ultra65.json"}
 TAU = 0.1  # paper §3.6; the original README says 0.9 and the original code applies none
-SEED = 42  # SIM draws nothing at random; the flag exists so every binarize script takes the same ones
+SEED = 42  # seeds the --models-per-prompt draw of a pool's responses; SIM itself draws nothing
 # Benchmark-agreement reliability (zebra.reliability, seed 003): a cut drops pairs the benchmarks split on.
 MAX_ENTROPY = None  # e.g. 0.5 keeps six-benchmark votes of 6–0 and 5–1 (entropy 0 and 0.451 nats)
 ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of this run's pairs
 RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
+
+
+def sim(prompts: strategies.Candidates, settings) -> strategies.Selection:
+    """SIM, per prompt: of the pairs of rated responses whose models have MB-SIM >= tau, the pair
+    with the highest MB-SIM (strategy "sim_least", --order least: the lowest); the higher-MB-SUP
+    model's response is chosen."""
+    return strategies.select(prompts.models, prompts.mb_sup, prompts.mb_sim, settings.strategy, tau=settings.tau)
 
 
 def main() -> None:
@@ -40,7 +47,7 @@ def main() -> None:
                     + OUTPUT["least"])
     args = ap.parse_args()
     strategy = "sim" if args.order == "most" else "sim_least"
-    cli.run_binarize(strategy, args.output, args, OUTPUT[args.order])
+    cli.run_binarize(strategy, args.output, args, OUTPUT[args.order], rule=sim)  # loading, batching, writing: zebra.pipeline
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def worker_select(strategy: str, data: str) -> dict[str, Any]:
         t_select += t2 - t1
         rows += batch.n
     # writes nothing; the pairs between two table models (baseline pairs with others are not counted)
-    return {"rows_read": rows, "rows_written": 0, "pairs_between_table_models": int(reliability.pair_counts.sum()),
+    return {"rows_read": rows, "rows_written": 0, "pairs_between_table_models": sum(reliability.pair_counts.values()),
             "stage_seconds": {"extract": round(t_extract, 3), "select": round(t_select, 3)}}
 
 

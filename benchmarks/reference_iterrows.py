@@ -37,7 +37,7 @@ BENCHMARK = "model_aware/benchmark.csv"
 TAU = 0.1  # as zebra.strategies: admit a pair only if MB-SIM >= tau
 RANK_WEIGHT = 0.5
 SIMILARITY_WEIGHT = 0.5
-SEED = 42  # baseline's random rejected response (strategies.uniform_keys)
+SEED = 42  # baseline's random draws (zebra.data.Batch.draw_keys: sha256 of seed, prompt, model)
 SCORE = "overall"  # baseline: overall | mean-rating
 DROP_SOURCES = ("truthful_qa",)  # baseline only, as binarize_baseline.py
 SAVE_EVERY = 10_000  # the original rewrites its whole output this often (quadratic on purpose)
@@ -46,32 +46,25 @@ _ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 _NUMBER = re.compile(r"^\s*\d+(\.\d+)?\s*$")  # the same test as zebra.data.Batch.ratings
 
 
-def _usable_slots(completions, rated: dict[str, int] | None) -> list[int]:
-    """Slots that may enter a pair: a non-empty response, a rated model (if `rated`), no repeats.
-
-    The order of the checks is zebra.pipeline.usable_slots': a repeated model is dropped first
-    (the first slot kept), then a response whose text repeats an earlier kept one.
-    """
-    keep, models, texts = [], set(), set()
-    for slot, comp in enumerate(completions):
-        model, text = comp.get("model"), comp.get("response")
-        if text is None or not text.strip():
-            continue
-        if rated is not None and model not in rated:
-            continue
-        if model is not None:
-            if model in models:
-                continue
-            models.add(model)
-        keep.append(slot)
-    out = []
-    for slot in keep:
-        text = completions[slot]["response"]
-        if text in texts:
-            continue
-        texts.add(text)
-        out.append(slot)
-    return out
+def _usable_slots(completions, rated: dict[str, int] | None, prefer) -> list[int]:
+    """Slots that may enter a pair, with zebra.data.usable_slots' order-free rules: a model name, a
+    non-blank response, a rated model (if `rated`); a model answering twice with different texts
+    gives nothing, identical copies are one; a text several models give is kept once, for the
+    copy with the largest `prefer(slot)` key."""
+    slots = [s for s, c in enumerate(completions) if c.get("model") is not None
+             and c.get("response") is not None and c["response"].strip()
+             and (rated is None or c["model"] in rated)]
+    by_model: dict[str, list[int]] = {}
+    for s in slots:
+        by_model.setdefault(completions[s]["model"], []).append(s)
+    kept = []
+    for model, group in by_model.items():
+        if len({completions[s]["response"] for s in group}) == 1:
+            kept.append(max(group, key=prefer))
+    by_text: dict[str, list[int]] = {}
+    for s in kept:
+        by_text.setdefault(completions[s]["response"], []).append(s)
+    return sorted(max(group, key=prefer) for group in by_text.values())
 
 
 def _pick_zebra(slots: list[int], midx: list[int], mb_sup: list[float], mb_sim: list[list[float]],
@@ -99,10 +92,20 @@ def _pick_zebra(slots: list[int], midx: list[int], mb_sup: list[float], mb_sim: 
                 score = -sim
             else:
                 score = rank_weight * (mb_sup[c] + mb_sup[r]) / 2.0 + similarity_weight * sim
-            key = (score, mb_sup[c], mb_sup[r])
-            if best_key is None or key > best_key:  # strictly better: ties keep the earliest pair
+            key = (score, mb_sup[c], mb_sup[r], -c, -r)  # then the models' table order, never the slots'
+            if best_key is None or key > best_key:
                 best, best_key = (cs, rs, c, r), key
     return best
+
+
+class _Reversed(str):
+    """A name that sorts backwards: of two equally preferred copies the smaller model name wins."""
+
+    def __lt__(self, other):
+        return str.__gt__(self, other)
+
+    def __gt__(self, other):
+        return str.__lt__(self, other)
 
 
 def _score(comp: dict, how: str) -> float:
@@ -134,9 +137,9 @@ def reference_binarize(data: str | None, output: str, strategy: str = STRATEGY, 
     """Run one constructor row by row; returns counts and per-stage seconds."""
     import pandas as pd
 
-    from zebra import strategies
     from zebra.behaviour import read_benchmark
     from zebra.data import load_ultrafeedback
+    from zebra.pools import draw_keys
 
     t0 = time.perf_counter()
     table = read_benchmark(benchmark)
@@ -154,7 +157,18 @@ def reference_binarize(data: str | None, output: str, strategy: str = STRATEGY, 
         prompt = row["instruction"]
         completions = list(row["completions"])
         if not (baseline and row.get("source") in drop):
-            slots = _usable_slots(completions, index if (not baseline or only_rated) else None)
+            if baseline:  # the seeded draw: a key per (seed, prompt, model)
+                key = {s: draw_keys(seed, np.array([prompt], dtype=object), np.array([c.get("model")], dtype=object))[0]
+                       for s, c in enumerate(completions)}
+
+                def prefer(s):  # the best-scored copy, then the draw's
+                    value = _score(completions[s], score)
+                    return (-math.inf if math.isnan(value) else value, key[s], _Reversed(completions[s]["model"]))
+            else:
+                def prefer(s):  # the best-ranked model's copy: MB-SUP, then table order
+                    m = index[completions[s]["model"]]
+                    return (mb_sup[m], -m)
+            slots = _usable_slots(completions, index if (not baseline or only_rated) else None, prefer)
             names = [completions[s]["model"] for s in slots]
             rec = None
             if baseline:
@@ -162,13 +176,10 @@ def reference_binarize(data: str | None, output: str, strategy: str = STRATEGY, 
                 scored = [(s, v) for s, v in scored if not math.isnan(v)]
                 if scored:
                     top = max(v for _, v in scored)
-                    chosen = next(s for s, v in scored if v == top)
+                    chosen = max((s for s, v in scored if v == top), key=lambda s: key[s])
                     lower = [s for s, v in scored if v < top]
                     if lower:
-                        row_hash = np.array([int(hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16], 16)],
-                                            dtype=np.uint64)
-                        keys = strategies.uniform_keys(row_hash, len(completions), seed)[0]
-                        rejected = max(lower, key=lambda s: (keys[s], -s))
+                        rejected = max(lower, key=lambda s: key[s])
                         c = index.get(completions[chosen]["model"], -1)
                         r = index.get(completions[rejected]["model"], -1)
                         rec = (chosen, rejected, c, r, None,

@@ -143,7 +143,7 @@ def test_report_says_the_judge_did_not_label_a_model_instead_of_blaming_the_data
 def test_ratings_frame_on_empty_annotations(tmp_path):
     """Responses converted to the UltraFeedback schema with `annotations: {}` load as an Arrow JSON
     type, not a struct: overall_score still counts, the four aspects are missing (issue 12)."""
-    from zebra.data import DataError, iter_batches, load_ultrafeedback, to_batch
+    from zebra.data import iter_batches, load_ultrafeedback, to_batch
 
     path = tmp_path / "uf.jsonl"
     path.write_text(json.dumps({"instruction": "p", "completions": [
@@ -152,8 +152,8 @@ def test_ratings_frame_on_empty_annotations(tmp_path):
     ds = load_ultrafeedback(path)
     frame = G.ratings_frame(ds)
     assert frame["overall_score"].tolist() == [8.0, 3.0] and frame["helpfulness"].isna().all()
-    with pytest.raises(DataError, match="no aspect ratings"):
-        to_batch(next(iter_batches(ds))).ratings()
+    batch = to_batch(next(iter_batches(ds)))
+    assert np.isnan(batch.ratings()).all() and not batch.has_ratings()  # the binarize run refuses: test_pipeline
 
 
 def test_agreement_study_counts_decided_pairs_and_gaps():

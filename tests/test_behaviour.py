@@ -180,3 +180,56 @@ def test_one_value_above_100_among_percentages_is_a_typo():
     df = pd.DataFrame({"Model": ["a", "b", "c"], "x": ["85.37", "853.7", "70.1"]})
     with pytest.raises(BenchmarkTableError, match=r"row 3 \(b\), column 'x': '853.7' is above 100"):
         parse_benchmark_table(df, "t.csv")
+
+
+@pytest.mark.parametrize("header", ["Model,MMLU,MMLU,ARC", "Model,MMLU, MMLU ,ARC", "Model,MMLU,MMLU.1,MMLU"])
+def test_a_benchmark_named_twice_is_refused(tmp_path, header):
+    """pandas renames a repeated column `MMLU.1` and the table counted that benchmark twice (9 of the
+    shipped pool's 403 SUP pairs changed). One line names the column."""
+    path = tmp_path / "t.csv"
+    path.write_text(f"{header}\ngpt-4,86.4,80.1,90\nalpaca-7b,40.1,30.2,50\nbard,70,60,70\n", encoding="utf-8")
+    with pytest.raises(BenchmarkTableError) as err:
+        read_benchmark(path)
+    assert "column 'MMLU' appears twice" in str(err.value) and str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_data_frame_with_a_benchmark_named_twice_is_refused():
+    df = pd.DataFrame([["gpt-4", "1", "2"], ["bard", "3", "4"]], columns=["Model", "ARC", " ARC"])
+    with pytest.raises(BenchmarkTableError, match="column 'ARC' appears twice"):
+        parse_benchmark_table(df, "frame")
+
+
+def test_identical_behaviour_has_mb_sim_exactly_one():
+    """Summed in floating point, the cosine of a vector with itself can come out 1.0000000000000002
+    (these scores do): MB-SIM is a cosine, so it is held to [-1, 1], and a twin model is exactly 1."""
+    scores = ["47", "51", "75", "95", "4", "15"]
+    df = pd.DataFrame([["twin-a", *scores], ["twin-b", *scores], ["low", *["0"] * 6], ["high", *["100"] * 6]],
+                      columns=["Model", *"ABCDEF"])
+    t = parse_benchmark_table(df, "twins")
+    assert t.mb_sim[0, 1] == 1.0 and t.mb_sim.max() == 1.0
+    assert t.mb_sim_pairs(np.array([0, 1]), np.array([1, 0])).tolist() == [1.0, 1.0]
+    np.testing.assert_array_equal(t.mb_sim_of(np.array([1, 3])), t.mb_sim[np.ix_([1, 3], [1, 3])])
+
+
+def test_a_percent_cell_beside_plain_fractions_is_read_as_a_fraction():
+    """`80%` in a column of fractions is 0.8: min-max would rank an unconverted 80 above every 0.9."""
+    df = pd.DataFrame([["a", "80%", "1"], ["b", "0.5", "2"], ["c", "0.9", "3"]], columns=["Model", "X", "Y"])
+    t = parse_benchmark_table(df, "mixed")
+    np.testing.assert_allclose(t.raw[:, 0], [0.8, 0.5, 0.9])
+    np.testing.assert_allclose(t.normalised[:, 0], [0.75, 0.0, 1.0])
+
+
+def test_a_model_missing_one_score_is_excluded_not_ranked():
+    """Any missing score excludes the model (SPEC §2), not only an empty row like ultralm-65b's."""
+    df = pd.DataFrame([["a", "80", "70"], ["b", "50", ""], ["c", "90", "20"], ["d", "", ""]], columns=["Model", "X", "Y"])
+    t = parse_benchmark_table(df, "gaps")
+    assert t.models == ("a", "c") and t.excluded == ("b", "d")
+    assert np.isfinite(t.mb_sup).all()
+
+
+@pytest.mark.parametrize("cell", ["-0.5", "-0.01%", "-1e-9"])
+def test_any_negative_score_is_refused(cell):
+    df = pd.DataFrame([["a", "0.8"], ["b", cell], ["c", "0.9"]], columns=["Model", "X"])
+    with pytest.raises(BenchmarkTableError, match=f"row 3 \\(b\\), column 'X': '{cell}' is negative"):
+        parse_benchmark_table(df, "neg")

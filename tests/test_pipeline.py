@@ -1,7 +1,9 @@
 """End to end: the shipped sample's awkward cases, every input and output format, atomic writes,
 the meta file, and the four scripts from the shell."""
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from zebra import pipeline
-from zebra.data import SAMPLE, CacheFiles, DataError, batch_source, iter_batches, load_ultrafeedback, prompt_id
+from zebra.data import SAMPLE, CacheFiles, DataError, batch_source, iter_batches, load_ultrafeedback, locate, prompt_id
 from zebra.errors import ZebraError
 from zebra.pipeline import BinarizeConfig, binarize
 from zebra.pools import PoolOptions
@@ -24,6 +26,7 @@ STRATEGIES = ["sup", "sim", "sim_least", "sup_sim", "baseline"]
 
 
 def run(strategy, out, **kw):
+    kw.setdefault("data", str(SAMPLE))  # the made-up sample's awkward cases (the default is the shipped pool)
     kw.setdefault("benchmark", BENCH)
     kw.setdefault("progress", False)
     if strategy == "baseline":
@@ -253,6 +256,7 @@ def test_meta_file(outputs, tmp_path):
     assert sum(hist.values()) == c["rows_written"]
     assert c["kinship_rank_mean"] == pytest.approx(sum(k * v for k, v in hist.items()) / c["rows_written"])
     assert meta["behaviour_table"]["excluded_missing_score"] == ["ultralm-65b"]
+    assert meta["behaviour_table"]["sha256"] == hashlib.sha256(Path(BENCH).read_bytes()).hexdigest()
     assert set(meta["versions"]) >= {"python", "numpy", "pyarrow", "datasets"}
     assert meta["seconds"]["total"] > 0
 
@@ -292,11 +296,15 @@ def test_fresh_generated_data_matches_per_row_reading(tmp_path):
     for strategy in ("sup", "sim"):
         recs = {r["prompt"]: r for r in read_records_after(run(strategy, tmp_path / "o.json", data=str(path)))}
         for row in make_rows(150, seed=123):
-            seen, usable = set(), []
+            # a text several models give is credited to the best-ranked of them (MB-SUP, then table order)
+            best: dict[str, str] = {}
             for c in row["completions"]:
-                if c["model"] in t.index and c["response"].strip() and c["response"] not in seen:
-                    usable.append(c["model"])
-                    seen.add(c["response"])
+                if c["model"] in t.index and c["response"].strip():
+                    other = best.get(c["response"])
+                    rank = lambda m: (t.mb_sup[t.index[m]], -t.index[m])  # noqa: E731
+                    if other is None or rank(c["model"]) > rank(other):
+                        best[c["response"]] = c["model"]
+            usable = list(best.values())
             if len(usable) < 2:
                 assert row["instruction"] not in recs
                 continue
@@ -432,3 +440,244 @@ def test_meta_lists_only_the_settings_of_its_strategy(tmp_path):
     assert base["score"] == "overall" and base["drop_sources"] == ["truthful_qa"] and base["seed"] == 42
     assert not {"tau", "rank_weight", "similarity_weight"} & set(base)
     assert {"output", "data", "benchmark", "max_entropy", "entropy_quantile", "reliability_temperature"} <= set(base)
+
+
+def test_meta_carries_what_training_and_the_tables_read(tmp_path):
+    """The settings the training engineer copies into settings.json (read with .get()): the strategy
+    and its settings, the data and how it was drawn, and which table (by its bytes) made the pairs."""
+    table = tmp_path / "table.csv"
+    table.write_bytes(Path(BENCH).read_bytes().replace(b"86.40%", b"86.30%"))  # another table, same models
+    meta = run("sup_sim", tmp_path / "c.json", benchmark=str(table), data=str(ROOT / "data" / "alpaca_eval"), limit=20,
+               rank_weight=0.25, similarity_weight=0.75, tau=0.2, pool=PoolOptions(models_per_prompt=4, seed=3), seed=3)
+    s = meta["settings"]
+    assert (s["strategy"], s["tau"], s["rank_weight"], s["similarity_weight"], s["limit"]) == ("sup_sim", 0.2, 0.25, 0.75, 20)
+    assert (s["data"], s["benchmark"]) == (str(ROOT / "data" / "alpaca_eval"), str(table))
+    assert (s["pool"]["models_per_prompt"], s["pool"]["seed"]) == (4, 3)
+    assert meta["behaviour_table"]["sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
+    assert meta["behaviour_table"]["sha256"] != hashlib.sha256(Path(BENCH).read_bytes()).hexdigest()
+    assert run("baseline", tmp_path / "b.json", limit=5, seed=9)["settings"]["seed"] == 9
+
+
+# The pairs every strategy writes on the shipped pool (make demo) and the sample, as a digest of the
+# sorted "prompt_id chosen rejected" lines: a change of selection shows here, and on purpose only.
+# Last changed by the order-free rules (SPEC §3): a repeated text goes to the best-ranked model's copy
+# (pool: SUP 10, SIM-least 13, SUP+SIM 10 pairs changed; sample: 1-2 each), the baseline draws by
+# (seed, prompt, model) (pool 310 of 351, sample 205 of 295 changed).
+PAIRS = {
+    "alpaca_eval/sup": (403, "577425d15864f828"),
+    "alpaca_eval/sim": (403, "3a644ee7178a77ba"),
+    "alpaca_eval/sim_least": (403, "fc2f082093da5a4c"),
+    "alpaca_eval/sup_sim": (403, "7fd6f60474625abe"),
+    "alpaca_eval/baseline": (351, "adac90cb6ee5c9b6"),
+    "ultrafeedback_sample/sup": (299, "d1e893a7fc35c882"),
+    "ultrafeedback_sample/sim": (299, "05270294df240ab1"),
+    "ultrafeedback_sample/sim_least": (299, "126c55077382131a"),
+    "ultrafeedback_sample/sup_sim": (299, "1690ca2145eab0b5"),
+    "ultrafeedback_sample/baseline": (295, "93994019775fe0ee"),
+}
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_pairs_of_the_shipped_data(tmp_path, name):
+    import hashlib
+
+    data, strategy = name.split("/")
+    source = ROOT / "data" / ("alpaca_eval" if data == "alpaca_eval" else "ultrafeedback_sample.jsonl")
+    extra = {"drop_sources": ("truthful_qa",)} if strategy == "baseline" else {}
+    binarize(BinarizeConfig(strategy, str(tmp_path / "o.json"), data=str(source), benchmark=BENCH, progress=False, **extra))
+    pairs = sorted(f"{r['prompt_id']} {r['most_similar_pair'][0]} {r['most_similar_pair'][1]}"
+                   for r in read_records(tmp_path / "o.json"))
+    assert (len(pairs), hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]) == PAIRS[name]
+
+
+def test_one_default_source_the_shipped_pool(tmp_path, monkeypatch):
+    """No --data means the shipped real pool, for the library as for the scripts (it meant the
+    made-up sample in BinarizeConfig and the real pool in the scripts)."""
+    from zebra.data import DEFAULT_DATA, locate
+
+    where = locate()
+    assert where.kind == "pool" and Path(where.source) == DEFAULT_DATA == ROOT / "data" / "alpaca_eval"
+    assert {p.name for p in where.files} == {"pool.json", "model_outputs.jsonl", "model_names.csv",
+                                             "annotations_alpaca_eval_gpt4.jsonl"}
+    assert locate(str(SAMPLE)).kind == "ultrafeedback" and locate(str(SAMPLE)).files == (SAMPLE,)
+    monkeypatch.chdir(tmp_path)  # not from the checkout: the default does not depend on the working directory
+    meta = binarize(BinarizeConfig("sup", str(tmp_path / "o.json"), benchmark=BENCH, limit=5, progress=False))
+    assert meta["counts"]["rows_read"] == 5 and meta["pool"]["prompts"] == 5
+    assert meta["data"] == str(DEFAULT_DATA)
+
+
+@pytest.mark.parametrize("script, rule, strategy, settings", [
+    ("binarize_score.py", "sup", "sup", {"tau": 0.6}),
+    ("binarize_similarity.py", "sim", "sim", {"tau": 0.6}),
+    ("binarize_similarity.py", "sim", "sim_least", {"tau": 0.6}),
+    ("binarize_combined.py", "sup_sim", "sup_sim", {"tau": 0.6, "rank_weight": 0.8, "similarity_weight": 0.3}),
+    ("binarize_baseline.py", "baseline", "baseline", {"seed": 5, "score": "mean-rating"}),
+])
+def test_each_script_states_its_strategys_rule(tmp_path, script, rule, strategy, settings):
+    """The rule a script shows (binarize_score.py's `sup`, …) is the rule its strategy runs: the
+    same pairs as the library's default_rule for that strategy, with settings away from the defaults."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(script[:-3], ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, how in (("default.json", None), ("script.json", getattr(module, rule))):
+        binarize(BinarizeConfig(strategy, str(tmp_path / name), data=str(SAMPLE), benchmark=BENCH, progress=False,
+                                **settings), rule=how)
+    assert read_records(tmp_path / "script.json") == read_records(tmp_path / "default.json")
+    assert len(read_records(tmp_path / "script.json")) > 200
+
+
+def _record_set(path) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in read_records(path))
+
+
+def test_the_shipped_pool_reversed_gives_the_same_pairs(tmp_path):
+    """Issue 19 §1: with `tac model_outputs.jsonl` SUP differed on 12 of 403 prompts (the first copy of
+    a repeated text was kept: on `Write "Test"` alpaca-7b's, not gpt-4's) and the baseline on all 351."""
+    pool = ROOT / "data" / "alpaca_eval"
+    lines = (pool / "model_outputs.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "model_outputs.jsonl").write_text("".join(reversed(lines)), encoding="utf-8")
+    manifest = json.loads((pool / "pool.json").read_text())
+    for name in ("model_names", "judgments"):
+        manifest[name] = str(pool / manifest[name])
+    (tmp_path / "pool" / "pool.json").write_text(json.dumps(manifest))
+    for strategy in STRATEGIES:
+        metas = [run(strategy, tmp_path / f"{n}.json", data=str(d)) for n, d in (("a", pool), ("b", tmp_path / "pool"))]
+        assert _record_set(tmp_path / "a.json") == _record_set(tmp_path / "b.json"), strategy
+        assert metas[0]["counts"] | {"chosen_by_model": 0, "rejected_by_model": 0} == \
+            metas[1]["counts"] | {"chosen_by_model": 0, "rejected_by_model": 0}
+        assert metas[0]["counts"]["chosen_by_model"] == metas[1]["counts"]["chosen_by_model"]
+
+
+def test_the_sample_shuffled_gives_the_same_pairs(tmp_path, sample_rows):
+    """Issue 19 §1: the sample with rows and each row's completions shuffled changed SUP, SIM and
+    SUP+SIM pairs on a prompt or two and the baseline's on 207 of 295."""
+    import random
+
+    rng = random.Random(0)
+    rows = [dict(r, completions=list(r["completions"])) for r in sample_rows]
+    rng.shuffle(rows)
+    for r in rows:
+        rng.shuffle(r["completions"])
+    (tmp_path / "shuffled.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for strategy, extra in [(s, {}) for s in STRATEGIES] + [("baseline", {"score": "mean-rating"})]:
+        run(strategy, tmp_path / "a.json", **extra)
+        run(strategy, tmp_path / "b.json", data=str(tmp_path / "shuffled.jsonl"), **extra)
+        assert _record_set(tmp_path / "a.json") == _record_set(tmp_path / "b.json"), (strategy, extra)
+
+
+@pytest.mark.parametrize("target", ["responses", "model_names", "judgments", "meta_of_responses"])
+def test_no_output_replaces_a_file_the_pools_manifest_names(tmp_path, target):
+    """Issue 19 §3: --output equal to a file that pool.json names (responses, judgments, names map)
+    was replaced by the pairs. Every file the run reads counts, however it was named."""
+    shipped = ROOT / "data" / "alpaca_eval"
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    files = {"responses": "model_outputs.jsonl", "model_names": "model_names.csv",
+             "judgments": "annotations_alpaca_eval_gpt4.jsonl"}
+    for name in files.values():
+        (keep / name).write_bytes((shipped / name).read_bytes())
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "pool.json").write_text(json.dumps({k: f"../keep/{v}" for k, v in files.items()}))
+    before = {p.name: p.read_bytes() for p in keep.iterdir()}
+    name = files[target.replace("meta_of_", "")]
+    out = keep / (f"{name[:-6]}.json" if target.startswith("meta_of") else name)  # X.json.meta.json ≠ X.jsonl
+    if target == "meta_of_responses":  # the meta file beside the output is the input
+        out = keep / "m.json"
+        os.symlink(keep / files["responses"], keep / "m.json.meta.json")
+    with pytest.raises(ZebraError, match="would overwrite the input"):
+        run("sup", out, data=str(pool), limit=3)
+    assert {p.name: p.read_bytes() for p in keep.iterdir() if not p.is_symlink()} == before
+
+
+def test_the_meta_lists_every_file_the_data_was_read_from(tmp_path):
+    meta = run("sup", tmp_path / "o.json", data=str(ROOT / "data" / "alpaca_eval"), limit=3)
+    assert [Path(p).name for p in meta["data_files"]] == [
+        "pool.json", "model_names.csv", "annotations_alpaca_eval_gpt4.jsonl", "model_outputs.jsonl"]
+    assert meta["data_files"] == [str(p) for p in locate(str(ROOT / "data" / "alpaca_eval")).files]
+
+
+BIG_TABLE_MODELS = 10_000  # seen failing at 2,000 (265 MB); the old code at 10,000: 5.7 GB, 95 s
+
+
+def test_a_huge_behaviour_table_costs_what_the_models_in_use_cost(tmp_path):
+    """Issue 19 §6: a 10,000-model table took 95 s and 5.7 GB for 403 prompts (M×M agreement and
+    MB-SIM matrices, MB-SIM built three times per batch). Only the models a batch uses are paired
+    now: peak memory stays far below one M×M float matrix (800 MB at 10,000 models)."""
+    import tracemalloc
+
+    from zebra.behaviour import read_benchmark
+
+    rng = np.random.default_rng(0)
+    rated = list(read_benchmark(BENCH).models)  # the sample's models, then many it never uses
+    names = [*rated, *(f"extra-{i}" for i in range(BIG_TABLE_MODELS - len(rated)))]
+    table = tmp_path / "big.csv"
+    table.write_text("Model,A,B,C,D,E,F\n" + "".join(
+        f"{name},{','.join(f'{x:.2f}' for x in rng.uniform(20, 90, 6))}\n" for name in names), encoding="utf-8")
+    tracemalloc.start()
+    try:
+        meta = run("sup", tmp_path / "big.json", benchmark=str(table), entropy_quantile=0.5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 150e6, f"peak {peak / 1e6:.0f} MB"
+    assert len(meta["behaviour_table"]["models"]) == BIG_TABLE_MODELS and meta["counts"]["rows_written"] > 100
+    sup = meta["behaviour_table"]["mb_sup"]
+    for r in read_records(tmp_path / "big.json"):
+        assert round(r["mb_sup_chosen"], 6) == sup[r["most_similar_pair"][0]] >= sup[r["most_similar_pair"][1]]
+
+
+def test_two_runs_writing_one_output_leave_records_and_meta_of_one_run(tmp_path):
+    """Issue 19 §6: run A (--limit 3) stalls just after renaming its meta file; run B (--limit 40)
+    writes the same --output meanwhile; A then renames its records. Records of A beside B's meta
+    said 40 when 3 were there. The two renames are one step now (a lock): B waits for A."""
+    out = tmp_path / "o.json"
+    driver = tmp_path / "driver.py"
+    driver.write_text(f"""
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {str(ROOT)!r})
+from zebra import records
+from zebra.pipeline import BinarizeConfig, binarize
+name, limit = sys.argv[1], int(sys.argv[2])
+signals = Path({str(tmp_path)!r})
+real_replace, real_commit = os.replace, records.RecordWriter.commit
+def stalling_replace(src, dst):
+    real_replace(src, dst)
+    if name == "A" and str(dst).endswith(".meta.json"):  # between the meta's rename and the records'
+        (signals / "A_stalled").touch()
+        for _ in range(600):
+            if (signals / "release").exists():
+                break
+            time.sleep(0.05)
+def announcing_commit(self, meta=None):
+    (signals / f"{{name}}_commits").touch()
+    return real_commit(self, meta)
+records.os.replace = stalling_replace
+records.RecordWriter.commit = announcing_commit
+binarize(BinarizeConfig("sup", {str(out)!r}, data={str(SAMPLE)!r}, benchmark={BENCH!r}, limit=limit, progress=False))
+""")
+    import time
+
+    def wait_for(path, seconds=120):
+        for _ in range(int(seconds / 0.05)):
+            if path.exists():
+                return True
+            time.sleep(0.05)
+        return False
+
+    a = subprocess.Popen([sys.executable, str(driver), "A", "3"], stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(tmp_path / "A_stalled")
+        b = subprocess.Popen([sys.executable, str(driver), "B", "40"], stderr=subprocess.DEVNULL)
+        assert wait_for(tmp_path / "B_commits")
+        time.sleep(2)  # unlocked, B's renames would happen now, inside A's
+        (tmp_path / "release").touch()
+        assert a.wait(timeout=120) == 0 and b.wait(timeout=120) == 0
+    finally:
+        a.kill()
+    meta = json.loads(Path(f"{out}.meta.json").read_text())
+    assert meta["counts"]["rows_written"] == len(read_records(out)) == meta["settings"]["limit"] == 40

@@ -300,3 +300,47 @@ def test_model_names_csv_that_is_not_utf8_is_one_line(tmp_path):
     with pytest.raises(ZebraError) as err:
         read_model_names(names)
     assert str(err.value) == f"{names}:3: not UTF-8 text (byte 31: invalid continuation byte); save it as UTF-8"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("two_sources", "rows [1, 2]: prompt 'p' has two sources ('a', 'b')"),
+    ("copies_with_two_scores", "rows [1, 2]: model 'gpt-4' gives one response on prompt 'p' two scores (3.0, 5.0)"),
+])
+def test_the_first_row_decides_nothing(tmp_path, case, message):
+    """Which row came first decided a prompt's source (and so whether --drop-sources drops it) and
+    which score an exact copy kept; a pool in another order gave other pairs. Now: one line naming both."""
+    rows = [{"instruction": "p", "generator": "gpt-4", "output": "x", "dataset": "a", "judge": 3},
+            {"instruction": "p", "generator": "alpaca-7b", "output": "y", "dataset": "a", "judge": 1}]
+    if case == "two_sources":
+        rows[1]["dataset"] = "b"
+    else:
+        rows[1] = dict(rows[0], judge=5)
+    for order in (rows, rows[::-1]):
+        with pytest.raises(PoolError) as err:
+            load_pool(write_jsonl(tmp_path / "pool.jsonl", order), PoolOptions(score_field="judge"))
+        assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_source_on_some_rows_only_is_the_prompts_source(tmp_path):
+    rows = [{"instruction": "p", "generator": "gpt-4", "output": "x", "dataset": None},
+            {"instruction": "p", "generator": "alpaca-7b", "output": "y", "dataset": "truthful_qa"}]
+    for order in (rows, rows[::-1]):
+        assert load_pool(write_jsonl(tmp_path / "pool.jsonl", order)).dataset[0]["source"] == "truthful_qa"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("judge", 10**400, "row 2: judge 1" ),
+    ("dataset", 5, "row 2: dataset must be a string or null, got 5"),
+    ("dataset", {"a": 1}, "row 2: dataset must be a string or null, got {'a': 1}"),
+])
+def test_pool_values_of_the_wrong_kind(tmp_path, field, value, message):
+    """A score beyond any float was an OverflowError traceback; a source that is not text became
+    the string "{'a': 1}" (or "5")."""
+    rows = [{"instruction": "p", "generator": "gpt-4", "output": "x", "dataset": "a", "judge": 1},
+            {"instruction": "p", "generator": "alpaca-7b", "output": "y", "dataset": "a", "judge": 2}]
+    rows[1][field] = value
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(PoolError) as err:
+        load_pool(path, PoolOptions(score_field="judge"))
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from zebra.errors import ZebraError
-from zebra.strategies import kinship_rank, select, select_baseline, uniform_keys
+from zebra.strategies import kinship_rank, select, select_baseline
 
 # Four models. MB-SUP: A best, then B, C, D. MB-SIM chosen by hand:
 # A~B 0.20 (least alike), A~C 0.90, A~D 0.50, B~C 0.60, B~D 0.95 (most alike), C~D 0.70.
@@ -45,6 +45,17 @@ def test_sim_takes_most_similar_pair_and_chooses_higher_sup():
 def test_sim_least_takes_least_similar_pair_above_tau():
     assert one([A, B, C, D], "sim_least", tau=0.0) == (A, B)
     assert one([A, B, C, D], "sim_least", tau=0.3) == (A, D)
+
+
+def test_a_similarity_exactly_at_tau_is_admissible():
+    """Paper §3.6: pairs with MB-SIM ≥ τ. A~D is exactly 0.50: admitted at τ = 0.5, not above it."""
+    assert SIM[A, D] == 0.5
+    for strategy in ("sup", "sim", "sim_least", "sup_sim"):
+        assert one([A, D], strategy, tau=0.5) == (A, D), strategy
+        assert one([A, D], strategy, tau=np.nextafter(0.5, 1)) is None, strategy
+    # the boundary decides between pairs too: at τ = 0.5 SIM-least takes A~D (0.50), above it B~C (0.60)
+    assert one([A, B, C, D], "sim_least", tau=0.5) == (A, D)
+    assert one([A, B, C, D], "sim_least", tau=np.nextafter(0.5, 1)) == (B, C)
 
 
 def test_tau_can_leave_no_pair():
@@ -172,9 +183,10 @@ def test_chosen_always_has_higher_or_equal_sup():
 def test_baseline_chooses_top_score_and_a_strictly_lower_one():
     scores = np.array([[7.0, 9.0, 9.0, 3.0], [5.0, 5.0, 5.0, 5.0], [8.0, np.nan, 2.0, np.nan], [6.0, 1.0, np.nan, np.nan]])
     usable = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0], [0, 1, 1, 1]], dtype=bool)
-    keys = uniform_keys(np.arange(4, dtype=np.uint64), 4, seed=1)
+    keys = np.random.default_rng(1).random((4, 4))  # the draw's keys (zebra.data.Batch.draw_keys in a run)
     sel = select_baseline(scores, usable, keys)
-    assert sel.chosen[0] == 1 and sel.rejected[0] in (0, 3)  # ties at the top: first listed
+    assert sel.chosen[0] == (1 if keys[0, 1] > keys[0, 2] else 2)  # ties at the top: the draw's largest key
+    assert sel.rejected[0] == (0 if keys[0, 0] > keys[0, 3] else 3)
     assert not sel.ok[1] and sel.all_equal[1]
     assert (sel.chosen[2], sel.rejected[2]) == (0, 2)
     assert not sel.ok[3] and sel.too_few[3]  # only slot 1 is usable and scored
@@ -184,10 +196,10 @@ def test_baseline_draw_is_seeded_uniform_and_never_self():
     n = 20000
     scores = np.tile([9.0, 1.0, 2.0, 3.0], (n, 1))
     usable = np.ones((n, 4), dtype=bool)
-    h = np.arange(n, dtype=np.uint64) * np.uint64(2654435761)
-    a = select_baseline(scores, usable, uniform_keys(h, 4, seed=42))
-    b = select_baseline(scores, usable, uniform_keys(h, 4, seed=42))
-    c = select_baseline(scores, usable, uniform_keys(h, 4, seed=43))
+    keys = lambda seed: np.random.default_rng(seed).random((n, 4))  # noqa: E731
+    a = select_baseline(scores, usable, keys(42))
+    b = select_baseline(scores, usable, keys(42))
+    c = select_baseline(scores, usable, keys(43))
     np.testing.assert_array_equal(a.rejected, b.rejected)
     assert (a.rejected != c.rejected).any()
     assert (a.chosen == 0).all() and (a.rejected != 0).all()
@@ -195,10 +207,43 @@ def test_baseline_draw_is_seeded_uniform_and_never_self():
     np.testing.assert_allclose(share, 1 / 3, atol=0.02)
 
 
-def test_uniform_keys_do_not_depend_on_batching():
-    h = np.arange(100, dtype=np.uint64) * np.uint64(11400714819323198485)
-    whole = uniform_keys(h, 4, seed=5)
-    parts = np.concatenate([uniform_keys(h[:37], 4, seed=5), uniform_keys(h[37:], 4, seed=5)])
-    np.testing.assert_array_equal(whole, parts)
-    np.testing.assert_array_equal(uniform_keys(h, 6, seed=5)[:, :4], whole)  # more slots: same first keys
-    assert ((whole >= 0) & (whole < 1)).all()
+def test_baseline_ties_at_the_top_are_drawn_not_taken_by_position():
+    """Two responses share the top score: the one with the larger key is chosen, wherever it is
+    listed (the keys come from seed, prompt and model: zebra.data.Batch.draw_keys)."""
+    scores = np.array([[9.0, 3.0, 9.0], [9.0, 9.0, 3.0]])
+    keys = np.array([[0.2, 0.5, 0.7], [0.7, 0.2, 0.5]])  # row 2 is row 1 with its slots moved
+    sel = select_baseline(scores, np.ones((2, 3), dtype=bool), keys)
+    assert (sel.chosen.tolist(), sel.rejected.tolist()) == ([2, 0], [1, 2])
+    assert keys[0, 2] == keys[1, 0] and keys[0, 1] == keys[1, 2]  # the same responses chosen and rejected
+
+
+def test_equal_objective_goes_to_table_order_not_to_the_slots():
+    """Models 0 and 1 behave alike (equal MB-SUP, MB-SIM); each pair with model 2 ties on every
+    measure: the pair of the model listed first in the table is taken, in any slot order."""
+    sup = np.array([0.5, 0.5, 0.4])
+    sim = np.array([[1.0, 1.0, 0.3], [1.0, 1.0, 0.3], [0.3, 0.3, 1.0]])
+    for cand in ([0, 1, 2], [1, 0, 2], [2, 1, 0], [1, 2, 0]):
+        sel = select(np.array([cand]), sup, sim, "sim_least", tau=0.0)
+        assert (sel.chosen_model[0], sel.rejected_model[0]) == (0, 2)
+        assert cand[sel.chosen[0]] == 0 and cand[sel.rejected[0]] == 2
+
+
+def test_a_model_listed_twice_is_never_paired_with_itself():
+    """zebra.data.usable_slots leaves each model once per prompt; select() holds on its own too."""
+    for strategy in ("sup", "sim", "sim_least", "sup_sim"):
+        sel = select(np.array([[A, A, -1, -1], [B, D, B, -1]]), SUP, SIM, strategy, tau=0.0)
+        assert not sel.ok[0] and sel.too_few[0]
+        assert {int(sel.chosen_model[1]), int(sel.rejected_model[1])} == {B, D}
+
+
+def test_equal_objective_goes_to_the_higher_chosen_then_rejected_mb_sup():
+    """Two pairs tie on the objective: the one whose chosen model has the higher MB-SUP is taken
+    (not the one whose rejected model has: the documented order of the tie-breaks)."""
+    sup = np.array([0.875, 0.5, 0.75, 0.625])  # exact in binary: 0.875 + 0.5 == 0.75 + 0.625
+    sim = np.full((4, 4), 0.2)
+    np.fill_diagonal(sim, 1.0)
+    sim[0, 1] = sim[1, 0] = sim[2, 3] = sim[3, 2] = 0.6
+    for cand in ([2, 3, 0, 1], [0, 1, 2, 3]):
+        for strategy in ("sup", "sim", "sup_sim"):
+            sel = select(np.array([cand]), sup, sim, strategy, tau=0.5)
+            assert (int(sel.chosen_model[0]), int(sel.rejected_model[0])) == (0, 1), (strategy, cand)

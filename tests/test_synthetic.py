@@ -33,18 +33,24 @@ def test_no_arguments_leave_the_shipped_sample_alone(tmp_path, monkeypatch):
     assert len(rows) == 12 and rows[0]["completions"][0]["model"]
 
 
-def test_the_shipped_sample_is_written_only_by_its_own_settings(tmp_path, monkeypatch, capsys):
-    before = SAMPLE.read_bytes()
-    try:
-        with pytest.raises(SystemExit, match="ultrafeedback_sample.jsonl is the shipped sample.*--rows 300"):
-            _make(monkeypatch, "--rows", "12", "--output", str(SAMPLE))
-        unchanged_after_refusal = SAMPLE.read_bytes() == before
-        _make(monkeypatch, "--output", str(SAMPLE))  # its own settings: allowed, and they make the same bytes
-        unchanged_after_remake = SAMPLE.read_bytes() == before
-    finally:
-        if SAMPLE.read_bytes() != before:
-            SAMPLE.write_bytes(before)
-    assert unchanged_after_refusal and unchanged_after_remake
+def test_the_shipped_sample_is_written_only_by_its_own_settings(tmp_path, monkeypatch):
+    """The guard, tried on a copy standing in for the shipped sample: the test never writes into the
+    checkout (it used to rewrite data/ultrafeedback_sample.jsonl and restore it)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import make_ultrafeedback as script
+
+    stand_in = tmp_path / "data" / "ultrafeedback_sample.jsonl"
+    stand_in.parent.mkdir()
+    stand_in.write_bytes(SAMPLE.read_bytes())
+    monkeypatch.setattr(script, "SAMPLE", stand_in)
+    tracked, written_at = SAMPLE.read_bytes(), SAMPLE.stat().st_mtime_ns
+    with pytest.raises(SystemExit, match="ultrafeedback_sample.jsonl is the shipped sample.*--rows 300"):
+        _make(monkeypatch, "--rows", "12", "--output", str(stand_in))
+    assert stand_in.read_bytes() == tracked  # refused: untouched
+    stand_in.write_bytes(b"")  # its own settings may write it, and they make the tracked bytes
+    _make(monkeypatch, "--output", str(stand_in))
+    assert stand_in.read_bytes() == tracked
+    assert SAMPLE.stat().st_mtime_ns == written_at  # the checkout's file was never opened for writing
 
 
 def test_help_shows_every_default(monkeypatch, capsys):

@@ -163,30 +163,28 @@ def agreement_summary(outcomes: Mapping[str, pd.DataFrame], by_pair: bool = Fals
 def _usable(b, table: BehaviourTable):
     """What the binarize scripts may pair (rated model, non-empty, no repeated model or text):
     the one call into the binarize data flow, so a move of `usable_slots` is one import here."""
-    from zebra.pipeline import Counts, usable_slots
+    from zebra.data import ResponseCounts, usable_slots
 
-    return usable_slots(b, table, Counts(), require_rated=True)
+    return usable_slots(b, table, ResponseCounts(), require_rated=True)
 
 
 def random_pairs(ds, table: BehaviourTable, seed: int = 42, batch_size: int = 16384) -> pd.DataFrame:
     """The study's floor: per prompt, two of its usable rated responses drawn at random, the one
     whose model has the higher MB-SUP chosen (ties: table order), as a `pairs_frame`.
 
-    "Usable" is exactly what the binarize scripts use, and the draw is the baseline's
-    counter-based one (zebra.strategies.uniform_keys of seed, prompt and slot): the same pairs
-    whatever the batching or --limit. No τ: the floor asks what MB-SUP alone does with an
-    arbitrary pair.
+    "Usable" is exactly what the binarize scripts use, and the draw is the baseline's: a key from
+    sha256(seed, prompt, model) (zebra.data.Batch.draw_keys), so the same pairs whatever the
+    batching, --limit or the order of rows and completions. No τ: the floor asks what MB-SUP alone
+    does with an arbitrary pair.
     """
     from zebra.data import iter_batches, to_batch
-    from zebra.strategies import uniform_keys
 
     parts = []
     sup = table.mb_sup
     for arrow_batch in iter_batches(ds, batch_size):
         b = to_batch(arrow_batch)
         usable, midx = _usable(b, table)
-        hashes = np.array([int(h[:16], 16) for h in b.prompt_ids], dtype=np.uint64)
-        keys = np.where(usable, uniform_keys(hashes, usable.shape[1], seed), -1.0)
+        keys = np.where(usable, b.draw_keys(seed), -1.0)
         order = np.argsort(-keys, axis=1, kind="stable")[:, :2]
         rows = np.flatnonzero(usable.sum(axis=1) >= 2)
         a, c = order[rows, 0], order[rows, 1]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -54,13 +55,23 @@ class BehaviourTable:
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", {m: i for i, m in enumerate(self.models)})
 
-    @property
+    @cached_property
     def mb_sup(self) -> np.ndarray:
         return mb_sup(self.normalised)
 
     @property
     def mb_sim(self) -> np.ndarray:
+        """(M, M) MB-SIM of every pair: M² numbers, so for a large table ask `mb_sim_of` the models in use."""
         return mb_sim(self.normalised)
+
+    def mb_sim_of(self, models: np.ndarray) -> np.ndarray:
+        """(U, U) MB-SIM among `models` (table indices): the same numbers as `mb_sim`'s, bit for bit,
+        whichever other models are asked with them."""
+        return mb_sim(self.normalised[np.asarray(models, dtype=np.int64)])
+
+    def mb_sim_pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """MB-SIM(a[i], b[i]) for index arrays of one shape: `mb_sim`'s numbers, without the matrix."""
+        return _cosines(_unit(self.normalised[a]), _unit(self.normalised[b]), np.asarray(a) == np.asarray(b))
 
     def frame(self, which: str = "normalised") -> pd.DataFrame:
         """The table as a DataFrame (`raw` or `normalised`), with MB-SUP as a last column."""
@@ -112,13 +123,31 @@ def mb_sim(normalised: np.ndarray) -> np.ndarray:
     A model at the minimum of every benchmark has a zero vector and no direction; its
     similarity to the others is set to 0 (and 1 to itself) instead of NaN, so it can still be
     a candidate but never counts as "similar".
+
+    Each cosine is summed benchmark by benchmark in column order, not by a matrix product: BLAS
+    rounds a product differently with the matrix's size, so MB-SIM(i, j) would change in its last
+    bit with the other models in the table or in a batch, and with it a tie.
     """
-    norms = np.linalg.norm(normalised, axis=1)
-    safe = np.where(norms > 0, norms, 1.0)
-    unit = normalised / safe[:, None]
-    sim = np.clip(unit @ unit.T, -1.0, 1.0)
-    np.fill_diagonal(sim, 1.0)
-    return sim
+    unit = _unit(normalised)
+    m = len(unit)
+    return _cosines(unit[:, None, :], unit[None, :, :], np.eye(m, dtype=bool))
+
+
+def _unit(normalised: np.ndarray) -> np.ndarray:
+    """Each row over its Euclidean length, summed in column order (a zero row stays zero)."""
+    squares = normalised[..., 0] * normalised[..., 0]
+    for b in range(1, normalised.shape[-1]):
+        squares = squares + normalised[..., b] * normalised[..., b]
+    norms = np.sqrt(squares)
+    return normalised / np.where(norms > 0, norms, 1.0)[..., None]
+
+
+def _cosines(u: np.ndarray, v: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """Σ_b u_b·v_b in column order, broadcast over the leading axes, clipped to [−1, 1]; 1 where `same`."""
+    total = u[..., 0] * v[..., 0]
+    for b in range(1, u.shape[-1]):
+        total = total + u[..., b] * v[..., b]
+    return np.where(same, 1.0, np.clip(total, -1.0, 1.0))
 
 
 def _parse_column(values: pd.Series, column: str, source: str) -> np.ndarray:
@@ -205,6 +234,7 @@ def parse_benchmark_table(df: pd.DataFrame, source: str = "<table>") -> Behaviou
     body = df.iloc[:, 1:]
     body.index = pd.Index(names.to_list())
     benchmarks = [str(c).strip() for c in body.columns]
+    _check_unique_columns(benchmarks, source)
     # Columns that are empty for every model carry no information (e.g. a trailing comma).
     keep = [c for c in body.columns if body[c].astype("string").str.strip().replace("", pd.NA).notna().any()]
     if not keep:
@@ -229,6 +259,15 @@ def parse_benchmark_table(df: pd.DataFrame, source: str = "<table>") -> Behaviou
     return BehaviourTable(models, tuple(benchmarks), raw, min_max_normalise(raw, benchmarks, source), excluded, source)
 
 
+def _check_unique_columns(benchmarks: list[str], source: str) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(benchmarks):
+        if name in seen and name:
+            raise BenchmarkTableError(f"{source}: column {name!r} appears twice (columns {seen[name] + 2} and {i + 2}); "
+                                      "a benchmark counted twice weighs double in MB-SUP and MB-SIM: keep one")
+        seen[name] = i
+
+
 def read_benchmark(path: str | Path) -> BehaviourTable:
     """Read a benchmark CSV (a UTF-8 BOM is tolerated) into a BehaviourTable."""
     path = Path(path)
@@ -236,8 +275,12 @@ def read_benchmark(path: str | Path) -> BehaviourTable:
         raise BenchmarkTableError(f"{path}: no such benchmark table (pass --benchmark PATH)")
     try:
         # read_text: the one reader's errors for non-UTF-8 or binary bytes, a BOM dropped
-        df = pd.read_csv(io.StringIO(read_text(path, "benchmark table")), dtype=str, keep_default_na=False,
-                         skipinitialspace=True)
+        text = read_text(path, "benchmark table")
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        # pandas renames a repeated header `MMLU.1`, which would count one benchmark twice: check the header as written
+        header = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True,
+                             header=None, nrows=1).iloc[0].tolist()
+        _check_unique_columns([str(c).strip() for c in header[1:]], str(path))
     except pd.errors.EmptyDataError:
         raise BenchmarkTableError(f"{path}: empty file; expected a header row (model, benchmarks...) and one row per model") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:

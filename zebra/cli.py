@@ -56,8 +56,8 @@ def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, m
     ap.add_argument("--benchmark", default=benchmark, help="behaviour table CSV (default: %(default)s)")
     ap.add_argument("--tau", type=float, default=tau, help=tau_help)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts (default: all)")
-    ap.add_argument("--seed", type=int, default=seed, help=seed_help or "unused: this strategy draws nothing at random "
-                    "(default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=seed, help=seed_help or "seed of --models-per-prompt's draw "
+                    "(sha256 of seed, prompt, model); this strategy itself draws nothing (default: %(default)s)")
     ap.add_argument("--max-entropy", type=float, default=max_entropy, help="drop pairs whose benchmark-vote entropy (nats) is above this (default: no cut)")
     ap.add_argument("--entropy-quantile", type=float, default=entropy_quantile, help="drop pairs above this entropy quantile of the run, 0.5: seed 003 (default: no cut)")
     ap.add_argument("--reliability-temperature", type=float, default=reliability_temperature, help="softmax temperature of `weight` (default: %(default)s)")
@@ -125,8 +125,9 @@ def output_help(base: str, example: str) -> str:
 
 
 def run_binarize(strategy: str, output: str | None, args: argparse.Namespace, default_output: str = "",
-                 **settings: Any) -> None:
-    """Binarize with the common flags plus a script's own `settings`; one-line errors, one-line summary.
+                 rule: Callable | None = None, **settings: Any) -> None:
+    """Binarize with the common flags plus a script's own `settings` and `rule` (the script's
+    strategy, zebra.pipeline.Rule); one-line errors, one-line summary.
 
     `output` None: `default_output` extended by the settings that change the pairs, so two
     differently-set runs never write the same default file."""
@@ -143,7 +144,7 @@ def run_binarize(strategy: str, output: str | None, args: argparse.Namespace, de
         cfg = BinarizeConfig(strategy, output or default_output, **common, **settings)
         if output is None:
             cfg = dataclasses.replace(cfg, output=pipeline_default_output(default_output, cfg))
-        meta = binarize(cfg)
+        meta = binarize(cfg, rule)
     except ZebraError as err:
         raise SystemExit(f"error: {err}")
     print(summary_line(meta))

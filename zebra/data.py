@@ -1,8 +1,10 @@
-"""UltraFeedback loading and column extraction (SPEC §3).
+"""The data a run reads, from source to per-slot batches (SPEC §3): load → batch → usable slots.
 
-Loading goes through `datasets`, so the same call takes the hub id (`openbmb/UltraFeedback`,
-on a machine that reaches the hub) or a local copy: a `.json`/`.jsonl`/`.parquet`/`.arrow`
-file, a folder of such files, or a `save_to_disk` folder.
+One way in: `locate` decides once what a source is (a long-format pool, zebra.pools, or
+UltraFeedback rows) and lists every file the run will read; `open_data` reads it. UltraFeedback
+rows are read by `datasets`, so the same call takes the hub id (`openbmb/UltraFeedback`, on a
+machine that reaches the hub) or a local copy: a `.json`/`.jsonl`/`.parquet`/`.arrow` file, a
+folder of such files, or a `save_to_disk` folder. The default source is the shipped real pool.
 
 Extraction works on Arrow record batches and returns numpy arrays of shape (rows, K slots),
 K = the most completions any row has. Responses are matched by each completion's own `model`
@@ -16,11 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -32,29 +37,99 @@ from zebra.jsonio import (MAX_DEPTH, ReadError, binary_kind, check_json_constant
 
 log = logging.getLogger(__name__)
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "ultrafeedback_sample.jsonl"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT / "data" / "alpaca_eval"  # the shipped real pool (zebra.pools): what every script reads by default
+SAMPLE = ROOT / "data" / "ultrafeedback_sample.jsonl"  # the made-up sample in the exact UltraFeedback schema
 HUB_ID = "openbmb/UltraFeedback"
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arrow": "arrow"}
+_SAVED = ("dataset_info.json", "state.json", "dataset_dict.json")  # what marks a `save_to_disk` folder
 
 
 class DataError(ZebraError):
     """Data that cannot be used; the message is one line naming the file and field."""
 
 
-def load_ultrafeedback(source: str | Path | None = None, split: str = "train", limit: int | None = None,
-                       pool=None):
-    """Load UltraFeedback-schema data as a `datasets.Dataset` (the shipped sample by default).
+@dataclass(frozen=True)
+class DataSource:
+    """A source as `locate` decided it: what it is, and every local file reading it will open.
 
-    A long-format pool (one row per response, zebra.pools) is read by zebra.pools.load_pool,
-    with `pool` (a zebra.pools.PoolOptions) saying how, and comes back in this schema.
+    `kind` is "pool" (one row per response, read by zebra.pools into UltraFeedback rows) or
+    "ultrafeedback" (rows in UltraFeedback's schema). `pool` holds the pool's options with its
+    folder's pool.json filled in (None for UltraFeedback rows). `files` is empty for a hub id.
+    """
+
+    source: str
+    kind: str
+    files: tuple[Path, ...]
+    pool: Any = None  # zebra.pools.PoolOptions, resolved
+
+
+@dataclass
+class OpenedData:
+    """What `open_data` read: the rows in UltraFeedback's schema and, for a pool, its report."""
+
+    dataset: Any  # datasets.Dataset
+    source: DataSource
+    pool_report: dict[str, Any] | None = None
+
+
+def locate(source: str | Path | None = None, pool=None) -> DataSource:
+    """Decide once what `source` is (default: the shipped pool) and list the files it consists of.
+
+    `pool` (a zebra.pools.PoolOptions) says how to read a long-format pool and, with its
+    `format`, may decide the kind; it is ignored for UltraFeedback rows. Cheap: it reads at
+    most a pool.json and a file's first record, so a run can check its output against every
+    input before any work.
+    """
+    from zebra.pools import PoolOptions, is_long, resolve
+
+    source = DEFAULT_DATA if source is None else source
+    options = pool or PoolOptions()
+    path = Path(source)
+    try:
+        long = is_long(source, options)
+    except (OSError, UnicodeError) as err:  # a first record that cannot be read: one line, not a traceback
+        raise DataError(f"{source}: cannot read ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from None
+    if long:
+        files, resolved = resolve(source, options)
+        extra = [path / "pool.json"] if (path / "pool.json").is_file() else []
+        extra += [Path(f) for f in (resolved.model_names, resolved.judgments) if f is not None]
+        return DataSource(str(source), "pool", tuple(extra + files), resolved)
+    if path.is_file():
+        files: list[Path] = [path]
+    elif path.is_dir():
+        if any((path / f).exists() for f in _SAVED):
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            files = folder_files(path)
+    elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
+        files = []  # a hub id, e.g. openbmb/UltraFeedback
+    else:
+        raise DataError(f"{source}: no such file or folder (pass --data PATH or a hub id like {HUB_ID})")
+    return DataSource(str(source), "ultrafeedback", tuple(files))
+
+
+def open_data(where: DataSource, limit: int | None = None, split: str = "train") -> OpenedData:
+    """Read a located source as UltraFeedback rows: a pool through zebra.pools, the rest through
+    `datasets` (load_ultrafeedback). `limit`: the first N prompts."""
+    if where.kind == "pool":
+        from zebra.pools import load_pool
+
+        pool = load_pool(where.source, where.pool, limit)
+        return OpenedData(pool.dataset, where, pool.report)
+    return OpenedData(load_ultrafeedback(where.source, split, limit), where)
+
+
+def load_ultrafeedback(source: str | Path | None = None, split: str = "train", limit: int | None = None):
+    """Load UltraFeedback-schema rows as a `datasets.Dataset` (the shipped sample by default).
+
+    Rows only: whether a source is a long-format pool instead is `locate`'s decision.
     Every failure is a DataError whose one line names the file (and the line, for malformed
     JSON). Local data is cached by `datasets` under a key of its content (`_content_cache`),
     so a file replaced by another is never read as the old one.
     """
     import datasets  # imported here so that `--help` and table-only work stay fast
-
-    from zebra.pools import is_long, load_pool
 
     source = SAMPLE if source is None else source
     path = Path(source)
@@ -62,9 +137,7 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
     for name in _READER_LOGGERS:
         logging.getLogger(name).addFilter(quiet)
     try:
-        if is_long(source, pool):
-            ds = load_pool(source, pool, limit).dataset
-        elif path.is_file():
+        if path.is_file():
             builder = _builder(path)
             cache = _content_cache([path])
             first = check_data_file(path, cache)
@@ -72,7 +145,7 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
             if first:
                 check_numbers(ds, [path], cache)
         elif path.is_dir():
-            if any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+            if any((path / f).exists() for f in _SAVED):
                 ds = datasets.load_from_disk(str(path))
                 if isinstance(ds, datasets.DatasetDict):
                     if split not in ds:
@@ -89,7 +162,7 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
             ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
         else:
             raise DataError(f"{source}: no such file or folder (pass --data PATH or a hub id like {HUB_ID})")
-    except ZebraError:  # DataError, and zebra.pools.PoolError from a long-format pool
+    except ZebraError:
         raise
     except Exception as err:  # datasets/pyarrow/network errors: one line naming the source instead of a traceback
         raise DataError(_load_failure(path, source, err)) from None
@@ -486,6 +559,7 @@ class Batch:
     nonempty: np.ndarray  # (n, K) bool: a response with non-whitespace text
     lengths: np.ndarray  # (n, K) int64 character counts (for cheap duplicate checks)
     flat: pa.StructArray  # flat (T,) completion structs, for score extraction
+    not_text: np.ndarray  # (n, K) bool: a model or response that is present but not a string (42, a list)
 
     @property
     def n(self) -> int:
@@ -495,6 +569,19 @@ class Batch:
     def prompt_ids(self) -> list[str]:
         """prompt_id of every row, hashed once: the baseline's draw and the records both need it."""
         return [prompt_id(p or "") for p in self.instruction]  # no prompt (None): the row is skipped anyway
+
+    def draw_keys(self, seed: int) -> np.ndarray:
+        """(n, K) uniforms in [0, 1) from sha256(seed, prompt, model) alone, as zebra.pools draws
+        --models-per-prompt: a seeded draw that no order of rows or completions can move
+        (−1 where a slot has no completion or no model)."""
+        from zebra.pools import draw_keys
+
+        keys = np.full(self.pos.shape, -1.0)
+        rows, slots = np.nonzero((self.pos >= 0) & ~np.equal(self.model, None))
+        if rows.size:
+            prompts = np.array([self.instruction[i] or "" for i in rows.tolist()], dtype=object)
+            keys[rows, slots] = draw_keys(seed, prompts, self.model[rows, slots])
+        return keys
 
     def texts(self, rows: np.ndarray, slots: np.ndarray) -> list[str]:
         """The response texts at (rows, slots), as Python strings."""
@@ -507,120 +594,164 @@ class Batch:
         return self._per_slot(numbers(self.flat.field(field)))
 
     def ratings(self) -> np.ndarray:
-        """(n, K, 4) float of the four GPT-4 aspect ratings ("N/A" and absent → NaN)."""
-        if "annotations" not in self.flat.type.names:
-            raise DataError("completions have no 'annotations' field; --score mean-rating needs it")
-        ann = self.flat.field("annotations")
-        if not (pa.types.is_struct(ann.type) and all(
-                pa.types.is_struct(ann.type.field(a).type) for a in ASPECTS if a in ann.type.names)):
-            # annotations of differing shapes (JSON text, or an aspect that is not an object)
-            values = ann.storage.to_pylist() if isinstance(ann.type, pa.BaseExtensionType) else ann.to_pylist()
-            ann = pa.array([_completion({"annotations": v}).get("annotations") for v in values], _RATINGS)
-        if not any(pc.any(pc.is_valid(ann.field(a).field("Rating"))).as_py() for a in ASPECTS
-                   if a in ann.type.names and "Rating" in ann.field(a).type.names):
-            # e.g. a long-format pool's rows, `annotations: {}`: no rating anywhere, not N/A ratings
-            raise DataError("completions' 'annotations' hold no aspect ratings; --score mean-rating needs them")
+        """(n, K, 4) float of the four GPT-4 aspect ratings ("N/A" and absent → NaN).
+
+        A batch without any rating gives NaN, not an error: whether the data holds ratings at
+        all is a question about the whole run (zebra.pipeline asks it with `has_ratings`), and a
+        batch-by-batch answer would depend on how the rows fall into batches.
+        """
+        ann = self._annotations
         out = []
         for aspect in ASPECTS:
             if aspect not in ann.type.names or "Rating" not in ann.field(aspect).type.names:
                 out.append(np.full(len(self.flat), np.nan))
                 continue
             rating = ann.field(aspect).field("Rating")
-            text = _strings(rating) if isinstance(rating.type, pa.BaseExtensionType) else pc.cast(rating, pa.string())
+            text = (pa.array([_rating_text(v) for v in _decoded(rating)], pa.string()) if _is_json(rating.type)
+                    else pc.cast(rating, pa.string()))
             num = pc.cast(pc.if_else(pc.match_substring_regex(text, r"^\s*\d+(\.\d+)?\s*$"), text, None), pa.float64())
             out.append(num.to_numpy(zero_copy_only=False))
         return np.stack([self._per_slot(o) for o in out], axis=-1)
 
+    def has_ratings(self) -> bool:
+        """Does any completion of the batch carry an aspect rating ("N/A" included)? Rows made from a
+        long-format pool (`annotations: {}`) do not."""
+        ann = self._annotations
+        return any(pc.any(pc.is_valid(ann.field(a).field("Rating"))).as_py() for a in ASPECTS
+                   if a in ann.type.names and "Rating" in ann.field(a).type.names)
+
+    @cached_property
+    def _annotations(self) -> pa.StructArray:
+        """The completions' annotations as structs (converted once when their shapes differ)."""
+        if "annotations" not in self.flat.type.names:
+            raise DataError("completions have no 'annotations' field; --score mean-rating needs it")
+        ann = self.flat.field("annotations")
+        if not (pa.types.is_struct(ann.type) and all(
+                pa.types.is_struct(ann.type.field(a).type) for a in ASPECTS if a in ann.type.names)):
+            # annotations of differing shapes (JSON text, or an aspect that is not an object)
+            ann = pa.array([_completion({"annotations": v}).get("annotations") for v in _decoded(ann)], _RATINGS)
+        return ann
+
     def _per_slot(self, flat_values: np.ndarray) -> np.ndarray:
-        safe = np.where(self.pos >= 0, self.pos, 0)
-        return np.where(self.pos >= 0, np.asarray(flat_values, dtype=float)[safe], np.nan)
+        flat_values = np.append(np.asarray(flat_values, dtype=float), np.nan)  # a batch may hold no completion
+        return flat_values[np.where(self.pos >= 0, self.pos, -1)]
 
 
 def numbers(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """float64 values of a score column; anything that is not a number ("N/A", text, a list,
-    null) becomes NaN, as the "N/A" aspect ratings do, so it is counted as a missing score."""
+    """float64 values of a score column; anything that is not a finite number ("N/A", text, a list,
+    a bool, null, inf, NaN) becomes NaN, as the "N/A" aspect ratings do, so it is counted as a
+    missing score: an infinite score would always be chosen and cannot be written as JSON."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if isinstance(arr.type, pa.BaseExtensionType):  # JSON text: 4.5, "4.5" and "N/A" side by side
-        arr = pa.array([_json_number(v) for v in arr.storage.to_pylist()], pa.float64())
+    if _is_json(arr.type):  # JSON text: 4.5, "4.5" and "N/A" side by side
+        arr = pa.array([_number(v) for v in _decoded(arr)], pa.float64())
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        arr = pc.if_else(pc.match_substring_regex(arr, r"^\s*-?\d+(\.\d+)?\s*$"), arr, None)
+        arr = pc.if_else(pc.match_substring_regex(arr, _NUMBER), arr, None)
     if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_string(arr.type)
             or pa.types.is_large_string(arr.type) or pa.types.is_null(arr.type)):
         return np.full(len(arr), np.nan)
-    return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    values = np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    return np.where(np.isfinite(values), values, np.nan)
 
 
-def _json_number(text: str | None) -> float | None:
-    try:
-        value = json.loads(text) if text is not None else None
-    except ValueError:
-        return None
+_NUMBER = r"^\s*-?\d+(\.\d+)?\s*$"  # a number written as text ("4", "4.5"); not "inf", "nan", "1e400"
+
+
+def _number(value) -> float | None:
+    """A decoded JSON value as a finite float, or None (text only when it reads as a plain number)."""
     if isinstance(value, str):
+        return float(value) if re.match(_NUMBER, value) and math.isfinite(float(value)) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _is_json(kind: pa.DataType) -> bool:
+    """`datasets` types a field whose values disagree in type (a number in one row, text in another)
+    as JSON text: an extension type over strings, which must be decoded value by value."""
+    return isinstance(kind, pa.BaseExtensionType)
+
+
+def _decoded(arr: pa.Array) -> list:
+    """The Python values of `arr`, with every JSON-text field decoded, at any depth: without this a
+    string field holding one number is read as '"text"', quotes included, in every row."""
+    return [_decode(v, arr.type) for v in (arr.storage if _is_json(arr.type) else arr).to_pylist()]
+
+
+class _NotJSON:
+    """A JSON-text value that does not parse: neither a string nor a number, whatever it says."""
+
+
+def _decode(value, kind: pa.DataType):
+    if value is None:
+        return None
+    if _is_json(kind):
         try:
-            value = float(value)
+            return json.loads(value) if isinstance(value, str) else value
         except ValueError:
-            return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            return _NotJSON()
+    if pa.types.is_struct(kind) and isinstance(value, dict):
+        return {f.name: _decode(value.get(f.name), f.type) for f in kind}
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and isinstance(value, list):
+        return [_decode(v, kind.value_type) for v in value]
+    return value
 
 
 def _strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A string column from whatever `datasets` inferred: non-strings (numbers, lists, JSON
-    values of another type) become null, i.e. a missing prompt, model or response."""
+    """A string column from whatever `datasets` inferred: JSON text is decoded, and a value that is
+    not a string (a number, a list) becomes null, i.e. a missing prompt, model or response."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if pa.types.is_string(arr.type):
         return arr
     if pa.types.is_large_string(arr.type):
         return arr.cast(pa.string())
-    if isinstance(arr.type, pa.BaseExtensionType):
-        values = [_json_value(v) for v in arr.storage.to_pylist()]
-    else:
-        values = arr.to_pylist()
-    return pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+    return pa.array([v if isinstance(v, str) else None for v in _decoded(arr)], pa.string())
 
 
-def _json_value(text: str | None):
-    try:
-        return json.loads(text) if text is not None else None
-    except ValueError:
-        return None
+def _rating_text(value) -> str | None:
+    """An aspect rating as text: "4", "N/A", or a number written as a number (4 → "4")."""
+    if isinstance(value, str):
+        return value
+    number = _number(value)
+    return None if number is None else (str(int(number)) if number.is_integer() else str(number))
 
 
 _RATINGS = pa.struct([(a, pa.struct([("Rating", pa.string())])) for a in ASPECTS])
 _COMPLETION = pa.struct([("model", pa.string()), ("response", pa.string()), ("overall_score", pa.float64()),
-                         ("annotations", _RATINGS)])
+                         ("annotations", _RATINGS), ("not_text", pa.bool_())])
 
 
 def _completion(value) -> dict:
-    """One completion of irregular data, reduced to the fields ZEBRA reads (wrong types → null)."""
-    if isinstance(value, str) and value[:1] == "{":
-        value = _json_value(value)
+    """One completion of irregular data (decoded), reduced to the fields ZEBRA reads. A model or
+    response that is present but not a string (42, a list, an object) becomes null and is marked
+    `not_text`, so that the run counts it; a score that is not a finite number becomes null."""
     if not isinstance(value, dict):
         return {}
     out = {k: value.get(k) if isinstance(value.get(k), str) else None for k in ("model", "response")}
-    out["overall_score"] = _json_number(json.dumps(value.get("overall_score")))
+    out["not_text"] = any(value.get(k) is not None and not isinstance(value.get(k), str) for k in ("model", "response"))
+    out["overall_score"] = _number(value.get("overall_score"))
     ann = value.get("annotations")
-    ann = _json_value(ann) if isinstance(ann, str) else ann
     if isinstance(ann, dict):
-        out["annotations"] = {a: {"Rating": str(r["Rating"]) if isinstance(r := ann.get(a), dict)
-                                  and isinstance(r.get("Rating"), (str, int, float)) else None} for a in ASPECTS}
+        out["annotations"] = {a: {"Rating": _rating_text(r.get("Rating")) if isinstance(r := ann.get(a), dict) else None}
+                              for a in ASPECTS}
     return out
 
 
 def _regular_completions(comp: pa.Array) -> pa.Array:
     """`comp` as list<struct> with string `model` and `response`, converting row by row only
-    when `datasets` could not type it so (completions of differing shapes: the slow, rare path)."""
+    when `datasets` could not type it so (completions of differing shapes or types, JSON text
+    anywhere: the slow, rare path)."""
     list_type = pa.types.is_list(comp.type) or pa.types.is_large_list(comp.type)
     if list_type and pa.types.is_struct(comp.type.value_type):
         inner = comp.type.value_type
         if all(name in inner.names and pa.types.is_string(inner.field(name).type) for name in ("model", "response")):
             return comp
-    rows = []
-    values = comp.storage.to_pylist() if isinstance(comp.type, pa.BaseExtensionType) else comp.to_pylist()
-    for value in values:
-        value = _json_value(value) if isinstance(value, str) else value
-        rows.append([_completion(c) for c in value] if isinstance(value, list) else None)
+    rows = [[_completion(c) for c in value] if isinstance(value, list) else None for value in _decoded(comp)]
     return pa.array(rows, pa.list_(_COMPLETION))
 
 
@@ -656,20 +787,138 @@ def to_batch(table: pa.Table) -> Batch:
     nonempty[row_of, slot_of] = has_text
     lengths = np.full((n, k), -1, dtype=np.int64)
     lengths[row_of, slot_of] = length
-    source = (
-        np.asarray(table.column("source").to_pylist(), dtype=object)
+    not_text = np.zeros((n, k), dtype=bool)
+    if "not_text" in flat.type.names:  # only the slow path of _regular_completions marks them
+        not_text[row_of, slot_of] = pc.fill_null(flat.field("not_text"), False).to_numpy(zero_copy_only=False)
+    source = (  # decoded like the prompt: one `source: 5` must not turn "truthful_qa" into '"truthful_qa"'
+        np.asarray(_strings(table.column("source")).to_pylist(), dtype=object)
         if "source" in table.column_names else np.full(n, None, dtype=object)
     )
-    return Batch(_strings(table.column("instruction")).to_pylist(), source, model, pos, responses, nonempty, lengths, flat)
+    return Batch(_strings(table.column("instruction")).to_pylist(), source, model, pos, responses, nonempty, lengths,
+                 flat, not_text)
 
 
-def duplicate_slots(batch: Batch, usable: np.ndarray) -> np.ndarray:
-    """(n, K) bool: a usable response whose text repeats an earlier usable one in its row.
+@dataclass
+class ResponseCounts:
+    """Responses seen by `usable_slots`, by reason, and the models skipped for want of scores."""
 
-    The first occurrence is kept. Only slots of equal length are compared as strings, and
-    equal lengths are rare, so this costs almost nothing on real data.
+    responses: Counter = field(default_factory=Counter)
+    model_not_in_table: Counter = field(default_factory=Counter)
+    model_missing_score: Counter = field(default_factory=Counter)
+
+
+def model_index(batch: Batch, table) -> np.ndarray:
+    """(n, K) behaviour-table index of each slot's model; −1 where absent or not rated.
+
+    Names are looked up once per distinct name, not once per response.
     """
-    usable = usable.copy()
+    codes, names = _factorize(batch.model)
+    lookup = np.array([table.index.get(name, -1) for name in names] + [-1], dtype=np.int64)
+    return lookup[codes]  # code −1 (absent) picks the trailing −1
+
+
+def _name_codes(batch: Batch) -> np.ndarray:
+    """(n, K) an integer per distinct model name (−1 where absent), for duplicate checks."""
+    return _factorize(batch.model)[0]
+
+
+def _factorize(models: np.ndarray) -> tuple[np.ndarray, list]:
+    """(codes shaped like `models`, −1 for None; distinct names). pandas hashes; np.unique on
+    the names as fixed-width strings sorted them, most of the selection step's time."""
+    import pandas as pd
+
+    codes, names = pd.factorize(models.ravel(), use_na_sentinel=True)
+    return codes.reshape(models.shape).astype(np.int64), list(names)
+
+
+def table_preference(midx: np.ndarray, table) -> list[np.ndarray]:
+    """Which of two copies of one text is kept, for ZEBRA's strategies: the best-ranked model's,
+    i.e. the higher MB-SUP, then the model listed first in the behaviour table (the strategies'
+    own tie rule); models outside the table rank below every rated one (then by name, in
+    `usable_slots`)."""
+    rated = midx >= 0
+    sup = np.where(rated, table.mb_sup[np.where(rated, midx, 0)], -np.inf)
+    return [sup, np.where(rated, -midx, -np.inf).astype(float)]
+
+
+def usable_slots(batch: Batch, table, counts: ResponseCounts, require_rated: bool,
+                 prefer: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which responses may enter a pair, counting every reason one may not into `counts`.
+
+    Returns the (n, K) usable mask and `model_index`. `table`: the zebra.behaviour.BehaviourTable.
+    A prompt's responses are a set of (model, text), so every rule below is order-free (SPEC §3):
+    - a response needs a model name and a text (strings: anything else is counted as `not_text`),
+      a text that is not blank, and (`require_rated`) a model with every score in the table;
+    - a model that answers the prompt more than once with different texts gives no response at all
+      (which one would be its answer?), counted as `duplicate_model`; identical copies are one;
+    - a text given by several models is one response, credited to the preferred copy: the largest
+      `prefer` keys, compared in turn ((n, K) arrays, larger = better; default `table_preference`:
+      the best-ranked model), then the smaller model name. The others count as `duplicate_response`.
+    """
+    midx = model_index(batch, table)
+    rated = midx >= 0
+    counts.responses["total"] += int((batch.pos >= 0).sum())
+    # a model or response that is not text (42, a list): counted once, as that, and never used
+    counts.responses["not_text"] += int(batch.not_text.sum())
+    present = (batch.pos >= 0) & ~batch.not_text
+    no_model = present & np.equal(batch.model, None)  # a completion without a model name (null or absent)
+    counts.responses["no_model"] += int(no_model.sum())
+    if require_rated:
+        excluded = set(table.excluded)
+        for name in batch.model[present & ~rated & ~no_model]:
+            bucket = counts.model_missing_score if name in excluded else counts.model_not_in_table
+            bucket[str(name)] += 1
+    usable = present & ~no_model & batch.nonempty & (rated if require_rated else True)
+    counts.responses["empty"] += int((present & ~batch.nonempty).sum())
+    prefer = table_preference(midx, table) if prefer is None else prefer
+    prefer = [np.where(np.isnan(key), -np.inf, key) for key in prefer]  # NaN (no score) ranks last
+    dup_model, dup_copy = duplicate_models(batch, usable, prefer)
+    usable &= ~(dup_model | dup_copy)
+    counts.responses["duplicate_model"] += int(dup_model.sum())
+    dup_text = duplicate_texts(batch, usable, prefer)
+    usable &= ~dup_text
+    counts.responses["duplicate_response"] += int((dup_copy | dup_text).sum())
+    counts.responses["usable"] += int(usable.sum())
+    return usable, midx
+
+
+def _preferred(batch: Batch, prefer: list[np.ndarray], row: int, a: int, b: int) -> bool:
+    """Is slot `a` of `row` the preferred copy over slot `b` (larger keys, then the smaller name)?"""
+    for key in prefer:
+        x, y = key[row, a], key[row, b]
+        if x != y:
+            return bool(x > y)
+    return str(batch.model[row, a]) <= str(batch.model[row, b])
+
+
+def duplicate_models(batch: Batch, usable: np.ndarray, prefer: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """((n, K) responses of a model that answered its prompt more than once with different texts,
+    (n, K) identical copies of a model's one answer beyond the preferred copy)."""
+    codes = np.where(usable, _name_codes(batch), -1)
+    dup_model = np.zeros(codes.shape, dtype=bool)
+    dup_copy = np.zeros(codes.shape, dtype=bool)
+    ordered = np.sort(codes, axis=1)
+    repeated = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any(axis=1)
+    for row in np.flatnonzero(repeated):  # rare: a Python loop over these rows only
+        for code in set(codes[row].tolist()) - {-1}:
+            slots = np.flatnonzero(codes[row] == code)
+            if slots.size < 2:
+                continue
+            texts = batch.texts(np.full(slots.size, row), slots)
+            if len(set(texts)) > 1:
+                dup_model[row, slots] = True
+            else:
+                best = slots[0]
+                for slot in slots[1:]:
+                    best = slot if _preferred(batch, prefer, row, slot, best) else best
+                dup_copy[row, slots[slots != best]] = True
+    return dup_model, dup_copy
+
+
+def duplicate_texts(batch: Batch, usable: np.ndarray, prefer: list[np.ndarray]) -> np.ndarray:
+    """(n, K) bool: a usable response whose text another usable response of its prompt repeats and
+    whose copy is not the preferred one. Only slots of equal length are compared as strings, and
+    equal lengths are rare, so this costs almost nothing on real data."""
     dup = np.zeros_like(usable)
     k = usable.shape[1]
     for later in range(1, k):
@@ -679,16 +928,7 @@ def duplicate_slots(batch: Batch, usable: np.ndarray) -> np.ndarray:
             if rows.size:
                 a = batch.texts(rows, np.full(rows.size, earlier))
                 b = batch.texts(rows, np.full(rows.size, later))
-                same = rows[np.fromiter((x == y for x, y in zip(a, b)), dtype=bool, count=rows.size)]
-                dup[same, later] = True
-                usable[same, later] = False
-    return dup
-
-
-def duplicate_models(model_index: np.ndarray) -> np.ndarray:
-    """(n, K) bool: a slot whose model already answered earlier in the row (first one kept)."""
-    dup = np.zeros(model_index.shape, dtype=bool)
-    for later in range(1, model_index.shape[1]):
-        same = (model_index[:, :later] == model_index[:, [later]]) & (model_index[:, [later]] >= 0)
-        dup[:, later] = same.any(axis=1)
+                for row in rows[np.fromiter((x == y for x, y in zip(a, b)), dtype=bool, count=rows.size)]:
+                    # of every pair of copies the less preferred one goes, so only the most preferred stays
+                    dup[row, later if _preferred(batch, prefer, row, earlier, later) else earlier] = True
     return dup

@@ -121,10 +121,9 @@ def run_study(table: str, paper: str, data: str | None, output: str, strategies:
     decided when both responses have a judge label and they differ by more than `min_gap`;
     agreement = agree / decided with a bootstrap 95 % interval.
     """
-    from dataclasses import replace
 
     from zebra.agreement import agreement_study, ratings_frame
-    from zebra.data import load_ultrafeedback
+    from zebra.data import locate, open_data
     from zebra.pools import PoolOptions
 
     out = Path(output)
@@ -154,7 +153,7 @@ def run_study(table: str, paper: str, data: str | None, output: str, strategies:
     }
     for k in ks:
         pool = PoolOptions(judged_only=judged_only, models_per_prompt=k, seed=seed)
-        ratings = ratings_frame(load_ultrafeedback(data, pool=replace(pool)))
+        ratings = ratings_frame(open_data(locate(data, pool)).dataset)
         labelled = bool(ratings[LABEL].notna().any())
         if not labelled:
             note = f"{data or 'the default data'}: no {LABEL} labels; agreement with GPT-4 is not computed"

@@ -1,12 +1,14 @@
-"""One binarization run: load → per-batch select → write records and a meta file.
+"""One binarization run: source → batches → the strategy's rule → records and a meta file, as a pair.
 
-Shared by the four `binarize_*.py` scripts, which differ only in the strategy and its settings.
-Work is done one Arrow batch at a time, so memory is bounded by the batch size, and every
-selection inside a batch is vectorised (zebra.strategies).
+The engineering behind the four `binarize_*.py` scripts: each states its strategy's rule (a
+zebra.strategies call with the run's settings) and passes it here. The source is located once
+(zebra.data.locate), read one Arrow batch at a time, so memory is bounded by the batch size,
+and every selection inside a batch is vectorised over the models that batch uses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import platform
 import re
@@ -15,17 +17,17 @@ import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
-from zebra.data import (SAMPLE, Batch, batch_source, duplicate_models, duplicate_slots, iter_batches,
-                        load_ultrafeedback, to_batch)
+from zebra.data import (DEFAULT_DATA, Batch, DataError, DataSource, ResponseCounts, batch_source, iter_batches,
+                        locate, open_data, to_batch, usable_slots)
 from zebra.errors import ZebraError
-from zebra.pools import SHIPPED_POOL, PoolOptions, is_long, load_pool
+from zebra.pools import PoolOptions
 from zebra.records import RecordWriter, check_output
 from zebra.reliability import TEMPERATURE, PairReliability
 from zebra.reliability import check_settings as check_reliability_settings
@@ -40,7 +42,7 @@ class BinarizeConfig:
 
     strategy: str  # sup | sim | sim_least | sup_sim | baseline
     output: str
-    data: str | None = None  # None: the shipped sample
+    data: str | None = None  # None: the shipped real pool (zebra.data.DEFAULT_DATA)
     benchmark: str = "model_aware/benchmark.csv"
     tau: float = 0.1
     rank_weight: float = 0.5
@@ -58,8 +60,8 @@ class BinarizeConfig:
     max_entropy: float | None = None  # keep pairs with entropy <= this (nats, 0 … ln 2)
     entropy_quantile: float | None = None  # or: the cut is this quantile of the run's pairs (seed 003: 0.5)
     reliability_temperature: float = TEMPERATURE
-    # How to read a long-format pool (zebra.pools): field names, --model-names, --judgments,
-    # --models-per-prompt. None: defaults (and the folder's pool.json); UltraFeedback ignores it.
+    # How to read a long-format pool (zebra.pools): --format, field names, --model-names, --judgments,
+    # --models-per-prompt. None: defaults (and the folder's pool.json); UltraFeedback rows ignore it.
     pool: PoolOptions | None = None
 
 
@@ -97,7 +99,7 @@ def default_output(base: str, cfg: BinarizeConfig) -> str:
 
 
 def _is_shipped_pool(data: str | None) -> bool:
-    return data is not None and Path(str(data)).resolve() == SHIPPED_POOL
+    return data is not None and Path(str(data)).resolve() == DEFAULT_DATA
 
 
 def _stem(value: str) -> str:
@@ -136,13 +138,13 @@ def _pool_parts(cfg: BinarizeConfig) -> list[str]:
 
 
 @dataclass
-class Counts:
+class Counts(ResponseCounts):
+    """A run's accounting: rows by outcome, responses by reason (zebra.data.usable_slots), pairs."""
+
     rows_read: int = 0
     rows_written: int = 0
     rows_skipped: Counter = field(default_factory=Counter)
-    responses: Counter = field(default_factory=Counter)
-    model_not_in_table: Counter = field(default_factory=Counter)
-    model_missing_score: Counter = field(default_factory=Counter)
+    ratings_seen: bool = False  # --score mean-rating: did any completion carry an aspect rating? (not in the meta)
     chosen: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
     kinship_rank: Counter = field(default_factory=Counter)
@@ -164,98 +166,9 @@ class Counts:
         }
 
 
-def model_index(batch: Batch, table: BehaviourTable) -> np.ndarray:
-    """(n, K) behaviour-table index of each slot's model; −1 where absent or not rated.
-
-    Names are looked up once per distinct name, not once per response.
-    """
-    codes, names = _factorize(batch.model)
-    lookup = np.array([table.index.get(name, -1) for name in names] + [-1], dtype=np.int64)
-    return lookup[codes]  # code −1 (absent) picks the trailing −1
-
-
-def _name_codes(batch: Batch) -> np.ndarray:
-    """(n, K) an integer per distinct model name (−1 where absent), for duplicate checks."""
-    return _factorize(batch.model)[0]
-
-
-def _factorize(models: np.ndarray) -> tuple[np.ndarray, list]:
-    """(codes shaped like `models`, −1 for None; distinct names). pandas hashes; np.unique on
-    the names as fixed-width strings sorted them, most of the selection step's time."""
-    import pandas as pd
-
-    codes, names = pd.factorize(models.ravel(), use_na_sentinel=True)
-    return codes.reshape(models.shape).astype(np.int64), list(names)
-
-
-def usable_slots(batch: Batch, table: BehaviourTable, counts: Counts, require_rated: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Which responses may enter a pair, counting every reason one may not."""
-    present = batch.pos >= 0
-    midx = model_index(batch, table)
-    rated = midx >= 0
-    counts.responses["total"] += int(present.sum())
-    no_model = present & np.equal(batch.model, None)  # a completion without a model name (null or absent)
-    counts.responses["no_model"] += int(no_model.sum())
-    if require_rated:
-        excluded = set(table.excluded)
-        for name in batch.model[present & ~rated & ~no_model]:
-            bucket = counts.model_missing_score if name in excluded else counts.model_not_in_table
-            bucket[str(name)] += 1
-    usable = present & ~no_model & batch.nonempty & (rated if require_rated else True)
-    counts.responses["empty"] += int((present & ~batch.nonempty).sum())
-    dup_model = duplicate_models(np.where(usable, _name_codes(batch), -1))
-    usable &= ~dup_model
-    counts.responses["duplicate_model"] += int(dup_model.sum())
-    dup_text = duplicate_slots(batch, usable)
-    usable &= ~dup_text
-    counts.responses["duplicate_response"] += int(dup_text.sum())
-    counts.responses["usable"] += int(usable.sum())
-    return usable, midx
-
-
-def _messages(prompt: str, response: str) -> list[dict[str, str]]:
-    return [{"content": prompt, "role": "user"}, {"content": response, "role": "assistant"}]
-
-
-def build_records(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np.ndarray,
-                  columns: dict[str, np.ndarray], as_table: bool = False) -> list[dict[str, Any]] | pa.Table:
-    """Records in the original ZEBRA format plus provenance columns, for the given rows.
-
-    `columns` maps extra field names to per-row arrays aligned with `rows` (NaN / −1 → null).
-    `as_table`: the same records as one Arrow table (`build_table`), which is what `binarize`
-    writes: at full size a dict per record, and json.dumps of each, took most of a run.
-    """
-    if as_table:
-        return build_table(batch, rows, c_slot, r_slot, columns)
-    prompts = [batch.instruction[i] for i in rows]
-    chosen = batch.texts(rows, c_slot)
-    rejected = batch.texts(rows, r_slot)
-    c_name = batch.model[rows, c_slot]
-    r_name = batch.model[rows, r_slot]
-
-    def clean(v):
-        if isinstance(v, (float, np.floating)):
-            return None if np.isnan(v) else float(v)
-        if isinstance(v, (int, np.integer)):
-            return None if v < 0 else int(v)
-        return v
-
-    cols = {k: [clean(x) for x in v.tolist()] for k, v in columns.items()}
-    return [
-        {
-            "prompt": p,
-            "prompt_id": batch.prompt_ids[i],
-            "most_similar_pair": [c_name[j], r_name[j]],
-            "chosen": _messages(p, chosen[j]),
-            "rejected": _messages(p, rejected[j]),
-            **{k: v[j] for k, v in cols.items()},
-        }
-        for j, (i, p) in enumerate(zip(rows.tolist(), prompts))
-    ]
-
-
 def _messages_array(prompts: pa.Array, responses: pa.Array) -> pa.Array:
-    """`_messages` for every row at once: list<struct<content, role>> of [user, assistant]."""
+    """The original's two-message lists, [{"content": prompt, "role": "user"}, {"content": response,
+    "role": "assistant"}], for every row at once: list<struct<content, role>>."""
     n = len(prompts)
     content = pa.concat_arrays([prompts.cast(pa.string()), responses.cast(pa.string())])
     order = np.stack([np.arange(n), np.arange(n) + n], axis=1).ravel()  # p0 r0 p1 r1 …
@@ -265,12 +178,14 @@ def _messages_array(prompts: pa.Array, responses: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), items)
 
 
-def build_table(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np.ndarray,
-                columns: dict[str, np.ndarray]) -> pa.Table:
-    """`build_records`' records as one Arrow table: same fields, order and nulls.
+def build_records(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np.ndarray,
+                  columns: dict[str, np.ndarray]) -> pa.Table:
+    """Records in the original ZEBRA format plus provenance columns, for the given rows, as one
+    Arrow table (RecordWriter writes it as JSON, JSON lines or Parquet).
 
-    The texts never become Python strings, so a batch costs a few Arrow kernels instead of a
-    dict per record (RecordWriter writes either, byte for byte the same).
+    `columns` maps extra field names to per-row arrays aligned with `rows` (NaN / −1 → null).
+    The texts never become Python strings: at full size a dict per record, and json.dumps of
+    each, took most of a run; a batch now costs a few Arrow kernels.
     """
     prompt_list = [batch.instruction[i] for i in rows]
     prompts = pa.array(prompt_list, pa.string())
@@ -285,7 +200,7 @@ def build_table(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np.n
         "chosen": _messages_array(prompts, chosen),
         "rejected": _messages_array(prompts, rejected),
     }
-    for name, values in columns.items():  # build_records' clean(): NaN and negative ints → null
+    for name, values in columns.items():  # NaN and negative ints → null
         values = np.asarray(values)
         if values.dtype.kind == "f":
             out[name] = pa.array(values.astype(np.float64), mask=np.isnan(values))
@@ -302,27 +217,37 @@ def _pair_columns(table: BehaviourTable, c_model: np.ndarray, r_model: np.ndarra
     """MB-SUP of both sides and their MB-SIM; NaN where a side is not in the table."""
     ok = (c_model >= 0) & (r_model >= 0)
     c0, r0 = np.where(c_model >= 0, c_model, 0), np.where(r_model >= 0, r_model, 0)
-    sup, sim = table.mb_sup, table.mb_sim
+    sup = table.mb_sup
     return {
         "mb_sup_chosen": np.where(c_model >= 0, sup[c0], np.nan),
         "mb_sup_rejected": np.where(r_model >= 0, sup[r0], np.nan),
-        "mb_sim": np.where(ok, sim[c0, r0], np.nan),
+        "mb_sim": np.where(ok, table.mb_sim_pairs(c0, r0), np.nan),
     }
 
 
-def _row_hashes(batch: Batch) -> np.ndarray:
-    return np.array([int(h[:16], 16) for h in batch.prompt_ids], dtype=np.uint64)
+# A strategy's rule: one batch's candidates (strategies.Candidates, or strategies.Scored for the
+# baseline) and the run's settings → one selection per prompt. Each binarize_*.py script states its own.
+Rule = Callable[[Any, "BinarizeConfig"], Any]
+
+
+def default_rule(strategy: str) -> Rule:
+    """The rule each binarize_*.py script states, for callers that name a strategy instead
+    (analyze.py's study, build_table.py study)."""
+    if strategy == "baseline":
+        return lambda c, cfg: strategies.select_baseline(c.scores, c.usable, c.keys)
+    return lambda c, cfg: strategies.select(c.models, c.mb_sup, c.mb_sim, strategy, tau=cfg.tau,
+                                            rank_weight=cfg.rank_weight, similarity_weight=cfg.similarity_weight)
 
 
 def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, counts: Counts,
                   reliability: PairReliability | None = None, pairs_only: bool = False,
-                  as_table: bool = False) -> list[dict[str, Any]] | pa.Table:
-    """Select one pair per usable prompt of a batch and return its records.
+                  rule: Rule | None = None) -> pa.Table | None:
+    """Select one pair per usable prompt of a batch with `rule` (default: `default_rule`) and
+    return its records.
 
     `reliability` (zebra.reliability) adds `agreement`, `entropy`, `weight` and applies its
     entropy cut, if any; without it: the default temperature and no cut. `pairs_only`: count
-    the selected pairs into `reliability` and build no records (binarize's first pass).
-    `as_table`: the same records as one Arrow table (`build_table`), what `binarize` writes.
+    the selected pairs into `reliability` and build no records (binarize's first pass): None.
     """
     n = batch.n
     keep_rows = np.ones(n, dtype=bool)
@@ -335,18 +260,21 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
     counts.rows_skipped["empty_prompt"] += int(no_prompt.sum())
     keep_rows &= ~no_prompt
 
+    rule = rule or default_rule(cfg.strategy)
     if cfg.strategy == "baseline":
-        usable, midx = usable_slots(batch, table, counts, require_rated=cfg.only_rated)
-        usable &= keep_rows[:, None]
         if cfg.score == "overall":
             scores = batch.scores("overall_score")
         else:  # Argilla's cleaned variant: mean of the four aspect ratings, N/A ignored
             with warnings.catch_warnings():  # all-N/A responses: NaN, counted as no_score below
                 warnings.simplefilter("ignore", RuntimeWarning)
                 scores = np.nanmean(batch.ratings(), axis=-1)
+            counts.ratings_seen = counts.ratings_seen or batch.has_ratings()
+        keys = batch.draw_keys(cfg.seed)
+        # of one text given by several models the baseline keeps the best-scored copy (then the draw's)
+        usable, midx = usable_slots(batch, table, counts, require_rated=cfg.only_rated, prefer=[scores, keys])
+        usable &= keep_rows[:, None]
         counts.responses["no_score"] += int((usable & np.isnan(scores)).sum())
-        keys = strategies.uniform_keys(_row_hashes(batch), usable.shape[1], cfg.seed)
-        sel = strategies.select_baseline(scores, usable, keys)
+        sel = rule(strategies.Scored(scores, usable, keys), cfg)
         ok = sel.ok & keep_rows
         counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
         counts.rows_skipped["all_scores_equal"] += int((sel.all_equal & keep_rows).sum())
@@ -358,15 +286,20 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
     else:
         usable, midx = usable_slots(batch, table, counts, require_rated=True)
         usable &= keep_rows[:, None]
-        cand = np.where(usable, midx, -1)
-        sel = strategies.select(cand, table.mb_sup, table.mb_sim, cfg.strategy, cfg.tau,
-                                cfg.rank_weight, cfg.similarity_weight)
-        ranks = strategies.kinship_rank(cand, sel, table.mb_sim)
+        # the rule sees the models this batch uses, in table order (so its tie rules hold): a table of
+        # any size costs what these few models cost, never M×M
+        used, local = np.unique(np.where(usable, midx, -1), return_inverse=True)
+        local = local.reshape(midx.shape) - int(used[0] == -1)
+        used = used[used >= 0]
+        shown = used if used.size else np.zeros(1, dtype=np.int64)  # no candidate at all: any model, never read
+        cand = strategies.Candidates(local, table.mb_sup[shown], table.mb_sim_of(shown))
+        sel = rule(cand, cfg)
+        ranks = strategies.kinship_rank(cand.models, sel, cand.mb_sim)
         counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
         counts.rows_skipped["no_pair_with_mb_sim_at_least_tau"] += int((sel.below_tau & keep_rows).sum())
         rows = np.flatnonzero(sel.ok)
         c_slot, r_slot = sel.chosen[rows], sel.rejected[rows]
-        c_model, r_model = sel.chosen_model[rows], sel.rejected_model[rows]
+        c_model, r_model = used[sel.chosen_model[rows]], used[sel.rejected_model[rows]]
         columns = {"kinship_rank": ranks[rows], **_pair_columns(table, c_model, r_model)}
 
     # Reliability from benchmark agreement (zebra.reliability): the entropy cut, then the weights.
@@ -374,7 +307,7 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
         reliability = PairReliability.from_raw(table.raw, cfg.reliability_temperature)
     reliability.observe(c_model, r_model)
     if pairs_only:
-        return []
+        return None
     keep = reliability.keep(c_model, r_model)
     if not keep.all():
         rated = (c_model >= 0) & (r_model >= 0)
@@ -389,7 +322,16 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
 
     counts.chosen.update(batch.model[rows, c_slot].tolist())
     counts.rejected.update(batch.model[rows, r_slot].tolist())
-    return build_records(batch, rows, c_slot, r_slot, columns, as_table=as_table)
+    return build_records(batch, rows, c_slot, r_slot, columns)
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """sha256 of a file's bytes (None if it cannot be read: read_benchmark then says why)."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _versions() -> dict[str, str]:
@@ -400,8 +342,9 @@ def _versions() -> dict[str, str]:
             "pyarrow": pa.__version__, "datasets": datasets.__version__}
 
 
-def check_config(cfg: BinarizeConfig) -> None:
-    """Every setting in range and the output writable, before any work (zebra.settings)."""
+def check_config(cfg: BinarizeConfig) -> DataSource:
+    """Every setting in range, the data located and the output writable, before any work
+    (zebra.settings). Returns where the data is (zebra.data.locate), decided once."""
     if cfg.strategy not in (*strategies.STRATEGIES, "baseline"):
         raise ZebraError(f"unknown strategy {cfg.strategy!r}")
     if cfg.score not in ("overall", "mean-rating"):
@@ -420,28 +363,34 @@ def check_config(cfg: BinarizeConfig) -> None:
     check_number("--entropy-quantile", cfg.entropy_quantile, low=0, high=1, low_open=True, optional=True)
     check_number("--reliability-temperature", cfg.reliability_temperature, low=0, low_open=True)
     check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
-    data = cfg.data if cfg.data is not None else SAMPLE
-    pool_files = [getattr(cfg.pool, name) for name in ("model_names", "judgments")] if cfg.pool else []
+    # every file the run reads, however it is named: the source as given (a folder: nothing may be
+    # written into it) and the table first, then each file the source consists of (pool.json and
+    # the files it names), which locating it lists (and which may fail on a bad source)
     for path in (cfg.output, f"{cfg.output}.meta.json"):
-        check_output_path(path, [data, cfg.benchmark, *(f for f in pool_files if f)])
+        check_output_path(path, [cfg.data if cfg.data is not None else DEFAULT_DATA, cfg.benchmark])
+    where = locate(cfg.data, cfg.pool)
+    for path in (cfg.output, f"{cfg.output}.meta.json"):
+        check_output_path(path, where.files)
     check_output(cfg.output)  # format, folder, stale temporary files: before any work
+    return where
 
 
-def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
-    """Run one constructor end to end; returns the meta dict also written beside the output."""
+def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
+    """Run one constructor end to end; returns the meta dict also written beside the output.
+
+    `rule` picks the pairs of each batch (a binarize_*.py script passes its own); None: the
+    strategy's `default_rule`. Everything else (loading, batching, counting, writing) is here.
+    """
     from tqdm.auto import tqdm
 
-    check_config(cfg)
+    where = check_config(cfg)
     t0 = time.perf_counter()
+    table_sha256 = file_sha256(cfg.benchmark)  # which table made these pairs, for training and the tables
     table = read_benchmark(cfg.benchmark)
-    pool_report = None
-    if is_long(cfg.data, cfg.pool):  # one row per response: zebra.pools makes UltraFeedback rows of it
-        pool = load_pool(cfg.data, cfg.pool, cfg.limit)
-        ds, pool_report = pool.dataset, pool.report
-    else:
-        # decided above: UltraFeedback rows (the loader need not read the file's first record again)
-        ds = load_ultrafeedback(cfg.data, limit=cfg.limit, pool=PoolOptions(format="ultrafeedback"))
-    ds = batch_source(ds)  # the file names, not the memory map
+    opened = open_data(where, cfg.limit)
+    pool_report = opened.pool_report
+    ds = batch_source(opened.dataset)  # the file names, not the memory map
+    del opened
     t_load = time.perf_counter() - t0
     counts = Counts()
     extra = [("score_chosen", pa.float64()), ("score_rejected", pa.float64())] if cfg.strategy == "baseline" else []
@@ -453,8 +402,8 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         # First pass, selection only (no texts, no records): the pairs this run would write,
         # so that the entropy quantile is taken over exactly those pairs (memory: an M×M count).
         for arrow_batch in iter_batches(ds, cfg.batch_size):
-            process_batch(to_batch(arrow_batch), table, cfg, Counts(), reliability, pairs_only=True)
-        seen = reliability.pair_counts
+            process_batch(to_batch(arrow_batch), table, cfg, Counts(), reliability, pairs_only=True, rule=rule)
+        seen = Counter(reliability.pair_counts)
     reliability = reliability.resolved(cfg.max_entropy, cfg.entropy_quantile)
     t_select += time.perf_counter() - t1
     # deferred: the file is finished when the block ends and renamed with its meta (commit below)
@@ -464,14 +413,18 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
         for arrow_batch in iter_batches(ds, cfg.batch_size):
             t1 = time.perf_counter()
             batch = to_batch(arrow_batch)
-            records = process_batch(batch, table, cfg, counts, reliability, as_table=True)
+            records = process_batch(batch, table, cfg, counts, reliability, rule=rule)
             t_select += time.perf_counter() - t1
             writer.write(records)
             counts.rows_read += batch.n
             counts.rows_written += len(records)
             bar.update(batch.n)
             del arrow_batch, batch, records  # peak memory: one batch, not this one and the next
-        if seen is not None and not np.array_equal(seen, reliability.pair_counts):  # inside the writer: no output is left
+        if cfg.strategy == "baseline" and cfg.score == "mean-rating" and not counts.ratings_seen:
+            # asked of the whole run, not batch by batch: a batch without ratings is no error by itself
+            raise DataError(f"{where.source}: completions' 'annotations' hold no aspect ratings; "
+                            "--score mean-rating needs them")
+        if seen is not None and seen != reliability.pair_counts:  # inside the writer: no output is left
             raise ZebraError("the two passes over the data selected different pairs (is the data changing?); "
                              "the entropy quantile would be wrong, so nothing was written")
     if counts.model_not_in_table:
@@ -483,10 +436,12 @@ def binarize(cfg: BinarizeConfig) -> dict[str, Any]:
     meta = {
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
                      if applies(k, cfg.strategy)},
-        "data": str(cfg.data) if cfg.data is not None else "shipped sample (data/ultrafeedback_sample.jsonl)",
+        "data": where.source,
+        "data_files": [str(f) for f in where.files],  # every file the rows were read from (none for a hub id)
         "behaviour_table": {"models": list(table.models), "benchmarks": list(table.benchmarks),
                             "excluded_missing_score": list(table.excluded),
-                            "mb_sup": dict(zip(table.models, np.round(table.mb_sup, 6).tolist()))},
+                            "mb_sup": dict(zip(table.models, np.round(table.mb_sup, 6).tolist())),
+                            "sha256": table_sha256},
         "counts": counts.as_dict(),
         **({"pool": pool_report} if pool_report is not None else {}),
         "reliability": reliability.summary(),

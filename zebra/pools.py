@@ -261,6 +261,16 @@ def _strings(values: pd.Series, where: str, what: str, rows: np.ndarray, allow_n
     return arr
 
 
+def _sources(values: pd.Series, where: str, what: str, rows: np.ndarray) -> list:
+    """The source field: text or null; anything else (5, an object) is an error naming its row,
+    since the source decides which prompts --drop-sources drops."""
+    out = values.tolist()
+    for i, v in enumerate(out):
+        if v is not None and not isinstance(v, str) and not (isinstance(v, float) and np.isnan(v)):
+            raise PoolError(f"{where}: row {rows[i]}: {what} must be a string or null, got {str(v)[:60]}")
+    return [v if isinstance(v, str) else None for v in out]
+
+
 def _numbers(values: pd.Series, where: str, what: str, rows: np.ndarray) -> np.ndarray:
     """Floats, NaN for null/empty; a non-number (or inf) is an error naming its row."""
     out = np.full(len(values), np.nan)
@@ -270,7 +280,9 @@ def _numbers(values: pd.Series, where: str, what: str, rows: np.ndarray) -> np.n
         try:
             out[i] = float(v)
         except (TypeError, ValueError):
-            raise PoolError(f"{where}: row {rows[i]}: {what} {v!r} is not a number") from None
+            raise PoolError(f"{where}: row {rows[i]}: {what} {str(v)[:60]!r} is not a number") from None
+        except OverflowError:  # an integer beyond any float
+            raise PoolError(f"{where}: row {rows[i]}: {what} {str(v)[:60]} is not a finite number") from None
         if isinstance(v, bool) or not np.isfinite(out[i]):
             raise PoolError(f"{where}: row {rows[i]}: {what} {v!r} is not a finite number")
     return out
@@ -358,9 +370,13 @@ def _first_clash(df: pd.DataFrame, clash: pd.Series) -> pd.DataFrame:
 def draw_keys(seed: int, prompts: np.ndarray, models: np.ndarray) -> np.ndarray:
     """A uniform key in [0, 1) per (seed, prompt, model), from sha256: nothing else moves it."""
     keys = np.empty(len(prompts))
+    last, prefix = None, None
     for i, (p, m) in enumerate(zip(prompts.tolist(), models.tolist())):
-        digest = hashlib.sha256(f"{seed}\x00{p}\x00{m}".encode("utf-8")).digest()
-        keys[i] = int.from_bytes(digest[:7], "big") / float(1 << 56)
+        if p is not last:  # one prompt's responses usually sit together: hash its text once
+            prefix, last = hashlib.sha256(f"{seed}\x00{p}\x00".encode("utf-8")), p
+        digest = prefix.copy()
+        digest.update(f"{m}".encode("utf-8"))  # = sha256(f"{seed}\0{p}\0{m}")
+        keys[i] = int.from_bytes(digest.digest()[:7], "big") / float(1 << 56)
     return keys
 
 
@@ -406,7 +422,7 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
             "instruction": _strings(df[inst], where, inst, rows),
             "pool_model": _strings(df[model], where, model, rows),
             "response": ["" if v is None else v for v in _strings(df[resp], where, resp, rows, allow_null=True)],
-            "source": [None if v is None else str(v) for v in df[src].tolist()] if src in df.columns else None,
+            "source": _sources(df[src], where, src, rows) if src in df.columns else None,
             "label": _numbers(df[score], where, score, rows) if score else np.nan,
             "file": where, "row": rows,
         })
@@ -420,9 +436,7 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
         log.info("pool: %d model name(s) not in --model-names, kept as spelled: %s", len(unmapped),
                  ", ".join(f"{m} ({c})" for m, c in unmapped.most_common()))
 
-    copies = pool.duplicated(["instruction", "model", "response"])
-    report["duplicate_row_copies"] = int(copies.sum())
-    pool = pool[~copies].reset_index(drop=True)
+    pool = _drop_copies(pool, report, score)
     clash = pool.duplicated(["instruction", "model"], keep=False)
     if clash.any():
         a = _first_clash(pool, clash)
@@ -469,6 +483,45 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
     log.info("pool %s: %d prompts, %d responses%s", source, report["prompts"], report["responses"],
              f", {report['labelled_responses']} labelled" if labelled else "")
     return Pool(ds, report)
+
+
+def _two_rows(group: pd.DataFrame, column: str) -> tuple[list[int], list]:
+    """(rows, values) of two rows of `group` that differ in `column` (nulls ignored), values sorted."""
+    group = group[group[column].notna()]
+    first = group.iloc[0]
+    other = group[group[column] != first[column]].iloc[0]
+    pair = sorted([(first["row"], first[column]), (other["row"], other[column])])
+    return [int(r) for r, _ in pair], sorted(v for _, v in pair)
+
+
+def _drop_copies(pool: pd.DataFrame, report: dict, score: str | None) -> pd.DataFrame:
+    """One row per (prompt, model, response), whatever the rows' order: exact copies are dropped and
+    counted; copies that disagree on the score, or rows of one prompt that disagree on the source,
+    are an error naming two rows (which would be right?). A null score or source is no disagreement."""
+    key = ["instruction", "model", "response"]
+    if score:
+        values = pool.groupby(key, sort=False)["label"]
+        clash = values.transform("nunique") > 1
+        if clash.any():
+            first = pool[clash].iloc[0]
+            rows, found = _two_rows(pool[clash & (pool["instruction"] == first["instruction"])
+                                         & (pool["model"] == first["model"]) & (pool["response"] == first["response"])],
+                                    "label")
+            raise PoolError(f"{first['file']}: rows {rows}: model {first['model']!r} gives one response on prompt "
+                            f"{first['instruction'][:60]!r} two scores ({found[0]}, {found[1]}); keep one")
+        pool["label"] = values.transform("max")  # a copy without a score takes its twin's
+    if pool["source"].notna().any():
+        sources = pool.groupby("instruction", sort=False)["source"]
+        clash = sources.transform("nunique") > 1
+        if clash.any():
+            first = pool[clash].iloc[0]
+            rows, found = _two_rows(pool[pool["instruction"] == first["instruction"]], "source")
+            raise PoolError(f"{first['file']}: rows {rows}: prompt {first['instruction'][:60]!r} has two sources "
+                            f"({found[0]!r}, {found[1]!r}); a prompt's rows must agree on --source-field")
+        pool["source"] = sources.transform("first")  # the one non-null source, on every row of the prompt
+    copies = pool.duplicated(key)
+    report["duplicate_row_copies"] = int(copies.sum())
+    return pool[~copies].reset_index(drop=True)
 
 
 def _to_arrow(pool: pd.DataFrame, labelled: bool) -> pa.Table:

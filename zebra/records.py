@@ -13,6 +13,7 @@ import math
 import os
 import queue
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -361,10 +362,17 @@ class RecordWriter:
         together: the meta is written in full to its own temporary file first, an earlier output
         is removed, and the meta is renamed before the output, whose existence is what
         reproduce.py reads as "done": a failure or crash at any point leaves no output beside a
-        meta it does not match. On failure the temporary output is removed.
+        meta it does not match. Two runs committing one output take turns (`_folder_lock`), so the
+        pair left is always one run's. On failure the temporary output is removed.
         """
         meta_path = Path(f"{self.path}.meta.json")
         meta_tmp = _tmp_path(meta_path)
+        # another run committing the same output in between would leave its records beside this
+        # run's meta (or the other way round): the renames below are one step, under a lock
+        with _folder_lock(self.path.parent):
+            self._commit(meta, meta_path, meta_tmp)
+
+    def _commit(self, meta: Any, meta_path: Path, meta_tmp: Path) -> None:
         try:
             if meta is not None:
                 try:
@@ -409,6 +417,28 @@ class RecordWriter:
                 raise
         else:
             self.abort()
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive lock on `folder` (flock on its descriptor) for a few renames: no lock file is
+    left behind, and the kernel drops the lock of a killed process. Where flock is missing
+    (not POSIX), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder we may write but not open (no read permission): renames without the lock
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -32,12 +32,15 @@ agree record for record; `train_dpo.py --weight-column` computes Σ w·l / Σ w,
 a common scale; and seed 003 trains on the raw softmax too. The meta file reports the mean
 weight of the written pairs (`mean_weight_of_kept_rated_pairs`): divide by it for a mean-1 column.
 
-Every quantity depends on the (chosen, rejected) model pair only, so each is an M×M matrix built
-once from the behaviour table's raw scores and indexed per record.
+Every quantity depends on the (chosen, rejected) model pair only, and is computed for the pairs a
+run selects from the two models' raw scores: never an M×M matrix, whose size a large table (10,000
+models: 800 MB a matrix) would make the run's cost.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,52 +112,76 @@ def weighted_quantile(values: np.ndarray, counts: np.ndarray, q: float) -> float
 
 @dataclass
 class PairReliability:
-    """Per ordered model pair (chosen row, rejected column): agreement, entropy and weight.
+    """Per ordered model pair (chosen, rejected): agreement, entropy and weight, from the raw scores.
 
+    Computed for the pairs a run selects, never as M×M matrices (a 10,000-model table would need
+    800 MB for each); `agreement`, `entropy` and `weight` give the full matrices for small tables.
     `observe` counts the pairs a run selects; `resolved` fixes the run's entropy cut from
     --max-entropy, or from --entropy-quantile over the pairs observed in a first pass.
     """
 
-    agreement: np.ndarray  # (M, M)
-    entropy: np.ndarray  # (M, M) nats
-    weight: np.ndarray  # (M, M) in (0, 1)
+    raw: np.ndarray  # (M, B) the behaviour table's raw scores
     temperature: float = TEMPERATURE
     max_entropy: float | None = None  # the resolved cut; None keeps every pair
     entropy_quantile: float | None = None  # what the cut was resolved from, if a quantile
-    pair_counts: np.ndarray = field(default=None, repr=False)  # (M, M) pairs seen by observe()
+    pair_counts: Counter = field(default_factory=Counter, repr=False)  # (chosen, rejected) -> pairs seen by observe()
     unrated: int = 0  # pairs seen with a side outside the behaviour table (baseline only)
-
-    def __post_init__(self) -> None:
-        if self.pair_counts is None:
-            self.pair_counts = np.zeros(self.agreement.shape, dtype=np.int64)
 
     @classmethod
     def from_raw(cls, raw: np.ndarray, temperature: float = TEMPERATURE) -> "PairReliability":
-        a = benchmark_agreement(raw)
-        return cls(a, agreement_entropy(a), reliability_weight(a, temperature), temperature)
+        reliability_weight(np.zeros(1), temperature)  # a bad temperature fails here, before any pair
+        return cls(np.asarray(raw, dtype=float), temperature)
+
+    @property
+    def agreement(self) -> np.ndarray:
+        """(M, M) for a small table; `of` gives the numbers of given pairs."""
+        return benchmark_agreement(self.raw)
+
+    @property
+    def entropy(self) -> np.ndarray:
+        return agreement_entropy(self.agreement)
+
+    @property
+    def weight(self) -> np.ndarray:
+        return reliability_weight(self.agreement, self.temperature)
+
+    def of(self, c_model: np.ndarray, r_model: np.ndarray) -> dict[str, np.ndarray]:
+        """agreement, entropy, weight of each (c_model[i], r_model[i]) (indices ≥ 0): the matrices'
+        numbers, entry for entry (integer vote counts, then the same elementwise formulas)."""
+        c, r = self.raw[c_model], self.raw[r_model]
+        a = ((c > r).sum(axis=-1) + 0.5 * (c == r).sum(axis=-1)) / self.raw.shape[1]
+        return {"agreement": a, "entropy": agreement_entropy(a), "weight": reliability_weight(a, self.temperature)}
 
     def observe(self, c_model: np.ndarray, r_model: np.ndarray) -> None:
         """Count selected pairs (−1 on either side: a model outside the table, counted apart)."""
         rated = (c_model >= 0) & (r_model >= 0)
-        np.add.at(self.pair_counts, (c_model[rated], r_model[rated]), 1)
+        self.pair_counts.update(zip(c_model[rated].tolist(), r_model[rated].tolist()))
         self.unrated += int((~rated).sum())
+
+    def _observed(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """The observed pairs in (chosen, rejected) order, their counts and their numbers."""
+        pairs = sorted(self.pair_counts)
+        c = np.array([p[0] for p in pairs], dtype=np.int64)
+        r = np.array([p[1] for p in pairs], dtype=np.int64)
+        return c, np.array([self.pair_counts[p] for p in pairs], dtype=np.int64), self.of(c, r) if pairs else {
+            k: np.zeros(0) for k in ("agreement", "entropy", "weight")}
 
     def keep(self, c_model: np.ndarray, r_model: np.ndarray) -> np.ndarray:
         """Which pairs pass the entropy cut; a pair without votes passes only when there is none."""
         rated = (c_model >= 0) & (r_model >= 0)
         if self.max_entropy is None:
             return np.ones(c_model.shape, dtype=bool)
-        h = self.entropy[np.where(rated, c_model, 0), np.where(rated, r_model, 0)]
+        h = self.of(np.where(rated, c_model, 0), np.where(rated, r_model, 0))["entropy"]
         return rated & (h <= self.max_entropy)
 
     def columns(self, c_model: np.ndarray, r_model: np.ndarray) -> dict[str, np.ndarray]:
         """`agreement`, `entropy` (NaN without votes) and `weight` (1, i.e. untouched, without votes)."""
         rated = (c_model >= 0) & (r_model >= 0)
-        c0, r0 = np.where(rated, c_model, 0), np.where(rated, r_model, 0)
+        got = self.of(np.where(rated, c_model, 0), np.where(rated, r_model, 0))
         return {
-            "agreement": np.where(rated, self.agreement[c0, r0], np.nan),
-            "entropy": np.where(rated, self.entropy[c0, r0], np.nan),
-            "weight": np.where(rated, self.weight[c0, r0], 1.0),
+            "agreement": np.where(rated, got["agreement"], np.nan),
+            "entropy": np.where(rated, got["entropy"], np.nan),
+            "weight": np.where(rated, got["weight"], 1.0),
         }
 
     def resolved(self, max_entropy: float | None = None, entropy_quantile: float | None = None) -> "PairReliability":
@@ -162,26 +189,27 @@ class PairReliability:
         check_settings(max_entropy, entropy_quantile, self.temperature)
         cut = max_entropy
         if entropy_quantile is not None:
-            cut = weighted_quantile(self.entropy, self.pair_counts, entropy_quantile) if self.pair_counts.any() else None
-        return replace(self, max_entropy=cut, entropy_quantile=entropy_quantile,
-                       pair_counts=np.zeros_like(self.pair_counts), unrated=0)
+            _, counts, got = self._observed()
+            cut = weighted_quantile(got["entropy"], counts, entropy_quantile) if counts.size else None
+        return replace(self, max_entropy=cut, entropy_quantile=entropy_quantile, pair_counts=Counter(), unrated=0)
 
     def summary(self) -> dict[str, Any]:
         """For the run's meta file: settings, the entropy histogram of the pairs before the cut."""
-        counts = self.pair_counts
-        kept = counts * ((self.entropy <= self.max_entropy) if self.max_entropy is not None else 1)
-        levels = np.round(self.entropy, 4)
-        hist = {f"{h:.4f}": int(counts[levels == h].sum()) for h in np.unique(levels[counts > 0])}
+        _, counts, got = self._observed()
+        kept = counts * ((got["entropy"] <= self.max_entropy) if self.max_entropy is not None else 1)
+        levels = np.round(got["entropy"], 4)
+        hist = {f"{h:.4f}": int(counts[levels == h].sum()) for h in np.unique(levels)}
         n = int(counts.sum())
+        # sums over the observed pairs, exactly rounded (math.fsum): no order of summation shows
         return {
             "temperature": self.temperature,
             "ties": "half a vote each",
             "entropy_quantile": self.entropy_quantile,
             "max_entropy": self.max_entropy,
-            "mean_weight_of_kept_rated_pairs": float((kept * self.weight).sum() / kept.sum()) if kept.any() else None,
+            "mean_weight_of_kept_rated_pairs": math.fsum(kept * got["weight"]) / kept.sum() if kept.any() else None,
             "rated_pairs": n,
             "rated_pairs_kept": int(kept.sum()),
             "pairs_without_votes": self.unrated,
             "entropy_histogram": hist,
-            "mean_agreement": float((counts * self.agreement).sum() / n) if n else None,
+            "mean_agreement": math.fsum(counts * got["agreement"]) / n if n else None,
         }

@@ -62,11 +62,21 @@ def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names (a hard link); False when either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_output_path(output: str | Path, inputs: Iterable[str | Path | None], flag: str = "--output") -> None:
     """Refuse an output that is a folder, or that is (or would replace) one of the `inputs`.
 
     An input folder counts too: writing into it would add a file that the next read of the
     folder picks up as data. Hub ids and names that do not exist on disk are not inputs here.
+    However a path is spelled, it is the file that counts: `..`, symbolic links (of the file or a
+    folder above it) and hard links (another name for the same file) are all caught.
     """
     out = _resolved(output)
     if out.is_dir():
@@ -78,7 +88,7 @@ def check_output_path(output: str | Path, inputs: Iterable[str | Path | None], f
         if not src.exists():
             continue
         src = src.resolve()
-        if out == src or (src.is_dir() and src in out.parents):
+        if out == src or (src.is_dir() and src in out.parents) or _same_file(out, src):
             raise SettingError(f"{flag} {output} would overwrite the input {given}; choose another output name")
 
 

@@ -7,7 +7,8 @@ prompt is a few numpy operations, whatever the number of prompts.
 
 A pair (i, j) is admissible when MB-SIM(i, j) ≥ τ (paper §3.6, τ = 0.1). Inside a pair the
 chosen response is the one whose model has the higher MB-SUP (paper's Pref); equal MB-SUP goes
-to the model listed first in the behaviour table.
+to the model listed first in the behaviour table. A model appears at most once per prompt
+(zebra.data.usable_slots), so a pair of models names a pair of responses.
 
 Strategies, each "the admissible pair that maximises":
     SUP      MB-SUP(i) + MB-SUP(j)                 — the top-1 and top-2 models when τ
@@ -17,8 +18,8 @@ Strategies, each "the admissible pair that maximises":
              — paper "Aqs"; the paper gives no formula. This one is SUP when
              similarity_weight = 0 and SIM when rank_weight = 0, and both terms live in [0, 1].
 Ties on the objective go to the pair whose chosen model has the higher MB-SUP, then whose
-rejected model has, then to the earliest pair of slots: deterministic, independent of ordering
-elsewhere in the data.
+rejected model has, then whose chosen model, then rejected model, is listed first in the behaviour
+table: never the slots' order, so the pairs depend on the set of responses alone (SPEC §3).
 """
 
 from __future__ import annotations
@@ -30,6 +31,28 @@ import numpy as np
 from zebra.errors import ZebraError
 
 STRATEGIES = ("sup", "sim", "sim_least", "sup_sim")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One batch of prompts as ZEBRA's strategies see them (what a binarize script's rule gets).
+
+    `models[i, k]`: the behaviour-table index of prompt i's k-th usable response's model, −1
+    where slot k holds no usable response; `mb_sup` and `mb_sim` are indexed by those indices.
+    """
+
+    models: np.ndarray  # (n, K) int
+    mb_sup: np.ndarray  # (M,)
+    mb_sim: np.ndarray  # (M, M)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One batch of prompts as the RLAIF baseline sees them: instance scores, not models."""
+
+    scores: np.ndarray  # (n, K) the instance score (--score), NaN where none
+    usable: np.ndarray  # (n, K) bool
+    keys: np.ndarray  # (n, K) uniforms of the seeded draw, from (seed, prompt, model) alone (zebra.data.Batch.draw_keys)
 
 
 @dataclass
@@ -74,7 +97,8 @@ def objective(strategy: str, sup_c, sup_r, sim, rank_weight: float = 0.5, simila
 
 
 def _lexicographic_argmax(mask: np.ndarray, keys: list[np.ndarray]) -> np.ndarray:
-    """Row-wise argmax of the first key, ties broken by the next keys, then the first column."""
+    """Row-wise argmax of the first key, ties broken by the next keys (then the first column:
+    callers end with keys that leave no tie)."""
     mask = mask.copy()
     for key in keys:
         masked = np.where(mask, key, -np.inf)
@@ -101,7 +125,7 @@ def select(
     sim = mb_sim[c_model, r_model]
     admissible = valid & (sim >= tau)
     score = objective(strategy, sup_c, sup_r, sim, rank_weight, similarity_weight)
-    best = _lexicographic_argmax(admissible, [score, sup_c, sup_r])
+    best = _lexicographic_argmax(admissible, [score, sup_c, sup_r, -c_model, -r_model])
     rows = np.arange(n)
     ok = admissible.any(axis=1)
     usable = ((cand >= 0).sum(axis=1) >= 2) & valid.any(axis=1)
@@ -135,35 +159,20 @@ class BaselineSelection:
     all_equal: np.ndarray  # every usable response has the same score: no preference to learn
 
 
-def uniform_keys(row_hash: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """(n, k) uniforms in [0, 1) that depend only on (seed, row hash, slot).
-
-    A counter-based draw (splitmix64) instead of a stateful generator: the baseline's random
-    rejected response then survives --limit, batching and reordering of the data unchanged.
-    """
-    with np.errstate(over="ignore"):
-        x = row_hash.astype(np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15)
-        x = x + np.arange(1, k + 1, dtype=np.uint64)[None, :] * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
 def select_baseline(scores: np.ndarray, usable: np.ndarray, keys: np.ndarray) -> BaselineSelection:
     """The RLAIF baseline: UltraFeedback-binarized's recipe (HuggingFaceH4/ultrafeedback_binarized).
 
-    chosen = the response with the highest instance score (ties at the top: the first listed);
-    rejected = drawn uniformly (by the largest of `keys`, see `uniform_keys`) from the responses
-    scored strictly lower, so a pair
-    is never a tie and never a response against itself. Prompts whose usable responses all
-    score the same give no pair.
+    chosen = the response with the highest instance score; rejected = drawn uniformly from the
+    responses scored strictly lower, so a pair is never a tie and never a response against
+    itself. Both draws take the largest of `keys` (uniforms from seed, prompt and model alone:
+    zebra.data.Batch.draw_keys): among several top-scored responses for the chosen, among the
+    lower ones for the rejected, so the pair never depends on where a response is listed.
+    Prompts whose usable responses all score the same give no pair.
     """
     usable = usable & ~np.isnan(scores)
     masked = np.where(usable, scores, -np.inf)
     top = masked.max(axis=1)
-    chosen = masked.argmax(axis=1)
+    chosen = np.where(usable & (masked == top[:, None]), keys, -1.0).argmax(axis=1)
     lower = usable & (masked < top[:, None])
     rejected = np.where(lower, keys, -1.0).argmax(axis=1)
     ok = lower.any(axis=1)
