@@ -72,10 +72,10 @@ def pool_batches(args, responses: bool):
     import numpy as np
 
     from zebra.cli import pool_options
-    from zebra.data import iter_batches, load_ultrafeedback, to_batch
+    from zebra.data import iter_batches, locate, open_data, to_batch
     from zebra.decontamination import TrainingText
 
-    ds = load_ultrafeedback(args.data, limit=args.limit, pool=pool_options(args))
+    ds = open_data(locate(args.data, pool_options(args)), limit=args.limit).dataset
     for arrow_batch in iter_batches(ds):
         b = to_batch(arrow_batch)
         texts = []
@@ -176,6 +176,11 @@ def run(args: argparse.Namespace) -> None:
     inputs = [args.data, None if args.eval_dir == "hub" else args.eval_dir, args.model_names, args.judgments]
     if records_in:
         inputs.append(f"{args.data}.meta.json")
+    else:  # every file the pool consists of, pool.json's responses, names and judgments included
+        from zebra.cli import pool_options
+        from zebra.data import locate
+
+        inputs += [str(f) for f in locate(args.data, pool_options(args)).files]
     out_dir = Path(args.output_dir)
     check_output_dir(out_dir)
     outputs = [out_dir / "decontamination.json", out_dir / "matches.csv"]

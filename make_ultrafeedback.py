@@ -29,6 +29,8 @@ RESPONSE_WORDS = 40  # short texts keep the shipped file small (~1 MB)
 AWKWARD_RATE = 0.05  # after the first rows, how often a row is made awkward again
 # Not the shipped sample's path: a bare run must not rewrite the file the tests and README stand on.
 OUTPUT = "out/ultrafeedback_made_up.jsonl"
+# The shipped sample (zebra.data.SAMPLE), named here so the guard needs no pyarrow before main_guard runs.
+SAMPLE = Path(__file__).resolve().parent / "data" / "ultrafeedback_sample.jsonl"
 
 
 def check_settings(args) -> None:
@@ -63,7 +65,6 @@ def main() -> None:
 
     from tqdm.auto import tqdm
 
-    from zebra.data import SAMPLE
     from zebra.synthetic import make_rows
 
     out = Path(args.output)

@@ -4,6 +4,7 @@ nor of a long-format pool's lines, may change them. Property-based (hypothesis) 
 with ties, a model with a missing score, unknown and absent models, empty and repeated texts."""
 
 import json
+import re
 import random
 import tempfile
 from pathlib import Path
@@ -184,12 +185,18 @@ def _sample_rows(n=20):
     return [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()[:n]]
 
 
-def _binarize_rows(tmp_path, rows, strategy="sup", **settings):
+def _binarize_rows(tmp_path, rows, strategy="sup", fmt="jsonl", **settings):
     from zebra.pipeline import binarize
     from zebra.records import read_records
 
-    data = tmp_path / f"d{len(list(tmp_path.iterdir()))}.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = tmp_path / f"d{len(list(tmp_path.iterdir()))}.{fmt}"
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), data)
+    else:
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / f"{data.stem}.out.jsonl"
     meta = binarize(BinarizeConfig(strategy, str(out), data=str(data), progress=False, **settings))
     text = out.read_text(encoding="utf-8")
@@ -224,17 +231,33 @@ def test_one_value_of_another_type_spoils_nothing_else(tmp_path, field, value):
         assert r["rejected"][1]["content"] == by_prompt[r["prompt"]][rejected]
 
 
-@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), True, 10**400, "Infinity", [9]])
-def test_a_score_that_is_not_a_finite_number_is_no_score(tmp_path, value):
-    """`overall_score = inf` was chosen by the baseline and written as bare `Infinity` (not JSON)."""
+@pytest.mark.parametrize("value, fmt", [(float("inf"), "parquet"), (float("-inf"), "parquet"), (float("nan"), "parquet"),
+                                        (True, "jsonl"), ("Infinity", "jsonl"), ([9], "jsonl")])
+def test_a_score_that_is_not_a_finite_number_is_no_score(tmp_path, value, fmt):
+    """`overall_score = inf` was chosen by the baseline and written as bare `Infinity` (not JSON).
+    A Parquet file may hold inf and NaN as floats: no score, counted. (In a JSON file they are not
+    JSON at all, and the file is refused: the test below.)"""
     rows = _sample_rows()
     rows[1]["completions"][0]["overall_score"] = value
-    meta, records = _binarize_rows(tmp_path, rows, "baseline")
+    meta, records = _binarize_rows(tmp_path, rows, "baseline", fmt=fmt)
     assert meta["counts"]["responses"]["no_score"] == 1
     for r in records:
         assert all(np.isfinite(r[k]) for k in ("score_chosen", "score_rejected"))
     row = [r for r in records if r["prompt"] == rows[1]["instruction"]]
     assert all(rows[1]["completions"][0]["model"] not in r["most_similar_pair"] for r in row)
+
+
+@pytest.mark.parametrize("value, message", [(float("inf"), ":2: Infinity is not JSON"), (float("-inf"), ":2: -Infinity is not JSON"),
+                                            (float("nan"), ":2: NaN is not JSON"), (10**400, "beyond a float's range")])
+def test_a_json_file_with_a_score_no_float_can_hold_is_refused(tmp_path, value, message):
+    """NaN and Infinity are not JSON, and 10**400 is no float: one line naming the file, no output."""
+    from zebra.data import DataError
+
+    rows = _sample_rows()
+    rows[1]["completions"][0]["overall_score"] = value
+    with pytest.raises(DataError, match=re.escape(message)):
+        _binarize_rows(tmp_path, rows, "baseline")
+    assert not list(tmp_path.glob("*.out.jsonl*"))
 
 
 def test_a_source_of_another_type_still_drops_truthful_qa(tmp_path):
@@ -263,3 +286,13 @@ def test_a_prompt_of_another_type_is_skipped_and_the_others_read_as_written(tmp_
     meta, records = _binarize_rows(tmp_path, rows)
     assert meta["counts"]["rows_skipped"]["empty_prompt"] == 1
     assert records == [r for r in clean if r["prompt"] != _sample_rows()[3]["instruction"]]
+
+
+def test_has_ratings_is_false_without_an_annotations_field():
+    """Rows made from a long-format pool have no `annotations` at all: no ratings, not an error
+    (publish.py asks this of every pool; it stopped with 'completions have no annotations field')."""
+    from zebra.data import iter_batches, locate, open_data, to_batch
+
+    batch = to_batch(next(iter_batches(open_data(locate(), limit=3).dataset)))
+    assert "annotations" not in batch.flat.type.names
+    assert not batch.has_ratings()

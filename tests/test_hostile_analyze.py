@@ -63,10 +63,10 @@ def _replace(k: int, value):
 
 
 BAD_RECORDS = [
-    ("record-is-a-number", _replace(2, 5), ["sup.json: record 2", "not a JSON object", "5"]),
+    ("record-is-a-number", _replace(2, 5), ["sup.json:1: list item 3 expected to be a JSON object", "(5)"]),
     ("chosen-list-of-strings", _set(1, "chosen", ["hello"]), ["sup.json: record 1", "'chosen'"]),
     ("kinship-rank-text", _set(3, "kinship_rank", "abc"), ["sup.json: record 3", "'kinship_rank'", "'abc'"]),
-    ("kinship-rank-nan", _set(3, "kinship_rank", float("nan")), ["sup.json: record 3", "'kinship_rank'"]),
+    ("kinship-rank-nan", _set(3, "kinship_rank", float("nan")), ["sup.json:1: list item 4: NaN is not JSON"]),
     ("pair-of-numbers", _set(0, "most_similar_pair", [1, 2]), ["sup.json: record 0", "'most_similar_pair'"]),
     ("prompt-id-number", _set(0, "prompt_id", 7), ["sup.json: record 0", "'prompt_id'"]),
     ("assistant-content-number", _set(2, "rejected", [{"role": "user", "content": "p"}, {"role": "assistant", "content": 3}]),

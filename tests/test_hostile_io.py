@@ -436,22 +436,20 @@ def test_the_first_load_scan_runs_once_per_content_and_only_after_a_clean_load(t
     from its content-keyed cache): a refused file is refused every time, a clean one scanned once."""
     import zebra.data as data
     from zebra.errors import ZebraError
-    from zebra.pools import PoolOptions
 
     calls = []
     scan = data.check_json_data
     monkeypatch.setattr(data, "check_json_data", lambda path: (calls.append(Path(path).name), scan(path))[1])
-    uf = PoolOptions(format="ultrafeedback")
-    lines = _lines(SAMPLE_ROWS[:6])
+    lines = _lines(SAMPLE_ROWS[:6])  # load_ultrafeedback reads UltraFeedback rows only
     nan = tmp_path / "nan.jsonl"
     nan.write_bytes(b"".join(_into_second(lines, b'"zebra": NaN')))
     for _ in range(2):
         with pytest.raises(ZebraError, match=rf"{nan}:2: NaN is not JSON"):
-            data.load_ultrafeedback(nan, pool=uf)
+            data.load_ultrafeedback(nan)
     good = tmp_path / "good.jsonl"
     # bytes no earlier run loaded: the datasets cache is shared, by content
     good.write_bytes(b"".join(_into_second(lines, b'"zebra": "%s"' % uuid.uuid4().hex.encode())))
-    assert len(data.load_ultrafeedback(good, pool=uf)) == len(data.load_ultrafeedback(good, pool=uf)) == 6
+    assert len(data.load_ultrafeedback(good)) == len(data.load_ultrafeedback(good)) == 6
     assert calls == ["nan.jsonl", "nan.jsonl", "good.jsonl"]
 
 

@@ -42,6 +42,7 @@ def test_the_shipped_sample_is_written_only_by_its_own_settings(tmp_path, monkey
     stand_in = tmp_path / "data" / "ultrafeedback_sample.jsonl"
     stand_in.parent.mkdir()
     stand_in.write_bytes(SAMPLE.read_bytes())
+    assert script.SAMPLE == SAMPLE  # the script's own name for the shipped sample is the package's
     monkeypatch.setattr(script, "SAMPLE", stand_in)
     tracked, written_at = SAMPLE.read_bytes(), SAMPLE.stat().st_mtime_ns
     with pytest.raises(SystemExit, match="ultrafeedback_sample.jsonl is the shipped sample.*--rows 300"):

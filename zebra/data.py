@@ -290,8 +290,9 @@ def check_numbers(ds, files: list[Path], cache: str | None = None) -> None:
                 for f in json_files:
                     if where := _bad_json_line(f):
                         raise DataError(where)
-                raise DataError(f"{', '.join(map(str, json_files))}: row {done + row + 1}: {name} holds NaN or "
-                                "Infinity, which are not JSON; write null or a number")
+                raise DataError(f"{', '.join(map(str, json_files))}: row {done + row + 1}: {name} holds NaN, "
+                                "Infinity or a number beyond a float's range (e.g. 1e400), which no score can be; "
+                                "write null or a finite number")
             done += len(chunk)
     for f in json_files if cache is not None else ():
         try:
@@ -615,7 +616,9 @@ class Batch:
 
     def has_ratings(self) -> bool:
         """Does any completion of the batch carry an aspect rating ("N/A" included)? Rows made from a
-        long-format pool (`annotations: {}`) do not."""
+        long-format pool (`annotations: {}`, or no `annotations` at all) do not."""
+        if "annotations" not in self.flat.type.names:
+            return False
         ann = self._annotations
         return any(pc.any(pc.is_valid(ann.field(a).field("Rating"))).as_py() for a in ASPECTS
                    if a in ann.type.names and "Rating" in ann.field(a).type.names)

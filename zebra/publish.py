@@ -27,6 +27,7 @@ import math
 import os
 import shlex
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,7 @@ def pool_labels(meta: dict) -> dict[tuple, tuple[float, float]]:
     of the pool a run read, loaded the way that run loaded it."""
     import numpy as np
 
-    from zebra.data import iter_batches, load_ultrafeedback, to_batch
+    from zebra.data import iter_batches, locate, open_data, to_batch
     from zebra.pools import PoolOptions
 
     options = meta.get("settings", {}).get("pool") or {}
@@ -180,14 +181,16 @@ def pool_labels(meta: dict) -> dict[tuple, tuple[float, float]]:
         pool = PoolOptions(**options)
     except TypeError as err:
         raise PublishError(f"settings.pool of the meta is not zebra.pools.PoolOptions ({err})") from None
-    ds = load_ultrafeedback(pool_of(meta), pool=pool)
+    ds = open_data(locate(pool_of(meta), pool)).dataset
     labels: dict[tuple, tuple[float, float]] = {}
     for arrow_batch in iter_batches(ds):
         b = to_batch(arrow_batch)
         scores = b.scores("overall_score") if "overall_score" in b.flat.type.names else np.full(b.pos.shape, np.nan)
-        try:
-            ratings = np.nanmean(b.ratings(), axis=-1)
-        except ZebraError:  # no aspect ratings in this pool (a long-format pool's labels are scores)
+        if b.has_ratings():
+            with warnings.catch_warnings():  # a response rated N/A on all four aspects: NaN, no label
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ratings = np.nanmean(b.ratings(), axis=-1)
+        else:  # no aspect ratings in this pool (a long-format pool's labels are scores)
             ratings = np.full(b.pos.shape, np.nan)
         rows, slots = np.nonzero(b.pos >= 0)
         for r, k, text in zip(rows, slots, b.texts(rows, slots)):
