@@ -21,8 +21,12 @@ settings.json, log_history.json, metrics.json; reload it with
 """
 
 import argparse
+import os
+from pathlib import Path
+from typing import Any
 
-from zebra import cli
+from zebra import cli, training_data, training_settings
+from zebra.training_settings import TrainSettings
 
 # Paper App. A (Llama-3.x / Qwen2.5 Instruct on 4×L40), unless noted.
 EPOCHS = 1
@@ -48,8 +52,26 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def train(settings: TrainSettings) -> tuple[Path, dict[str, Any]]:
+    """The experiment: data → model → trainer → train → save; each step is one call into zebra/."""
+    bf16 = training_settings.prepare(settings)  # output folder writable, model found, bf16 where the GPU has it
+    # `accelerate launch` exports its config's mixed_precision (bf16), and trl's config adopts it when
+    # bf16=False: this run's own decision (--no-bf16, or no bf16 GPU) must be what trl reads
+    os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if bf16 else "no"
+    # records → trl's prompt-completion examples (chosen responses); and what made them (<data>.meta.json)
+    data = training_data.load_training_data(settings.data, "sft")
+    from zebra import models, run_folder, trainers  # trl takes ~15 s to import: after the checks and the data
+
+    config = trainers.trainer_config(settings, bf16)  # trl's SFTConfig; before the model: it sets up FSDP / ZeRO-3
+    model, tokenizer, model_path = models.load_policy(settings.model, settings.gguf_file, settings.chat_template, bf16)
+    trainer = trainers.make_trainer(settings, model, tokenizer, data.dataset, config)  # trl's SFTTrainer (loss on the response)
+    metrics = trainers.fit(trainer)  # trainer.train(); a NaN/inf loss stops it, nothing saved
+    out = run_folder.save_run(trainer, tokenizer, settings, metrics, data=data, model_path=model_path, bf16=bf16)
+    return out, metrics
+
+
 def main() -> None:
-    cli.run_training("sft", parser().parse_args())
+    cli.run_training(train, TrainSettings(method="sft", **vars(parser().parse_args())))
 
 
 if __name__ == "__main__":
