@@ -220,3 +220,20 @@ def test_every_prompt_longer_than_max_length_is_one_line(world, tmp_path):
     msg = one_error_line(done)
     assert "--max-length 32" in msg and "4 pairs" in msg, msg
     assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["model-folder", "data-inside"])
+def test_output_dir_that_holds_an_input_is_refused(tmp_path, case):
+    """Today: `--output-dir` = `--model` trains and then writes the new weights over the model it read
+    (exit 0); a folder holding --data gets the run's files beside (or, by name, over) the data."""
+    model = make_tiny_model_dir(tmp_path / "model")
+    before = (model / "model.safetensors").read_bytes()
+    out = model if case == "model-folder" else tmp_path / "run"
+    out.mkdir(exist_ok=True)
+    data = write(out / "toy.json", [pref(i) for i in range(4)]) if case == "data-inside" else write(
+        tmp_path / "toy.json", [pref(i) for i in range(4)])
+    done = run("train_sft.py", "--data", data, "--model", str(model), "--output-dir", str(out), *SMALL)
+    msg = one_error_line(done)
+    assert f"--output-dir {out}" in msg and ("--model" if case == "model-folder" else "--data") in msg, msg
+    assert (model / "model.safetensors").read_bytes() == before
+    assert not (out / "settings.json").exists() and not (out / "metrics.json").exists()

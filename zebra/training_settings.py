@@ -118,11 +118,32 @@ def resolve_bf16(requested: bool, available: bool | None = None) -> tuple[bool, 
     return requested, None
 
 
+def check_output_holds_no_input(settings: TrainSettings) -> None:
+    """The output folder is the run's own: not the --model folder (the new weights would replace the
+    ones it reads, and trl rebuilds the reference model from that path) and not a folder holding
+    --data or its meta (the run's files would land beside them, and over them by name)."""
+    from pathlib import Path
+
+    from zebra.settings import SettingError
+
+    out = Path(settings.output_dir).expanduser().resolve()
+    inputs = (("--model", Path(settings.model)), ("--data", Path(settings.data)),
+              ("--data", Path(f"{settings.data}.meta.json")))
+    for flag, given in inputs:
+        path = given.expanduser()
+        if not path.exists():
+            continue  # a hub id, or a file checked (and named) later
+        path = path.resolve()
+        if path == out or out in path.parents:
+            raise SettingError(f"--output-dir {settings.output_dir} holds the input {flag} {given}: a run writes its "
+                               "model and JSON files there; choose a folder of its own")
+
+
 def prepare(settings: TrainSettings) -> bool:
     """Every check that needs no data and no model, in the order a user fixes them; returns bf16.
 
-    The flags; the output folder (a file in the way, or a folder this user cannot write, fails now,
-    not at save after the training); the model (a missing folder or an offline hub id); then bf16
+    The flags; the output folder (a file in the way, a folder this user cannot write, or one that
+    holds an input fails now, not at save after the training); the model (a missing folder or an offline hub id); then bf16
     where the hardware has it (a notice otherwise) and the warm-up the run will use.
     """
     from zebra.models import check_model_source
@@ -130,6 +151,7 @@ def prepare(settings: TrainSettings) -> bool:
 
     settings.check()
     check_output_dir(settings.output_dir)
+    check_output_holds_no_input(settings)
     check_model_source(settings.model, settings.gguf_file)
     bf16, notice = resolve_bf16(settings.bf16)
     if notice:
