@@ -24,7 +24,6 @@ and OUTPUT_DIR/matches.csv (one row per prompt × item match, with its coverage)
 import argparse
 import csv
 import io
-import json
 import logging
 import os
 import sys
@@ -33,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from zebra.errors import ZebraError
+from zebra.jsonio import read_json
 
 DATA = "data/alpaca_eval"  # the shipped real pool (or a binarize output: a file with its .meta.json)
 EVAL_DIR = "data/eval"  # the shipped real subsets, 24 items each; ../shared/realdata/eval has the full sets
@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> None:
     if args.drop_contaminated:
         bad = dc.contaminated_prompts(texts, matches)
         kept, removed = dc.drop_contaminated(records, bad)
-        meta = json.loads(Path(f"{args.data}.meta.json").read_text(encoding="utf-8"))
+        meta = read_json(f"{args.data}.meta.json", "meta file", expect=dict)
         meta = dc.filtered_meta(meta, kept, removed, args.output, {**settings, "source_records": args.data,
                                                                      "benchmarks_report": report["benchmarks"]})
         extra = dc.extra_fields(records)

@@ -33,15 +33,19 @@ the same prompt token ids and stop ids on the transformers and vLLM backends (ze
 MMLU-Pro's answer extraction, unparseable = wrong; IFEval = Google's checkers (if-verifiable),
 headline = prompt-level strict accuracy. See zebra/evaluation.py and zebra/stats.py.
 
-Run identity for `table`: `--run-model/--run-method/--run-strategy`, else `run.json` (or
-`settings.json`) in the model folder with keys `base_model`|`model`, `method` (sft|dpo),
-`strategy` (baseline|sup|sim|sup_sim), else (the model's own name: GGUF file stem, local folder name or
-hub id; base; none).
+Run identity for `table`: `--run-model/--run-method/--run-strategy`, else `run.json` in the model
+folder (keys `base_model`|`model`, `method`, `strategy`), else the `settings.json` that train_*.py
+write (`model`, `method`, and `preference_data.strategy`: the strategy the binarize run recorded in
+the data's `.meta.json`), else (the model's own name: GGUF file stem, local folder name or hub id;
+base; none). No folder or file name is read as a strategy: a trained model whose data recorded none
+is `unknown` (pass --run-strategy). `summary.json`'s `run` says where the strategy came from
+(`strategy_source`).
 """
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -162,7 +166,8 @@ def evaluate_main(argv: list[str]) -> None:
     ap.add_argument("--run-model", default=None,
                     help="Table 5 row: the base model's name (default: run.json, else the GGUF file's stem, a local folder's name or the hub id)")
     ap.add_argument("--run-method", default=None, help="base | sft | dpo (default: run.json or base)")
-    ap.add_argument("--run-strategy", default=None, help="baseline | sup | sim | sup_sim | none (default: run.json or none)")
+    ap.add_argument("--run-strategy", default=None, help="Table 5 column, e.g. baseline | sup | sim | sup_sim | sup-weighted "
+                    "(default: what the trained folder records from its data, else none)")
     args = ap.parse_args(argv)
     check_evaluate_args(args)
 
@@ -336,12 +341,28 @@ def table_main(argv: list[str]) -> None:
         ("table1", "Table 1: mean over trained model/method runs; Average (difference from Baseline)", t1, stats.pretty_table1(t1) if len(t1) else t1),
         ("table2", "Table 2: strategy vs baseline (B − A), paired over the Table 1 benchmarks' prompts", t2, t2),
     ]
+    texts = {}
     for stem, title, frame, shown in sections:
-        md = f"## {title}\n\n{stats.to_markdown(shown)}\n"
-        (out / f"{stem}.md").write_text(md, encoding="utf-8")
-        frame.to_csv(out / f"{stem}.csv")
-        print(md)
+        texts[f"{stem}.md"] = f"## {title}\n\n{stats.to_markdown(shown)}\n"
+        texts[f"{stem}.csv"] = frame.to_csv()
+    for name, text in texts.items():  # every table made before the first file is replaced
+        write_text_atomic(out / name, text)
+    for stem, *_ in sections:
+        print(texts[f"{stem}.md"])
     print(f"{len(runs)} runs; wrote table1/2/5 .md and .csv to {out}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to `.<name>.tmp-<pid>` beside `path` and rename (zebra.records' naming, so a killed run's
+    leftover is cleaned by the next): a table file is the old one or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ZebraError(f"{path}: cannot write ({err.strerror or err})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def main() -> None:

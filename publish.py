@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from zebra.errors import ZebraError
+from zebra.jsonio import read_json
 
 OUTPUT_DIR = "out/hf"
 PRETTY_NAME = "ZEBRA preference pairs"
@@ -85,10 +86,7 @@ def run(args: argparse.Namespace) -> None:
 
     agreement = None
     if args.agreement:
-        try:
-            agreement = pub.agreement_rows(json.loads(Path(args.agreement).read_text(encoding="utf-8")), args.agreement)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ZebraError(f"--agreement {args.agreement}: cannot read it as JSON ({err})") from None
+        agreement = pub.agreement_rows(read_json(args.agreement, "--agreement summary"), args.agreement)
 
     table = behaviour_table(sources)
     labels_of: dict[str, dict] = {}

@@ -17,8 +17,6 @@ vs the baseline of the same model and method: Table 2 per run), `OUT/tables/tabl
 """
 
 import argparse
-import fnmatch
-import glob
 import os
 import subprocess
 import sys
@@ -61,12 +59,14 @@ class Step:
 
 
 def is_done(step: Step) -> bool:
-    """The step's output exists; an evaluation's summary.json must also say it finished (it is
-    rewritten after every benchmark, so an interrupted run leaves one behind)."""
+    """The step's output exists; a training run's metrics.json holds finite losses, and an
+    evaluation's summary.json says `"finished": true` (it is rewritten after every benchmark, so an
+    interrupted run leaves one saying false). Anything else, a summary that is not an evaluate.py
+    object included, is not done: the step runs again (and says why)."""
     if not step.done_when or not Path(step.done_when).exists():
         return False
-    if Path(step.done_when).name == "metrics.json":  # a training run: finished only with finite losses
-        from zebra.training import run_is_done
+    if Path(step.done_when).name == "metrics.json":
+        from zebra.run_folder import run_is_done
 
         return run_is_done(Path(step.done_when).parent)
     if Path(step.done_when).name == "summary.json":
@@ -75,15 +75,20 @@ def is_done(step: Step) -> bool:
 
         try:
             summary = read_json(step.done_when, "summary")
-        except ZebraError:  # half-written or damaged: the evaluation runs again and rewrites it
+        except ZebraError as err:  # truncated, not JSON, not UTF-8: the evaluation runs again and rewrites it
+            print(f"# {step.done_when}: unreadable ({err}); running that step again", file=sys.stderr, flush=True)
             return False
-        return isinstance(summary, dict) and summary.get("finished") is True
+        finished = summary.get("finished") if isinstance(summary, dict) else None
+        if finished is not True and finished is not False:  # "no" and 1 are not booleans: never read as done
+            print(f"# {step.done_when}: no boolean `finished` (not an evaluate.py summary); running that step again",
+                  file=sys.stderr, flush=True)
+        return finished is True
     return True
 
 
 def shown(cmd: list[str]) -> str:
     """The command as a user would type it (`python`, `accelerate launch`, not the interpreter's path)."""
-    from zebra.training import shown_command  # trl is imported only when a command is shown
+    from zebra.recipes import shown_command
 
     return shown_command(cmd)
 
@@ -125,7 +130,13 @@ def grid_steps(
     only: str | None,
     recipes_glob: str = RECIPES,
 ) -> list[Step]:
-    """GPU: train_grid.py (binarize + train every recipe), then evaluate each trained folder."""
+    """GPU: train_grid.py (binarize + train every recipe), then evaluate each trained folder.
+
+    Each evaluation is named by its recipe: the method from the recipe's script, the Table 5 column
+    from the run's name without the method (`dpo-sup` → sup, `dpo-sup-weighted` → sup-weighted), so
+    the variants of one strategy get columns of their own."""
+    from zebra.recipes import recipe_label, recipe_method
+
     # the same recipes and subset as the evaluations below, so the grid trains exactly the runs evaluated
     grid = (py("train_grid.py") + (["--ultrafeedback", ultrafeedback] if ultrafeedback else [])
             + (["--recipes", recipes_glob] if recipes_glob != RECIPES else []) + (["--only", only] if only else []))
@@ -133,8 +144,8 @@ def grid_steps(
     evals = []
     for r in recipes:
         short, run = r["name"].split("/")
-        method, strategy = run.split("-", 1)
-        target = out / "evals" / short / f"{method}-{strategy}"
+        method, strategy = recipe_method(r), recipe_label(r)
+        target = out / "evals" / short / run
         cmd = py(
             "evaluate.py", "--model", r["args"]["output_dir"], "--output-dir", str(target),
             "--run-model", r["args"]["model"], "--run-method", method, "--run-strategy", strategy,
@@ -167,7 +178,7 @@ def smoke_steps(out: Path, model: str, gguf_file: str | None, model_name: str, s
             f"evaluate dpo {strategy}",
             py("evaluate.py", "--model", str(run), "--data-dir", SMOKE_EVAL_DATA, "--output-dir", str(target),
                "--max-new-tokens", str(SMOKE_MAX_NEW_TOKENS), "--ifeval-max-new-tokens", str(SMOKE_IFEVAL_MAX_NEW_TOKENS),
-               "--run-model", model_name, "--run-method", "dpo", "--run-strategy", strategy),
+               "--run-model", model_name),  # method and strategy: from the trained folder, which has them from the data
             str(target / "summary.json"),
         ))  # fmt: skip
         evals.append((model_name, "dpo", strategy, target))
@@ -236,21 +247,15 @@ def main() -> None:
         env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     else:
         from zebra.errors import ZebraError
-        from zebra.training import load_recipe
+        from zebra.recipes import SAMPLE_WARNING, find_recipes, grid_plan
 
         out = Path(args.out or OUT)
         try:
-            paths = sorted(p for p in glob.glob(args.recipes) if Path(p).parent.name != "accelerate")
-            recipes = [load_recipe(p) for p in paths]
+            recipes = find_recipes(args.recipes, args.only)
         except ZebraError as err:
             sys.exit(f"error: {err}")
-        recipes = [r for r in recipes if not args.only or fnmatch.fnmatchcase(r["name"], args.only)]
-        if not recipes:
-            sys.exit(f"error: no recipe matches --recipes {args.recipes} --only {args.only}")
         steps = grid_steps(out, recipes, args.ultrafeedback, args.limit, args.seed, args.data_dir, args.only, args.recipes)
         # show what train_grid.py will run (and refuse its footgun here, before any step)
-        from zebra.training import SAMPLE_WARNING, grid_plan
-
         try:
             plan = grid_plan(args.recipes, args.only, args.ultrafeedback)
         except ZebraError as err:

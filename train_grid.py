@@ -13,7 +13,9 @@ r"""The paper's training grid on a GPU box: 4 models × {SFT, DPO} × {baseline,
     python train_grid.py --allow-sample --only 'llama-3.2-3b/*' -- --max-steps 5
 
 Each run is a file in recipes/<model>/<method>-<strategy>.yaml (script, accelerate config, data,
-flags); edit a recipe to change one run. The data files come from recipes/data.yaml.
+flags); edit a recipe to change one run. The data files come from recipes/data.yaml. Flags after
+`--` go to every run and override the recipes' values (a `#` line lists which); `--data`,
+`--model`, `--gguf-file` and `--output-dir` are refused there: each recipe names its own.
 """
 
 import argparse
@@ -21,8 +23,8 @@ import subprocess
 import sys
 
 from zebra.errors import ZebraError
-from zebra.training import SAMPLE_WARNING, check_launch, grid_plan
-from zebra.training import shown_command as shown
+from zebra.recipes import SAMPLE_WARNING, check_recipe_flags, grid_plan, overridden
+from zebra.recipes import shown_command as shown
 
 RECIPES = "recipes/*/*.yaml"  # one per paper run; recipes/data.yaml and recipes/accelerate/ are not runs
 DATA_RECIPES = "recipes/data.yaml"
@@ -57,8 +59,8 @@ def main() -> None:
         import train_dpo
         import train_sft
 
-        for cmd in plan.training:  # every flag of every run checked before the first one starts
-            check_launch(cmd, (train_dpo if "train_dpo.py" in cmd else train_sft).parser())
+        for recipe in plan.todo:  # every flag of every run checked before the first one starts
+            check_recipe_flags(recipe, (train_dpo if recipe["script"] == "train_dpo.py" else train_sft).parser(), extra)
         if plan.data and not args.ultrafeedback and not args.allow_sample:
             if not args.dry_run:
                 raise ZebraError(f"{SAMPLE_WARNING}; pass --ultrafeedback openbmb/UltraFeedback (or a local copy), "
@@ -70,6 +72,9 @@ def main() -> None:
 
     recipes, todo, commands = plan.recipes, plan.todo, plan.commands
     print(f"# {len(recipes)} recipes, {len(recipes) - len(todo)} already done, {len(commands)} commands", flush=True)
+    notes = overridden(todo, extra)
+    if notes:
+        print(f"# flags after -- override the recipes' values: {'; '.join(notes)}", flush=True)
     failed = 0
     for cmd in commands:
         print(shown(cmd), flush=True)

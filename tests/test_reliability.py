@@ -236,7 +236,7 @@ def test_variant_recipes():
     """recipes/variants/<model>/dpo-sup-{weighted,reliable,potential}.yaml: the paper's dpo-sup plus one change."""
     import yaml
 
-    from zebra.training import load_recipe, recipe_command
+    from zebra.recipes import load_recipe, recipe_command
 
     paths = sorted((ROOT / "recipes" / "variants").glob("*/*.yaml"))
     assert len(paths) == 12

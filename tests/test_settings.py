@@ -1,7 +1,6 @@
 """zebra.settings: range checks and the output-is-not-an-input rule, however a path is spelled."""
 
 import os
-from pathlib import Path
 
 import pytest
 

@@ -15,19 +15,10 @@ import torch
 from tests.tiny import preference_record as pref
 from zebra.errors import ZebraError
 from zebra.models import load_model_and_tokenizer
-from zebra.training import (
-    TrainSettings,
-    WeightedDPOTrainer,
-    args_to_flags,
-    load_examples,
-    load_policy,
-    load_recipe,
-    make_trainer,
-    recipe_command,
-    resolve_bf16,
-    train,
-    trainer_args,
-)
+from zebra.recipes import args_to_flags, load_recipe, recipe_command
+from zebra.trainers import WeightedDPOTrainer, make_trainer, trainer_config
+from zebra.training_data import load_training_data
+from zebra.training_settings import TrainSettings, resolve_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -47,11 +38,29 @@ def settings(method, data, model, out, **kw):
     return TrainSettings(method=method, data=data, model=model, output_dir=str(out), **{**base, **kw})
 
 
+def load_policy(s, bf16):
+    from zebra.models import load_policy
+
+    return load_policy(s.model, s.gguf_file, s.chat_template, bf16)
+
+
+def load_examples(path, method, weight_column=None):
+    data = load_training_data(path, method, weight_column)
+    return data.dataset, data.counts
+
+
 def trainer_for(s):
     dataset, _ = load_examples(s.data, s.method, s.weight_column)
-    args = trainer_args(s, bf16=False)
+    args = trainer_config(s, bf16=False)
     model, tokenizer, _ = load_policy(s, bf16=False)
     return make_trainer(s, model, tokenizer, dataset, args)
+
+
+def train(s):
+    """The script's own experiment, as `python train_<method>.py` runs it."""
+    import importlib
+
+    return importlib.import_module(f"train_{s.method}").train(s)
 
 
 def test_dpo_on_separable_toy_set_learns(tiny, toy, tmp_path):
@@ -119,11 +128,11 @@ def test_weights_reach_the_loss_through_trainers_dataloader(tiny, mixed, tmp_pat
 
 
 def test_weights_at_batch_size_one_warn_that_they_cancel(tiny, mixed, tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="zebra.training"):
+    with caplog.at_level("WARNING", logger="zebra.trainers"):
         trainer_for(settings("dpo", mixed, tiny, tmp_path, weight_column="w", batch_size=1))
     assert "--batch-size 1" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="zebra.training"):
+    with caplog.at_level("WARNING", logger="zebra.trainers"):
         trainer_for(settings("dpo", mixed, tiny, tmp_path, weight_column="w", batch_size=2))
     assert "--batch-size 1" not in caplog.text
 
@@ -176,8 +185,14 @@ def test_lora_sft_saves_an_adapter_that_reloads(tiny, toy, tmp_path):
     out, metrics = train(s)
     assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
     assert metrics["steps"] == 2
+    from safetensors.torch import load_file
+
+    lora_b = {k: v for k, v in load_file(str(out / "adapter_model.safetensors")).items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())  # LoRA's B starts at 0: training moved every one
     model, tokenizer = load_model_and_tokenizer(str(out))  # base + adapter, merged
     assert type(model).__name__ == "LlamaForCausalLM"
+    base = dict(load_model_and_tokenizer(tiny)[0].named_parameters())
+    assert [n for n, p in model.named_parameters() if not torch.equal(p, base[n])]  # the merged weights differ
     ids = tokenizer("Question", return_tensors="pt")
     assert model.generate(**ids, max_new_tokens=3, do_sample=False).shape[1] == ids["input_ids"].shape[1] + 3
 
@@ -319,7 +334,7 @@ def test_smollm2_dpo_cli_on_the_shipped_sample(tmp_path):
 
 
 def test_data_commands_make_inputs_first(tmp_path):
-    from zebra.training import data_commands
+    from zebra.recipes import data_commands
 
     entries = {
         "sup": {"script": "binarize_score.py", "output": str(tmp_path / "sup.json")},
@@ -374,7 +389,7 @@ def test_weighted_dpo_weighs_trls_own_per_pair_losses(tiny, mixed, tmp_path):
     _perturb(weighted.model)
     _perturb(plain.model)
     single = [_loss_and_grads(plain, [i]) for i in range(4)]
-    w = [0.5, 1.5, 2.0, 0.0]
+    w = [0.5, 1.5, 3.0, 0.0]  # Σ w = 5, not the batch size 4: Σ w ℓ / Σ w is not mean(w ℓ)
     weighted.train_dataset = weighted.train_dataset.map(lambda ex, i: {"weight": w[i]}, with_indices=True)
     loss, grad = _loss_and_grads(weighted, [0, 1, 2, 3])
     expect = sum(wi * s[0].item() for wi, s in zip(w, single)) / sum(w)
@@ -398,7 +413,7 @@ def test_dpo_log_probs_come_from_fp32_logits_with_bf16_weights(tiny, mixed, tmp_
     dataset, _ = load_examples(s.data, s.method)
     model, tokenizer, _ = load_policy(s, bf16=True)
     assert model.dtype == torch.bfloat16
-    trainer = make_trainer(s, model, tokenizer, dataset, trainer_args(s, bf16=False))
+    trainer = make_trainer(s, model, tokenizer, dataset, trainer_config(s, bf16=False))
     batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(4)]))
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
     with torch.no_grad():
@@ -430,12 +445,12 @@ def test_fsdp2_bf16_policy_keeps_dpo_log_probs_fp32(tiny, mixed, tmp_path, gloo_
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    from zebra.training import fsdp_fp32_outputs
+    from zebra.trainers import fsdp_fp32_outputs
 
     s = settings("dpo", mixed, tiny, tmp_path)
     dataset, _ = load_examples(s.data, s.method)
     model, tokenizer, _ = load_policy(s, bf16=False)  # fp32 master weights, as accelerate's FSDP2 upcasts them
-    trainer = make_trainer(s, model, tokenizer, dataset, trainer_args(s, bf16=False))
+    trainer = make_trainer(s, model, tokenizer, dataset, trainer_config(s, bf16=False))
     batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(4)]))
     expected = _fp32_logit_logps(trainer.model, batch)  # before sharding: plain fp32 weights
 
@@ -476,7 +491,7 @@ def test_no_bf16_wins_over_the_accelerate_config_and_settings_record_what_ran(ti
 
 def test_checkpoint_state_dict_is_the_runs_dtype_with_tied_head_once(tiny):
     """What FSDP's FULL_STATE_DICT gathers: fp32 master weights, the tied head as its own tensor."""
-    from zebra.training import checkpoint_state_dict
+    from zebra.run_folder import checkpoint_state_dict
 
     model, _ = load_model_and_tokenizer(tiny)
     gathered = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
@@ -488,17 +503,17 @@ def test_checkpoint_state_dict_is_the_runs_dtype_with_tied_head_once(tiny):
 
 
 def test_only_rank_zero_prints_saved(tiny, toy, tmp_path, monkeypatch, capsys):
-    import argparse
+    from zebra import cli
 
-    from zebra import cli, training
+    def fake_train(s):
+        return Path(s.output_dir), {"steps": 1}
 
-    monkeypatch.setattr(training, "train", lambda s: (Path(s.output_dir), {"steps": 1}))
-    args = argparse.Namespace(**{k: v for k, v in settings("dpo", toy, tiny, tmp_path).to_dict().items() if k != "method"})
+    s = settings("dpo", toy, tiny, tmp_path)
     monkeypatch.setenv("RANK", "1")
-    cli.run_training("dpo", args)
+    cli.run_training(fake_train, s)
     assert "saved" not in capsys.readouterr().out
     monkeypatch.setenv("RANK", "0")
-    cli.run_training("dpo", args)
+    cli.run_training(fake_train, s)
     assert "dpo: saved" in capsys.readouterr().out
 
 
@@ -519,9 +534,10 @@ def test_grid_runs_this_interpreter_without_the_venv_on_path_and_carries_on(tmp_
         "import sys, json\nout = sys.argv[sys.argv.index('--output') + 1]\n"
         "open(out, 'w').write(json.dumps({'python': sys.executable}))\n")
     (tmp_path / "recipes" / "data.yaml").write_text("x:\n  script: make.py\n  output: x.json\n")
+    (tmp_path / "ddp.yaml").write_text((ROOT / "recipes" / "accelerate" / "ddp.yaml").read_text())
     for name in ("dpo-a", "dpo-b"):
         (tmp_path / "recipes" / "m" / f"{name}.yaml").write_text(
-            "script: train_dpo.py\naccelerate_config: missing.yaml\ndata: x.json\n"
+            "script: train_dpo.py\naccelerate_config: ddp.yaml\ndata: x.json\n"
             f"args: {{model: m, output_dir: runs/{name}}}\n")
     env = {"PATH": "/nonexistent", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, str(ROOT / "train_grid.py"), "--allow-sample"], cwd=tmp_path, env=env,
@@ -594,3 +610,40 @@ def test_weighted_dpo_with_lora_takes_the_reference_from_trls_second_forward(tin
     assert abs(loss_p.item() - 0.6931) > 1e-4
     assert loss_w.item() == pytest.approx(loss_p.item(), abs=1e-6)
     torch.testing.assert_close(grad_w, grad_p, rtol=1e-4, atol=1e-7)
+
+
+def test_weighted_trainer_gathers_log_probs_and_calls_the_pure_loss(tiny, mixed, tmp_path, monkeypatch):
+    """The trainer's loss is zebra.dpo.weighted_dpo_loss on its batch's weights and log-probs."""
+    from zebra import dpo, trainers
+
+    calls = []
+
+    def spy(*args):
+        calls.append(args)
+        return dpo.weighted_dpo_loss(*args)
+
+    monkeypatch.setattr(trainers, "weighted_dpo_loss", spy)
+    weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path / "w", weight_column="w"))
+    _perturb(weighted.model)
+    w = [0.5, 1.5, 3.0, 0.0]
+    weighted.train_dataset = weighted.train_dataset.map(lambda ex, i: {"weight": w[i]}, with_indices=True)
+    loss, _ = _loss_and_grads(weighted, [0, 1, 2, 3])
+    ((chosen, rejected, ref_chosen, ref_rejected, weights, beta),) = calls
+    assert weights.tolist() == w and beta == 0.1
+    assert chosen.dtype == torch.float32 and (chosen != ref_chosen).all()  # policy moved off the reference
+    expected = dpo.weighted_dpo_loss(chosen.detach(), rejected.detach(), ref_chosen, ref_rejected, weights, beta).loss
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-7)
+
+
+def test_weighted_dpo_logs_what_trl_logs_at_unit_weights(tiny, mixed, tmp_path):
+    """Same metric keys and values as trl's DPOTrainer on the same batch (policy off the reference)."""
+    plain = trainer_for(settings("dpo", mixed, tiny, tmp_path / "a"))
+    weighted = trainer_for(settings("dpo", mixed, tiny, tmp_path / "b", weight_column="w"))
+    for trainer in (plain, weighted):
+        _perturb(trainer.model)
+        _loss_and_grads(trainer, [0, 1, 2, 3])
+    logged = [{k: v[-1] for k, v in t._metrics["train"].items()} for t in (plain, weighted)]
+    assert set(logged[0]) == set(logged[1]) and {"rewards/margins", "entropy", "num_tokens"} <= set(logged[1])
+    for key, value in logged[0].items():
+        assert logged[1][key] == pytest.approx(value, abs=1e-5), key
+    assert logged[1]["rewards/margins"] != 0.0

@@ -14,7 +14,8 @@ import pytest
 
 from tests.tiny import preference_record as pref
 from zebra import cli
-from zebra.training import TrainSettings, effective_warmup_steps, run_is_done
+from zebra.run_folder import run_is_done
+from zebra.training_settings import TrainSettings, effective_warmup_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -30,9 +31,9 @@ def toy(tmp_path_factory):
 def _run_script(script: str, argv: list[str]) -> str:
     """The script's own parser and run, in process; returns the `error: ...` message it exits with."""
     module = importlib.import_module(script.removesuffix(".py"))
-    args = module.parser().parse_args(argv)
+    settings = TrainSettings(method="dpo" if script == "train_dpo.py" else "sft", **vars(module.parser().parse_args(argv)))
     with pytest.raises(SystemExit) as exit_info:
-        cli.run_training("dpo" if script == "train_dpo.py" else "sft", args)
+        cli.run_training(module.train, settings)
     return str(exit_info.value.code)
 
 
@@ -132,6 +133,7 @@ def test_non_finite_loss_stops_the_run_and_leaves_no_done_marker(tiny, toy, tmp_
                                        "--max-steps", "4", "--lr", "1e30"])
     assert msg.startswith("error: ") and "\n" not in msg and "non-finite" in msg and "--lr" in msg, msg
     assert not (out / "metrics.json").exists() and not run_is_done(out)
+    assert not out.exists()  # the folder trl's Trainer made at start is gone with the failed run
 
 
 def test_run_is_done_needs_finite_metrics(tmp_path):
@@ -157,6 +159,7 @@ def test_grid_and_reproduce_redo_a_run_whose_metrics_are_nan(tmp_path):
         text = (ROOT / "recipes/qwen2.5-3b" / f"dpo-{strategy}.yaml").read_text()
         (recipes / f"dpo-{strategy}.yaml").write_text(text.replace("runs/", f"{tmp_path}/runs/"))
     (tmp_path / "recipes" / "data.yaml").symlink_to(ROOT / "recipes/data.yaml")
+    (tmp_path / "recipes" / "accelerate").symlink_to(ROOT / "recipes/accelerate")  # the recipes' configs
     (tmp_path / "out" / "data").mkdir(parents=True)
     for name in ("sup", "sim"):
         (tmp_path / "out" / "data" / f"{name}.json").write_text("[]")
@@ -226,7 +229,7 @@ def test_warmup_is_capped_at_a_tenth_of_max_steps():
 def test_tiny_run_learns_at_the_full_rate_and_is_quiet(tiny, toy, tmp_path):
     """No transformers FutureWarning (gradient_checkpointing → activation_checkpointing) and no
     torch pin_memory UserWarning; with --max-steps 3 the run starts at the full learning rate."""
-    from zebra.training import train
+    from train_dpo import train
 
     s = TrainSettings(method="dpo", data=toy, model=tiny, output_dir=str(tmp_path / "run"), max_steps=3,
                       batch_size=2, grad_accum=1, lr=1e-2, warmup_steps=500, max_length=32, bf16=False)

@@ -8,6 +8,7 @@ package's one module that knows about argparse and prints, because it is the scr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -179,16 +180,22 @@ def training_parser(doc: str, *, epochs: float, max_steps: int, batch_size: int,
     return ap
 
 
-def run_training(method: str, args: argparse.Namespace) -> None:
-    """Train with the parsed flags; one-line errors, a one-line summary of metrics.json."""
-    from zebra.training import TrainSettings, is_main_process, train  # trl is slow to import: only the train scripts pay
+def run_training(train: Callable[[Any], tuple[Path, dict[str, Any]]], settings: Any) -> None:
+    """Run a train script's experiment, `train(settings)`: bad flags are one `error:` line before
+    trl is even imported, so is any bad input found later; rank 0 prints a one-line summary."""
+    from zebra.run_folder import is_main_process  # light: trl is imported inside `train` only
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    fresh = not Path(settings.output_dir).exists()
     try:
-        settings = TrainSettings(method=method, **vars(args))
-        settings.check()  # bad flags fail before trl and the model load
+        settings.check()
         out, metrics = train(settings)
-    except ZebraError as err:
-        raise SystemExit(f"error: {err}")
+    except BaseException as err:
+        if fresh:  # transformers' Trainer makes the output folder when it starts: a failed run leaves none
+            with contextlib.suppress(OSError):
+                Path(settings.output_dir).rmdir()  # only if empty: never what a run saved
+        if isinstance(err, ZebraError):
+            raise SystemExit(f"error: {err}") from None
+        raise
     if is_main_process():  # under `accelerate launch` every rank returns here; one line is the run's
-        print(f"{method}: saved {out} | " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+        print(f"{settings.method}: saved {out} | " + ", ".join(f"{k} {v}" for k, v in metrics.items()))

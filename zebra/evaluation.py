@@ -268,34 +268,12 @@ class RunIdentity:
 
     model: str
     method: str = "base"  # base | sft | dpo
-    strategy: str = "none"  # none (untrained) | baseline | sup | sim | sup_sim
+    strategy: str = "none"  # none (untrained) | baseline | sup | sim | sim_least | sup_sim | unknown | a --run-strategy label
+    strategy_source: str = "untrained"  # --run-strategy | run.json | settings.json preference_data | ...
 
 
 RUN_METADATA_FILES = ("run.json", "settings.json")  # settings.json: what train_sft/train_dpo.py write
-STRATEGY_ALIASES = {
-    "baseline": "baseline", "rlaif": "baseline",
-    "sup": "sup", "score": "sup",
-    "sim": "sim", "similarity": "sim",
-    "sup_sim": "sup_sim", "supsim": "sup_sim", "sup+sim": "sup_sim", "sup-sim": "sup_sim", "combined": "sup_sim",
-    "none": "none",
-}  # fmt: skip
-
-
-def canonical_strategy(name: str) -> str:
-    """`supsim` (the training grid's spelling), `SUP+SIM`, … → one name per strategy."""
-    return STRATEGY_ALIASES.get(name.strip().lower(), name)
-
-
-def _strategy_from(meta: dict, folder: Path) -> str | None:
-    """`strategy` in the metadata, else the `<method>-<strategy>` folder name the training grid
-    uses (runs/<model>/dpo-sup), else the data file's stem (out/data/sup.json)."""
-    if meta.get("strategy"):
-        return str(meta["strategy"])
-    m = re.fullmatch(r"(?:sft|dpo)-(.+)", folder.name)
-    if m and m.group(1).lower() in STRATEGY_ALIASES:
-        return m.group(1)
-    stem = Path(str(meta.get("data") or "")).stem.split(".")[0].lower()
-    return stem if stem in STRATEGY_ALIASES else None
+UNKNOWN = "unknown"
 
 
 def own_name(model: str, gguf_file: str | None = None) -> str:
@@ -307,29 +285,57 @@ def own_name(model: str, gguf_file: str | None = None) -> str:
     return path.resolve().name if path.exists() else model
 
 
+def _read_run_metadata(folder: Path) -> tuple[dict, str | None]:
+    """(the first of run.json / settings.json in a model folder, its name), or ({}, None)."""
+    for name in RUN_METADATA_FILES:
+        path = folder / name
+        if path.is_file():
+            try:
+                meta = read_json(path, name, expect=dict)
+            except ReadError as err:
+                raise ZebraError(f"{err}; fix it or pass --run-model/--run-method/--run-strategy") from None
+            return meta, name
+    return {}, None
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def read_run_identity(
     model: str, run_model: str | None, run_method: str | None, run_strategy: str | None, gguf_file: str | None = None
 ) -> RunIdentity:
-    """Flags first; else `run.json`/`settings.json` in a trained model folder (keys `base_model`
-    or `model` (a GGUF base is named by its file), `method`, `strategy` or else the folder/data
-    name); else the model's own name (`own_name`), method `base`, strategy `none`. A trained
-    folder whose strategy cannot be told is `unknown` (pass --run-strategy)."""
-    meta: dict = {}
+    """Flags first; else what the model folder records about itself: `run.json` (keys `base_model`
+    or `model`, `method`, `strategy`) or the `settings.json` train_*.py write (`model` or
+    `gguf_file`, `method`, and `preference_data.strategy`: the strategy the binarize run recorded
+    in the data's meta, copied at training time); else the model's own name (`own_name`), method
+    `base`, strategy `none`. No folder or file name is read as a strategy: a trained folder whose
+    data recorded none is `unknown`, with a warning (pass --run-strategy)."""
     folder = Path(model)
-    if folder.is_dir():
-        for name in RUN_METADATA_FILES:
-            if (folder / name).is_file():
-                try:
-                    meta = read_json(folder / name, name, expect=dict)
-                except ReadError as err:
-                    raise ZebraError(f"{err}; fix it or pass --run-model/--run-method/--run-strategy") from None
-                break
-    base = meta.get("base_model") or (Path(meta["gguf_file"]).stem if meta.get("gguf_file") else meta.get("model"))
-    strategy = run_strategy or _strategy_from(meta, folder) or ("unknown" if meta else "none")
+    meta, source = _read_run_metadata(folder) if folder.is_dir() else ({}, None)
+    base = _text(meta.get("base_model")) or (Path(meta["gguf_file"]).stem if _text(meta.get("gguf_file")) else _text(meta.get("model")))
+    data = meta.get("preference_data") if isinstance(meta.get("preference_data"), dict) else {}
+    recorded = _text(meta.get("strategy")) or _text(data.get("strategy"))
+    if run_strategy:
+        strategy, strategy_source = run_strategy, "--run-strategy"
+        if recorded and recorded != run_strategy:
+            log.info("--run-strategy %s for %s, whose %s records %s", run_strategy, model, source, recorded)
+    elif _text(meta.get("strategy")):
+        strategy, strategy_source = meta["strategy"], str(source)
+    elif _text(data.get("strategy")):
+        strategy, strategy_source = data["strategy"], f"{source} preference_data"
+    elif meta:
+        strategy, strategy_source = UNKNOWN, f"{source} records none"
+    else:
+        strategy, strategy_source = "none", "untrained"
+    if strategy == UNKNOWN:
+        log.warning("%s: the strategy of its training data is unknown (no strategy in %s); the tables show it as "
+                    "'unknown': pass --run-strategy NAME", model, source)
     return RunIdentity(
         model=run_model or (str(base) if base else own_name(model, gguf_file)),
-        method=run_method or str(meta.get("method") or ("unknown" if meta else "base")),
-        strategy=canonical_strategy(strategy),
+        method=run_method or _text(meta.get("method")) or (UNKNOWN if meta else "base"),
+        strategy=strategy,
+        strategy_source=strategy_source,
     )
 
 

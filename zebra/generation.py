@@ -20,7 +20,6 @@ engines in worker processes, each on its own GPUs, each given a contiguous share
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass, replace
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from zebra.errors import ZebraError
+from zebra.jsonio import read_json
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,7 @@ def vllm_spec(model: str, gguf_file: str | None, dtype: str, seed: int, tensor_p
 
     if not gguf_file and is_adapter_folder(model):
         config_path = Path(model) / "adapter_config.json"
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ZebraError(f"{config_path}: not a JSON adapter config ({err})") from None
+        config = read_json(config_path, "adapter config")
         base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
         if not base:
             raise ZebraError(f"{config_path} names no base_model_name_or_path; cannot serve the adapter")

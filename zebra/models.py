@@ -10,6 +10,8 @@ Everything a training or evaluation script needs to turn `--model` (+ `--gguf-fi
   still carries a GGUF "quantizer" that blocks saving and training (SPEC §10), so training always
   starts from such a folder. `cached_hf_folder` keys it by file identity so the ~15-60 s
   conversion runs once per machine.
+- `check_model_source(model, gguf_file)`: one-line errors for a --model that cannot load, before any work.
+- `load_policy(model, gguf_file, chat_template, bf16)`: the model and tokenizer a training run starts from.
 """
 
 from __future__ import annotations
@@ -217,3 +219,58 @@ def set_chat_template(tokenizer, chat_template: str | None, model_name: str = "t
             f" (built-ins: {', '.join(CHAT_TEMPLATES)}; or a .jinja file)"
         )
     return tokenizer
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    """`org/name` or `name`, as the hub spells repos; anything else can only be a local path."""
+    parts = model.split("/")
+    return (not model.startswith((".", "/", "~")) and len(parts) <= 2
+            and all(p and all(c.isalnum() or c in "-_." for c in p) for p in parts))
+
+
+def check_model_source(model: str, gguf_file: str | None = None) -> None:
+    """One-line errors for a --model that cannot load, before minutes of imports and data work:
+    a missing path, a folder that is not a Hugging Face model, a file, or (HF_HUB_OFFLINE=1) a hub
+    id that is not in the local cache (transformers would say so only after its own retries)."""
+    path = Path(model).expanduser()
+    if gguf_file:
+        if not path.is_dir():
+            raise ZebraError(f"--model {model}: no such folder (with --gguf-file, --model is the folder holding the file)")
+        return  # _gguf_path names a missing GGUF file itself
+    if path.is_file():
+        hint = f"; pass its folder as --model and --gguf-file {path.name}" if path.suffix == ".gguf" else ""
+        raise ZebraError(f"--model {model} is a file, not a Hugging Face model folder or hub id{hint}")
+    if path.is_dir():
+        if not any((path / name).exists() for name in ("config.json", "adapter_config.json")):
+            raise ZebraError(f"--model {model} has no config.json: not a Hugging Face model folder "
+                             "(for a GGUF file, pass the folder as --model and the file name as --gguf-file)")
+        return
+    if not _looks_like_hub_id(model):
+        raise ZebraError(f"--model {model}: no such folder (and not a hub id like org/name)")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(model, "config.json"), str):
+        raise ZebraError(f"--model {model}: no such folder, and not in the local Hugging Face cache (HF_HUB_OFFLINE=1); "
+                         "download it on a machine with the hub, or pass a local folder")
+
+
+def load_policy(model: str, gguf_file: str | None, chat_template: str | None, bf16: bool):
+    """(model, tokenizer, model_path) ready for trl's trainers; `model_path` is a plain HF folder or hub id.
+
+    A GGUF checkpoint is dequantised once into the cache first: trl rebuilds the DPO reference
+    model from the policy's path, which must therefore load without `gguf_file`.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(model, gguf_file)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:  # hub: not found, gated, no network; transformers' message runs to many lines
+        raise ZebraError(f"--model {model}: cannot load ({str(err).strip().splitlines()[0]})") from None
+    set_chat_template(tokenizer, chat_template, model_name=f"--model {model}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # bf16 weights as in alignment-handbook's recipes: halves memory on the GPU box; fp32 elsewhere.
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    return policy, tokenizer, path

@@ -21,7 +21,6 @@ readers and `write_dataset`, which builds the folder beside its target and renam
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from zebra.errors import ZebraError
+from zebra.jsonio import ReadError, read_json
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,9 @@ def read_source(path: Path) -> Source:
 
     meta_path = Path(f"{path}.meta.json")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PublishError(f"{meta_path}: not a JSON meta file ({err}); remake it with its binarize script") from None
+        meta = read_json(meta_path, "meta file")
+    except ReadError as err:
+        raise PublishError(str(err.with_hint("remake it with its binarize script"))) from None
     strategy = meta.get("settings", {}).get("strategy") if isinstance(meta, dict) and isinstance(meta.get("settings"), dict) else None
     if strategy not in SCRIPTS:
         raise PublishError(f"{meta_path}: settings.strategy is {strategy!r}, not one of {', '.join(SCRIPTS)}")

@@ -122,10 +122,15 @@ def check_writable_dir(path: str | Path, flag: str = "--output-dir") -> None:
 
 def check_output_dir(path: str | Path, flag: str = "--output-dir") -> None:
     """Before any work: an output folder that exists must be a folder, and so must its parents
-    (otherwise the run fails only when it saves, after the work)."""
+    (otherwise the run fails only when it saves, after the work); and this user must be able to
+    write it, or create it in the nearest folder that exists (read-only mounts included)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SettingError(f"{flag} {path} is a file; pass a folder")
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise SettingError(f"{flag} {path}: {parent} is a file, not a folder")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingError(f"{flag} {path}: {existing} is not writable (permissions or a read-only file system); "
+                           "choose another folder")

@@ -282,11 +282,28 @@ def read_summary(path: Path) -> dict | None:
             raise RunError(f"{path}: {bench} has no finite `accuracy`; re-run that evaluation")
         if not 0.0 <= acc <= 1.0:
             raise RunError(f"{path}: {bench} accuracy {acc} is outside [0, 1]; re-run that evaluation")
+    if "finished" in data and not isinstance(data["finished"], bool):  # "no" is truthy: never read it as done
+        raise RunError(f"{path}: `finished` is {data['finished']!r}, not true or false; re-run that evaluation")
     if data.get("finished") is False:
         # an interrupted evaluate.py run has fewer benchmarks: Table 1 would average other sets
         log.warning("%s: unfinished run (finished: false) left out; re-run that evaluation to include it", path.parent)
         return None
     return data
+
+
+def run_identity(data: dict, path: Path) -> tuple[str, str, str]:
+    """(model, method, strategy) of a summary: its `run` object, as evaluate.py recorded it (the
+    strategy from --run-strategy or the trained folder's `preference_data`, never a folder name).
+    A summary without `run` is an untrained model named by its settings' `model` (or its folder)."""
+    run = data.get("run", {})
+    if not isinstance(run, dict):
+        raise RunError(f"{path}: `run` is {run!r}, not an object with model, method and strategy; re-run that evaluation")
+    for key in ("model", "method", "strategy"):
+        if run.get(key) is not None and not isinstance(run[key], str):
+            raise RunError(f"{path}: run.{key} is {run[key]!r}, not a name; re-run that evaluation or fix its --run-{key}")
+    settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+    fallback = settings.get("model") if isinstance(settings.get("model"), str) else path.parent.name
+    return run.get("model") or fallback, run.get("method") or "base", run.get("strategy") or "none"
 
 
 def collect_runs(results_dir: str | Path) -> list[Run]:
@@ -300,16 +317,8 @@ def collect_runs(results_dir: str | Path) -> list[Run]:
         data = read_summary(summary)
         if data is None:
             continue
-        run = data.get("run") or {}
-        runs.append(
-            Run(
-                path=summary.parent,
-                model=str(run.get("model") or (data.get("settings") or {}).get("model", summary.parent.name)),
-                method=str(run.get("method") or "base"),
-                strategy=str(run.get("strategy") or "none"),
-                results=data["results"],
-            )
-        )
+        model, method, strategy = run_identity(data, summary)
+        runs.append(Run(path=summary.parent, model=model, method=method, strategy=strategy, results=data["results"]))
     seen: dict[tuple[str, str, str], Path] = {}
     for r in runs:
         key = (r.model, r.method, r.strategy)
@@ -319,6 +328,10 @@ def collect_runs(results_dir: str | Path) -> list[Run]:
                 "move one out or fix its --run-* flags"
             )
         seen[key] = r.path
+    unknown = [str(r.path) for r in runs if r.strategy == "unknown"]
+    if unknown:
+        log.warning("strategy unknown (its training data had no binarize meta) for %s; re-run evaluate.py with "
+                    "--run-strategy NAME to give it a column", ", ".join(unknown))
     return runs
 
 
