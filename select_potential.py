@@ -137,7 +137,7 @@ def run(args) -> dict:
     from zebra.models import load_model_and_tokenizer, set_chat_template
     from zebra.records import SCHEMA, RecordWriter, check_output, read_records
     from zebra.settings import check_output_path
-    from zebra.training import check_model_source
+    from zebra.models import check_model_source
 
     for path in (args.output, f"{args.output}.meta.json"):
         check_output_path(path, [args.data])
