@@ -352,7 +352,7 @@ def test_run_identity_never_reads_a_strategy_from_folder_or_file_names(tmp_path,
     (grid / "settings.json").write_text(json.dumps({"method": "dpo", "model": "m", "data": "out/data/sup.json"}))  # older runs
     assert read_run_identity(str(grid), None, None, None).strategy == "unknown"
     (grid / "settings.json").write_text("[]")
-    with pytest.raises(ZebraError, match=r"settings\.json: a JSON list, not an object"):
+    with pytest.raises(ZebraError, match=r"settings\.json: expected a JSON object, got a list"):
         read_run_identity(str(grid), None, None, None)
 
 

@@ -106,5 +106,5 @@ def test_a_summary_whose_run_is_not_an_object_is_named(run, monkeypatch, capsys,
     summary = json.loads((b / "summary.json").read_text())
     (b / "summary.json").write_text(json.dumps(summary).replace(json.dumps(summary["run"]), run))
     msg = _error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--permutations", "10")
-    assert f"{b / 'summary.json'}: `run` is not an object" in msg
+    assert f"{b / 'summary.json'}: `run` is {json.loads(run)!r}, not an object" in msg
     assert not list((tmp_path / "evals").glob("table*"))

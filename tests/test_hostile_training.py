@@ -78,7 +78,7 @@ def test_lone_surrogate_in_a_response_names_the_file_and_row(world, tmp_path):
     out = tmp_path / "run"
     done = run("train_sft.py", "--data", str(data), "--model", str(world / "tiny"), "--output-dir", str(out), *SMALL)
     msg = one_error_line(done)
-    assert "surrogate.json row 2" in msg and "chosen" in msg and "surrogate" in msg, msg
+    assert "surrogate.json:1: list item 3: chosen[1].content holds a lone surrogate" in msg, msg
     assert not out.exists()
 
 

@@ -164,9 +164,9 @@ def test_table_leaves_out_unfinished_runs_and_names_them(tmp_path, caplog):
         ('{"run": {}, "results": {"arc_easy": {"n": 3}}}', "arc_easy has no finite `accuracy`"),
         ('{"run": {}, "results": {"arc_easy": {"n": 3, "accuracy": NaN}}}', "NaN is not JSON"),
         ('{"run": {}, "results": {"arc_easy": {"n": 3, "accuracy": 1.5}}}', "outside [0, 1]"),
-        ('{"run": {}, "results": ["arc_easy"]}', "`results` is not an object"),
-        ('{"run": "oops", "results": {"arc_easy": {"n": 3, "accuracy": 0.5}}}', "`run` is not an object"),
-        ('{"run": {}, "settings": [1], "results": {"arc_easy": {"n": 3, "accuracy": 0.5}}}', "`settings` is not an object"),
+        ('{"run": {}, "results": ["arc_easy"]}', "`results` is ['arc_easy'], not an object"),
+        ('{"run": "oops", "results": {"arc_easy": {"n": 3, "accuracy": 0.5}}}', "`run` is 'oops', not an object"),
+        ('{"run": {}, "settings": [1], "results": {"arc_easy": {"n": 3, "accuracy": 0.5}}}', "`settings` is [1], not an object"),
     ],
 )
 def test_bad_summary_is_one_error_naming_the_file(tmp_path, content, message):

@@ -2,6 +2,7 @@
 made once at load (text, weights), and the strategy travelling from binarize time to Table 5
 without any folder or file name read as a strategy."""
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -36,6 +37,7 @@ def test_block_holds_the_settings_that_made_the_pairs_where_they_apply(tmp_path)
     assert combined == {
         "strategy": "sup_sim", "tau": 0.1, "rank_weight": 0.7, "similarity_weight": 0.3, "seed": 7,
         "models_per_prompt": 2, "data": POOL, "limit": 3, "behaviour_table": "model_aware/benchmark.csv",
+        "behaviour_table_sha256": hashlib.sha256(Path("model_aware/benchmark.csv").read_bytes()).hexdigest(),
         "meta": str(tmp_path / "sup_sim.json.meta.json")}
     sup = preference_data(made(tmp_path, "sup", limit=2, max_entropy=0.5))
     assert (sup["strategy"], sup["tau"], sup["max_entropy"], sup["seed"], sup["models_per_prompt"]) == ("sup", 0.1, 0.5, None, None)
@@ -44,11 +46,11 @@ def test_block_holds_the_settings_that_made_the_pairs_where_they_apply(tmp_path)
     assert (baseline["strategy"], baseline["seed"]) == ("baseline", 5) and "tau" not in baseline
 
 
-def test_table_sha256_is_copied_when_the_meta_has_one(tmp_path):
+def test_table_sha256_is_copied_from_the_meta(tmp_path):
     data = made(tmp_path, "sim", limit=2)
     meta_path = Path(f"{data}.meta.json")
     meta = json.loads(meta_path.read_text())
-    meta["behaviour_table"]["sha256"] = "ab" * 32  # what the binarize side is adding
+    meta["behaviour_table"]["sha256"] = "ab" * 32  # whatever the meta says, not a hash made now
     meta_path.write_text(json.dumps(meta))
     assert preference_data(data)["behaviour_table_sha256"] == "ab" * 32
 
@@ -72,7 +74,7 @@ def test_data_made_from_data_follows_the_metas_to_the_strategy(tmp_path):
     assert block["via"] == [f"{kept}.meta.json", f"{sup}.meta.json"]
 
 
-@pytest.mark.parametrize("content, needle", [("{not json", "not a JSON meta file"), ("[1, 2]", "a JSON list")])
+@pytest.mark.parametrize("content, needle", [("{not json", "meta.json:1: not valid JSON"), ("[1, 2]", "meta.json: expected a JSON object, got a list of 2")])
 def test_a_broken_meta_is_one_line_naming_it(tmp_path, content, needle):
     data = tmp_path / "d.json"
     data.write_text("[]")

@@ -275,7 +275,7 @@ def read_summary(path: Path) -> dict | None:
         return None
     for key in ("results", "run", "settings"):
         if key in data and not isinstance(data[key], dict):
-            raise RunError(f"{path}: `{key}` is not an object; re-run that evaluation")
+            raise RunError(f"{path}: `{key}` is {data[key]!r:.60}, not an object; re-run that evaluation")
     for bench, res in data["results"].items():
         acc = res.get("accuracy") if isinstance(res, dict) else None
         if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):
