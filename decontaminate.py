@@ -25,7 +25,6 @@ import argparse
 import csv
 import io
 import logging
-import os
 import sys
 import time
 from dataclasses import replace
@@ -109,21 +108,13 @@ def record_texts(records: list, responses: bool, where: str) -> list:
 
 def write_csv_atomic(path: Path, rows: list[dict], columns: list[str]) -> None:
     """The CSV written to a temporary file beside `path` and renamed: never a half file."""
-    from zebra.records import make_parent
+    from zebra.records import write_text_atomic
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    make_parent(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:
-        raise ZebraError(f"{path}: cannot write ({err.strerror or err})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, buf.getvalue())
 
 
 def main() -> None:

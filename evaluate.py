@@ -45,7 +45,6 @@ is `unknown` (pass --run-strategy). `summary.json`'s `run` says where the strate
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -345,24 +344,13 @@ def table_main(argv: list[str]) -> None:
     for stem, title, frame, shown in sections:
         texts[f"{stem}.md"] = f"## {title}\n\n{stats.to_markdown(shown)}\n"
         texts[f"{stem}.csv"] = frame.to_csv()
+    from zebra.records import write_text_atomic
+
     for name, text in texts.items():  # every table made before the first file is replaced
         write_text_atomic(out / name, text)
     for stem, *_ in sections:
         print(texts[f"{stem}.md"])
     print(f"{len(runs)} runs; wrote table1/2/5 .md and .csv to {out}")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to `.<name>.tmp-<pid>` beside `path` and rename (zebra.records' naming, so a killed run's
-    leftover is cleaned by the next): a table file is the old one or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:
-        raise ZebraError(f"{path}: cannot write ({err.strerror or err})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -349,16 +348,13 @@ def write_real_subsets(source_dir: str | Path, output_dir: str | Path, n: int = 
     missing = [str(source_dir / rel) for rel in REAL_SOURCES.values() if not (source_dir / rel).is_file()]
     if missing:
         raise BenchmarkDataError(f"--source {source_dir}: missing {', '.join(missing)}")
+    from zebra.records import write_text_atomic
+
     output_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, rel in REAL_SOURCES.items():
         subset = real_subset_rows(name, _read_file(source_dir / rel), n, seed)
         path = output_dir / f"{name}.jsonl"
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in subset), encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in subset))
         written[name] = path
     return written

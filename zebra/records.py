@@ -443,12 +443,19 @@ def _folder_lock(folder: Path):
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write a small JSON document (settings, counts) atomically."""
+    write_text_atomic(path, json_text(obj))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a small text file (a table, a CSV, a JSON document) to `.<name>.tmp-<pid>` beside
+    `path` and rename it: the file is the old one or the new one, never half (a killed run's
+    leftover is removed by the next, remove_stale_tmp)."""
     path = Path(path)
     make_parent(path)
     remove_stale_tmp(path)
     tmp = _tmp_path(path)
     try:
-        tmp.write_text(json_text(obj), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as err:
         raise ZebraError(f"{path}: cannot write ({err.strerror or err})") from None
