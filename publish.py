@@ -27,6 +27,7 @@ import logging
 import sys
 from pathlib import Path
 
+from zebra import hub
 from zebra.errors import ZebraError
 from zebra.jsonio import read_json
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
     from zebra import publish as pub
     from zebra.settings import check_output_folder
 
-    if args.push_to_hub and pub.hub_offline():
+    if args.push_to_hub and hub.offline():
         raise ZebraError(f"--push-to-hub {args.push_to_hub}: HF_HUB_OFFLINE is set, so nothing can be uploaded; "
                          "unset it on a machine that reaches the hub")
     if args.private and not args.push_to_hub:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from zebra import hub
 from zebra.errors import ZebraError
 from zebra.jsonio import read_json_records
 
@@ -218,6 +219,7 @@ def load_local_rows(spec: BenchmarkSpec, data_dir: str | Path) -> list[dict]:
 def load_hub_rows(spec: BenchmarkSpec) -> list[dict]:
     import datasets
 
+    hub.require_reachable(f"{spec.name} ({spec.hub_id})")
     rows: list[dict] = []
     for config in spec.configs:
         ds = datasets.load_dataset(spec.hub_id, config, split=spec.split)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zebra import hub
 from zebra.errors import ZebraError
 from zebra.jsonio import (MAX_DEPTH, ReadError, binary_kind, check_json_constants, check_json_data,
                           iter_json_records)
@@ -159,6 +159,7 @@ def load_ultrafeedback(source: str | Path | None = None, split: str = "train", l
                 if first:
                     check_numbers(ds, files, cache)
         elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
+            hub.require_reachable(f"--data {source}")
             ds = datasets.load_dataset(source, split=split)  # a hub id, e.g. openbmb/UltraFeedback
         else:
             raise DataError(f"{source}: no such file or folder (pass --data PATH or a hub id like {HUB_ID})")
@@ -415,7 +416,7 @@ def _load_failure(path: Path, source, err: Exception) -> str:
             if _builder(f) == "json" and (where := _bad_json_line(f)):
                 return where
     if not path.exists() and isinstance(source, str):
-        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        if hub.offline():
             return f"{source}: cannot load this hub id (HF_HUB_OFFLINE is set): {_first_line(err)}"
         return (f"{source}: cannot load this hub id: {_first_line(err)}; without network, pass a local copy "
                 "with --data (HF_HUB_OFFLINE=1 makes this fail at once instead of waiting)")

@@ -23,6 +23,7 @@ import logging
 import os
 from pathlib import Path
 
+from zebra import hub
 from zebra.errors import ZebraError
 from zebra.jsonio import ReadError, read_json, read_text
 
@@ -247,6 +248,7 @@ def check_model_source(model: str, gguf_file: str | None = None) -> None:
         return
     if not _looks_like_hub_id(model):
         raise ZebraError(f"--model {model}: no such folder (and not a hub id like org/name)")
+    hub.require_reachable(f"--model {model}")
     from huggingface_hub import constants, try_to_load_from_cache
 
     if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(model, "config.json"), str):

@@ -536,11 +536,6 @@ def write_dataset(output_dir: Path, files: dict[str, bytes | Path], tables: dict
         shutil.rmtree(old, ignore_errors=True)
 
 
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE as huggingface_hub reads it."""
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def push_to_hub(folder: Path, repo: str, private: bool) -> str:
     """Create the dataset repo (if needed) and upload the folder; returns the repo's URL."""
     from huggingface_hub import HfApi
