@@ -63,11 +63,14 @@ def run(args: argparse.Namespace) -> None:
     from zebra import publish as pub
     from zebra.settings import check_output_folder
 
+    pub.check_card_flags(args.license, args.language, args.pretty_name, args.push_to_hub)
     if args.push_to_hub and hub.offline():
         raise ZebraError(f"--push-to-hub {args.push_to_hub}: HF_HUB_OFFLINE is set, so nothing can be uploaded; "
                          "unset it on a machine that reaches the hub")
     if args.private and not args.push_to_hub:
         raise ZebraError("--private applies to --push-to-hub; add it or drop --private")
+    if args.push_to_hub:
+        hub.require_reachable(f"--push-to-hub {args.push_to_hub}")  # before the work, not after it
     sources = [pub.read_source(p) for p in pub.find_outputs(args.data)]
     sources.sort(key=lambda s: list(pub.SCRIPTS).index(s.config))  # sup first: the card's example loads it
     pub.name_configs(sources)

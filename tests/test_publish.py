@@ -172,12 +172,14 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_folder(outputs, tmp_path, 
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo, **kw: calls.append(("create", repo, kw)) or f"https://hub/{repo}")
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw)))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("zebra.hub.require_reachable", lambda what: calls.append(("probe", what)))
     spec = __import__("importlib.util").util.spec_from_file_location("publish_script", ROOT / "publish.py")
     script = __import__("importlib.util").util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "hf"
     script.run(argparse.Namespace(data=[str(outputs / "sup.json")], output_dir=str(out), agreement=None, license=None,
                                   language="en", pretty_name="x", no_labels=True, push_to_hub="me/zebra", private=True))
+    assert calls.pop(0) == ("probe", "--push-to-hub me/zebra")
     assert calls[0] == ("create", "me/zebra", {"repo_type": "dataset", "private": True, "exist_ok": True})
     assert calls[1][0] == "upload" and calls[1][1]["folder_path"] == str(out) and calls[1][1]["repo_type"] == "dataset"
     assert 'load_dataset("me/zebra", "sup"' in (out / "README.md").read_text()
@@ -224,10 +226,17 @@ def test_republishing_replaces_the_folder_it_wrote(outputs, tmp_path):
     ("no_meta", "no x.json.meta.json beside it"),
     ("unknown_pool", "cannot tell the licence of its pool"),
     ("private_alone", "--private applies to --push-to-hub"),
+    # free text that lands in the card's YAML or its title line (a newline made a second YAML key)
+    ("licence_newline", "--license 'mit\\nfoo: bar': not a hub licence id"),
+    ("licence_spaces", "--license 'MIT License': not a hub licence id"),
+    ("language_bad", "--language 'english': not an ISO 639 code"),
+    ("pretty_newline", "--pretty-name 'x\\n---\\nevil: 1': the card's title must be one line of printable text"),
+    ("pretty_empty", "--pretty-name '': the card's title must be one line of printable text"),
+    ("repo_bad", "--push-to-hub 'my dataset': not a hub repo id"),
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(case, expected, outputs, tmp_path):
     out = tmp_path / "hf"
-    args = [outputs, "--output-dir", out]
+    args, env = [outputs, "--output-dir", out], ENV
     if case == "into_input":
         args = [outputs, "--output-dir", outputs / "hf"]
     elif case == "holds_input":
@@ -252,8 +261,14 @@ def test_bad_inputs_are_one_line_and_write_nothing(case, expected, outputs, tmp_
         args = [tmp_path / "sup.json", "--output-dir", out, "--no-labels"]
     elif case == "private_alone":
         args.append("--private")
+    elif case.startswith(("licence", "language", "pretty", "repo")):
+        flag, value = {"licence_newline": ("--license", "mit\nfoo: bar"), "licence_spaces": ("--license", "MIT License"),
+                       "language_bad": ("--language", "english"), "pretty_newline": ("--pretty-name", "x\n---\nevil: 1"),
+                       "pretty_empty": ("--pretty-name", ""), "repo_bad": ("--push-to-hub", "my dataset")}[case]
+        args += [flag, value]
+        env = {**ENV, "HF_HUB_OFFLINE": "0"}  # the repo id is checked before the offline refusal
     before = sorted(p for p in outputs.rglob("*"))
-    proc = _publish(*args)
+    proc = _publish(*args, env=env)
     assert proc.returncode == 1 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert expected in proc.stderr
     assert sorted(p for p in outputs.rglob("*")) == before

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import shlex
 import shutil
 import warnings
@@ -141,6 +142,26 @@ def name_configs(sources: list[Source]) -> None:
 def pool_of(meta: dict) -> str:
     data = meta.get("settings", {}).get("data")
     return str(SHIPPED_SAMPLE) if data is None else str(data)
+
+
+# What the hub accepts in the card's fields; anything else would be free text inside the YAML header
+# or the title line (a newline in --license wrote a second YAML key).
+HUB_LICENCE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")  # cc-by-nc-4.0, apache-2.0, mit, other
+ISO_639 = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # en, de, zh-Hant, yue
+HUB_REPO_ID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_card_flags(licence: str | None, language: str, pretty_name: str, repo: str | None) -> None:
+    """One-line refusals for flag values the card or the hub cannot hold, before any work."""
+    if licence is not None and not HUB_LICENCE_ID.fullmatch(licence):
+        raise PublishError(f"--license {licence!r}: not a hub licence id (lower case, e.g. cc-by-4.0, mit, other)")
+    if not ISO_639.fullmatch(language):
+        raise PublishError(f"--language {language!r}: not an ISO 639 code (e.g. en, de, zh)")
+    if not pretty_name.strip() or not pretty_name.isprintable() or len(pretty_name) > 200:
+        raise PublishError(f"--pretty-name {pretty_name!r}: the card's title must be one line of printable text "
+                           "(at most 200 characters)")
+    if repo is not None and (not HUB_REPO_ID.fullmatch(repo) or len(repo) > 96):
+        raise PublishError(f"--push-to-hub {repo!r}: not a hub repo id (name or owner/name: letters, digits, '-', '_', '.')")
 
 
 def licence(sources: list[Source], override: str | None) -> tuple[str, str]:
