@@ -26,7 +26,7 @@ rank_weight = 0, and both terms lie in [0, 1], so the weights read as shares.
 from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
-BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
+BEHAVIOUR_TABLE = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 OUTPUT = "model_aware/UltraFeedback.combined.json"  # the original project's name for Aqs
 RANK_WEIGHT = 0.5  # weight of the pair's mean MB-SUP (quality); the paper gives no value
 SIMILARITY_WEIGHT = 0.5  # weight of the pair's MB-SIM (similarity); the paper gives no value
@@ -47,7 +47,7 @@ def sup_sim(prompts: strategies.Candidates, settings) -> strategies.Selection:
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, behaviour_table=BEHAVIOUR_TABLE, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "rank_weight-1.similarity_weight-0"))
     ap.add_argument("--rank-weight", type=float, default=RANK_WEIGHT, help="quality weight (default: %(default)s)")

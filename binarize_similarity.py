@@ -19,7 +19,7 @@ higher MB-SUP is chosen (paper §3.5, Strategy 2). Writes the records and `<outp
 from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
-BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
+BEHAVIOUR_TABLE = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 ORDER = "most"  # most: the paper's SIM; least: its contrast (TF-IDF check, §5.1)
 # The original project named its As output "least"; "most" gets the matching name.
 OUTPUT = {"most": "model_aware/UltraFeedback.most.score_ranking.no_ultra65.json",
@@ -40,7 +40,7 @@ def sim(prompts: strategies.Candidates, settings) -> strategies.Selection:
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, behaviour_table=BEHAVIOUR_TABLE, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--order", choices=("most", "least"), default=ORDER, help="most or least similar pair (default: %(default)s)")
     ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT[ORDER], "tau-0.5") + "; --order least: "

@@ -46,7 +46,24 @@ def missing_package_message(module: str) -> str:
             "`make setup`, then run the scripts with .venv/bin/python (or `source .venv/bin/activate` first)")
 
 
-def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, max_entropy: float | None,
+def renamed(ap: argparse.ArgumentParser, new: str, *old: str) -> None:
+    """Let the old spellings `old` of the flag `new` still parse, hidden from --help and usage.
+
+    Issue 21 §5 gave each meaning one flag name across the scripts (--behaviour-table, --data,
+    --eval-dir, --output vs --output-dir, --limit vs --sample); commands written with an old name keep
+    working for a while, with the same action, so the same dest, type, default and checks. The old
+    string is registered on the parser only, not on the action: argparse shows an action's
+    option_strings, so --help and its error messages name the new flag alone, and a required new
+    flag is satisfied by the old one too.
+    """
+    action = ap._option_string_actions[new]  # argparse keeps no public map from a flag to its action
+    for name in old:
+        if name in ap._option_string_actions:
+            raise ValueError(f"{name} is already a flag of this parser")
+        ap._option_string_actions[name] = action
+
+
+def binarize_parser(doc: str, *, behaviour_table: str, tau: float | None, seed: int, max_entropy: float | None,
                     entropy_quantile: float | None, reliability_temperature: float,
                     tau_help: str = "admit a pair only if MB-SIM >= tau (default: %(default)s)",
                     seed_help: str | None = None, data: str | None = None) -> argparse.ArgumentParser:
@@ -54,7 +71,9 @@ def binarize_parser(doc: str, *, benchmark: str, tau: float | None, seed: int, m
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=data, help="hub id, .json/.jsonl/.parquet/.arrow file or folder, or a long-format "
                     "pool (one row per response, zebra/pools.py) (default: %(default)s)")
-    ap.add_argument("--benchmark", default=benchmark, help="behaviour table CSV (default: %(default)s)")
+    ap.add_argument("--behaviour-table", default=behaviour_table,
+                    help="behaviour table CSV: each model's benchmark scores (default: %(default)s)")
+    renamed(ap, "--behaviour-table", "--benchmark")
     ap.add_argument("--tau", type=float, default=tau, help=tau_help)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts (default: all)")
     ap.add_argument("--seed", type=int, default=seed, help=seed_help or "seed of --models-per-prompt's draw "
@@ -136,7 +155,7 @@ def run_binarize(strategy: str, output: str | None, args: argparse.Namespace, de
     from zebra.pipeline import default_output as pipeline_default_output
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    common = {"data": args.data, "benchmark": args.benchmark, "seed": args.seed, "limit": args.limit,
+    common = {"data": args.data, "benchmark": args.behaviour_table, "seed": args.seed, "limit": args.limit,
               "max_entropy": args.max_entropy, "entropy_quantile": args.entropy_quantile,
               "reliability_temperature": args.reliability_temperature, "pool": pool_options(args)}
     if args.tau is not None:  # the baseline takes --tau only so every script accepts the same flags

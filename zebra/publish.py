@@ -305,7 +305,7 @@ def binarize_command(meta: dict) -> str:
     args = ["python", script, *flags]
     if s.get("data") is not None:
         args += ["--data", str(s["data"])]
-    args += ["--benchmark", str(s["benchmark"])]
+    args += ["--behaviour-table", str(s["benchmark"])]
     for key, flag in (("tau", "--tau"), ("rank_weight", "--rank-weight"), ("similarity_weight", "--similarity-weight"),
                       ("score", "--score"), ("limit", "--limit"), ("max_entropy", "--max-entropy"),
                       ("entropy_quantile", "--entropy-quantile"), ("reliability_temperature", "--reliability-temperature")):
