@@ -27,6 +27,7 @@ SEED = 42  # seeds the --models-per-prompt draw of a pool's responses; SUP itsel
 MAX_ENTROPY = None  # e.g. 0.5 keeps six-benchmark votes of 6–0 and 5–1 (entropy 0 and 0.451 nats)
 ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of this run's pairs
 RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
+MIN_MB_SUP_GAP = None  # e.g. 0.1 drops pairs whose MB-SUP gap is below it (README: agreement study); None: the paper
 
 
 def sup(prompts: strategies.Candidates, settings) -> strategies.Selection:
@@ -39,6 +40,7 @@ def main() -> None:
     ap = cli.binarize_parser(__doc__, data=DATA, behaviour_table=BEHAVIOUR_TABLE, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "tau-0.5"))
+    cli.add_min_mb_sup_gap(ap, MIN_MB_SUP_GAP)
     args = ap.parse_args()
     cli.run_binarize("sup", args.output, args, OUTPUT, rule=sup)  # loading, batching, writing: zebra.pipeline
 
