@@ -92,3 +92,17 @@ def test_the_script_flag_names_the_run_and_refuses_nan(pool, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "binarize_score.py"), "--data", str(pool), "--min-mb-sup-gap", "nan",
                            "--output", str(tmp_path / "x.json")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.strip() == "error: --min-mb-sup-gap must be a finite number, not nan (MB-SUP lies in [0, 1])"
+
+
+def test_the_setting_travels_with_the_pairs(pool, tmp_path):
+    """A run with a minimum is named by it, and the card's command and training's settings.json carry it."""
+    from zebra.pipeline import default_output
+    from zebra.publish import binarize_command
+    from zebra.training_data import preference_data
+
+    base = "model_aware/UltraFeedback.similarity.anchor.json"
+    assert default_output(base, BinarizeConfig("sup", "x", min_mb_sup_gap=0.1)).endswith(".anchor.min_mb_sup_gap-0.1.json")
+    assert default_output(base, BinarizeConfig("sup", "x")) == base
+    meta, _ = _run("sim", tmp_path / "sim.json", pool, min_mb_sup_gap=0.1)
+    assert "--min-mb-sup-gap 0.1" in binarize_command(meta)
+    assert preference_data(tmp_path / "sim.json")["min_mb_sup_gap"] == 0.1
