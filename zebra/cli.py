@@ -3,6 +3,10 @@
 Each script keeps its own constants block (what a user edits) and passes those values here as
 the flags' defaults; this module only spares the scripts the same argparse lines. It is the
 package's one module that knows about argparse and prints, because it is the scripts'.
+Every script names its flags by one scheme (issue 21 §5): --data the main input, --behaviour-table
+the behaviour CSV, --benchmarks the evaluation sets and --eval-dir local copies of them, --output one
+file and --output-dir a folder, --limit N the first N and --sample N a seeded draw of N; `renamed`
+keeps the old spellings working, unlisted.
 """
 
 from __future__ import annotations
