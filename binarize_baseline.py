@@ -23,7 +23,7 @@ This is the one constructor that uses instance labels: it is the comparison, not
 from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
-BENCHMARK = "model_aware/benchmark.csv"  # only for the mb_* provenance columns (and --only-rated)
+BEHAVIOUR_TABLE = "model_aware/benchmark.csv"  # only for the mb_* provenance columns (and --only-rated)
 OUTPUT = "model_aware/UltraFeedback.baseline.json"
 SCORE = "overall"  # what the paper used; "mean-rating" is Argilla's cleaned variant
 DROP_SOURCES = ("truthful_qa",)  # ultrafeedback_binarized drops them (TruthfulQA is an eval set)
@@ -41,7 +41,7 @@ def baseline(prompts: strategies.Scored, settings) -> strategies.BaselineSelecti
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=None, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, behaviour_table=BEHAVIOUR_TABLE, tau=None, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE,
                              tau_help="ignored: the baseline pairs by instance score, not MB-SIM (default: not used)",
                              seed_help="seed of the random rejected response and of --models-per-prompt's draw "

@@ -26,7 +26,7 @@ rank_weight = 0, and both terms lie in [0, 1], so the weights read as shares.
 from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
-BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
+BEHAVIOUR_TABLE = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 OUTPUT = "model_aware/UltraFeedback.combined.json"  # the original project's name for Aqs
 RANK_WEIGHT = 0.5  # weight of the pair's mean MB-SUP (quality); the paper gives no value
 SIMILARITY_WEIGHT = 0.5  # weight of the pair's MB-SIM (similarity); the paper gives no value
@@ -36,6 +36,7 @@ SEED = 42  # seeds the --models-per-prompt draw of a pool's responses; SUP+SIM i
 MAX_ENTROPY = None  # e.g. 0.5 keeps six-benchmark votes of 6–0 and 5–1 (entropy 0 and 0.451 nats)
 ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of this run's pairs
 RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
+MIN_MB_SUP_GAP = None  # e.g. 0.1 drops pairs whose MB-SUP gap is below it (README: agreement study); None: the paper
 
 
 def sup_sim(prompts: strategies.Candidates, settings) -> strategies.Selection:
@@ -47,11 +48,12 @@ def sup_sim(prompts: strategies.Candidates, settings) -> strategies.Selection:
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, behaviour_table=BEHAVIOUR_TABLE, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "rank_weight-1.similarity_weight-0"))
     ap.add_argument("--rank-weight", type=float, default=RANK_WEIGHT, help="quality weight (default: %(default)s)")
     ap.add_argument("--similarity-weight", type=float, default=SIMILARITY_WEIGHT, help="similarity weight (default: %(default)s)")
+    cli.add_min_mb_sup_gap(ap, MIN_MB_SUP_GAP)
     args = ap.parse_args()
     cli.run_binarize("sup_sim", args.output, args, OUTPUT, rule=sup_sim,  # loading, batching, writing: zebra.pipeline
                      rank_weight=args.rank_weight, similarity_weight=args.similarity_weight)

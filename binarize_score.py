@@ -5,7 +5,7 @@ r"""SUP (superiority-first, "Aq"): chosen = the top MB-SUP model's response, rej
 
     # on full UltraFeedback: the hub id on a machine that reaches it, or a local copy
     python binarize_score.py --data openbmb/UltraFeedback --output out/sup.json
-    python binarize_score.py --data ~/mirror/ultrafeedback.parquet --benchmark my_table.csv --output out/sup.parquet
+    python binarize_score.py --data ~/mirror/ultrafeedback.parquet --behaviour-table my_table.csv --output out/sup.parquet
 
     # only pairs the benchmarks agree on (vote entropy <= the run's median, as seed 003);
     # every record always carries `agreement`, `entropy` and `weight` (train_dpo.py --weight-column weight)
@@ -19,7 +19,7 @@ pair (paper §3.5, Strategy 1). Writes the records and `<output>.meta.json` besi
 from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
-BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
+BEHAVIOUR_TABLE = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 OUTPUT = "model_aware/UltraFeedback.similarity.anchor.json"  # the original project's name for Aq
 TAU = 0.1  # paper §3.6; the original README says 0.9 and the original code applies none
 SEED = 42  # seeds the --models-per-prompt draw of a pool's responses; SUP itself draws nothing
@@ -27,6 +27,7 @@ SEED = 42  # seeds the --models-per-prompt draw of a pool's responses; SUP itsel
 MAX_ENTROPY = None  # e.g. 0.5 keeps six-benchmark votes of 6–0 and 5–1 (entropy 0 and 0.451 nats)
 ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of this run's pairs
 RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
+MIN_MB_SUP_GAP = None  # e.g. 0.1 drops pairs whose MB-SUP gap is below it (README: agreement study); None: the paper
 
 
 def sup(prompts: strategies.Candidates, settings) -> strategies.Selection:
@@ -36,9 +37,10 @@ def sup(prompts: strategies.Candidates, settings) -> strategies.Selection:
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, behaviour_table=BEHAVIOUR_TABLE, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT, "tau-0.5"))
+    cli.add_min_mb_sup_gap(ap, MIN_MB_SUP_GAP)
     args = ap.parse_args()
     cli.run_binarize("sup", args.output, args, OUTPUT, rule=sup)  # loading, batching, writing: zebra.pipeline
 

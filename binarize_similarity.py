@@ -19,7 +19,7 @@ higher MB-SUP is chosen (paper §3.5, Strategy 2). Writes the records and `<outp
 from zebra import cli, strategies
 
 DATA = "data/alpaca_eval"  # the shipped real pool: 12 models x 403 AlpacaEval prompts, GPT-4 judged (pool.json)
-BENCHMARK = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
+BEHAVIOUR_TABLE = "model_aware/benchmark.csv"  # the paper's behaviour table (Table 4)
 ORDER = "most"  # most: the paper's SIM; least: its contrast (TF-IDF check, §5.1)
 # The original project named its As output "least"; "most" gets the matching name.
 OUTPUT = {"most": "model_aware/UltraFeedback.most.score_ranking.no_ultra65.json",
@@ -30,6 +30,7 @@ SEED = 42  # seeds the --models-per-prompt draw of a pool's responses; SIM itsel
 MAX_ENTROPY = None  # e.g. 0.5 keeps six-benchmark votes of 6–0 and 5–1 (entropy 0 and 0.451 nats)
 ENTROPY_QUANTILE = None  # e.g. 0.5: seed 003's cut, entropy <= the median of this run's pairs
 RELIABILITY_TEMPERATURE = 0.2  # seed 003's softmax temperature for `weight`
+MIN_MB_SUP_GAP = None  # e.g. 0.1 drops pairs whose MB-SUP gap is below it (README: agreement study); None: the paper
 
 
 def sim(prompts: strategies.Candidates, settings) -> strategies.Selection:
@@ -40,11 +41,12 @@ def sim(prompts: strategies.Candidates, settings) -> strategies.Selection:
 
 
 def main() -> None:
-    ap = cli.binarize_parser(__doc__, data=DATA, benchmark=BENCHMARK, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
+    ap = cli.binarize_parser(__doc__, data=DATA, behaviour_table=BEHAVIOUR_TABLE, tau=TAU, seed=SEED, max_entropy=MAX_ENTROPY,
                              entropy_quantile=ENTROPY_QUANTILE, reliability_temperature=RELIABILITY_TEMPERATURE)
     ap.add_argument("--order", choices=("most", "least"), default=ORDER, help="most or least similar pair (default: %(default)s)")
     ap.add_argument("--output", default=None, help=cli.output_help(OUTPUT[ORDER], "tau-0.5") + "; --order least: "
                     + OUTPUT["least"])
+    cli.add_min_mb_sup_gap(ap, MIN_MB_SUP_GAP)
     args = ap.parse_args()
     strategy = "sim" if args.order == "most" else "sim_least"
     cli.run_binarize(strategy, args.output, args, OUTPUT[args.order], rule=sim)  # loading, batching, writing: zebra.pipeline

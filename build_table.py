@@ -1,10 +1,10 @@
-r"""Build a behaviour table (the `--benchmark` CSV) from evaluation result files: lm-evaluation-harness
+r"""Build a behaviour table (the `--behaviour-table` CSV) from evaluation result files: lm-evaluation-harness
 JSON (0.3 and 0.4 formats) and this project's `evaluate.py` summary.json.
 
     # the 8 UltraFeedback models that public lm-eval files cover (shipped), named as in UltraFeedback
     python build_table.py --lm-eval data/lm_eval_results --model-names data/lm_eval_results/ultrafeedback_names.csv \
         --output model_aware/lm_eval_table.csv
-    python binarize_score.py --benchmark model_aware/lm_eval_table.csv --output out/sup_lm_eval.json
+    python binarize_score.py --behaviour-table model_aware/lm_eval_table.csv --output out/sup_lm_eval.json
 
     # your own files: pick columns, change a metric, decide what a missing cell means
     python build_table.py --lm-eval results/ --tasks arc_challenge,hellaswag,mmlu_stem --metric arc_challenge=acc \
@@ -18,7 +18,7 @@ JSON (0.3 and 0.4 formats) and this project's `evaluate.py` summary.json.
 
     # the study in the README: this table vs the paper's on the shipped real pool (AlpacaEval, GPT-4 judged)
     python build_table.py study --table model_aware/lm_eval_table.csv --judged-only --models-per-prompt 4 all \
-        --output out/lm_eval_study
+        --output-dir out/lm_eval_study
 
 One row per model (its `pretrained=` name, or `--model-names`' name), one column per task, fractions
 in [0, 1] as the files give them. Beside the CSV, `<name>.provenance.json` names the file and JSON
@@ -32,6 +32,7 @@ import logging
 import sys
 
 from zebra import lmeval  # the standard library only: --help and a missing package need nothing else
+from zebra.cli import renamed
 from zebra.errors import ZebraError
 
 # Metric per task where it is not plain `acc`. acc_norm where the Open LLM Leaderboard (v1) used it
@@ -129,9 +130,10 @@ def study_main(argv: list[str]) -> None:
     ap.add_argument("--seed", type=int, default=SEED, help="the K draw (default: %(default)s)")
     ap.add_argument("--min-gap", type=float, default=MIN_GAP, help="a judge-label gap above this decides a pair (default: %(default)s)")
     ap.add_argument("--n-boot", type=int, default=N_BOOT, help="(default: %(default)s)")
-    ap.add_argument("--output", required=True, help="folder for both tables' pairs and study.json")
+    ap.add_argument("--output-dir", required=True, help="folder for both tables' pairs and study.json")
     ap.add_argument("--verbose", action="store_true", help="log every binarize run's notes (skipped responses by model, "
                     "pool counts) as it goes; by default they are only in the runs' .meta.json files")
+    renamed(ap, "--output-dir", "--output")  # the old name (issue 21 §5): --output is one file elsewhere
     args = ap.parse_args(argv)
     if not args.verbose:  # the runs' counts are in their .meta.json files; the summary names them
         import datasets
@@ -143,7 +145,7 @@ def study_main(argv: list[str]) -> None:
         if v.lower() != "all" and not (v.isdigit() and int(v) >= 2):
             raise lmeval.ResultFileError(f"--models-per-prompt {v!r}: give integers >= 2 or 'all'")
         ks.append(None if v.lower() == "all" else int(v))
-    result = lmeval_study.run_study(args.table, args.paper, args.data, args.output, STUDY_STRATEGIES, args.tau,
+    result = lmeval_study.run_study(args.table, args.paper, args.data, args.output_dir, STUDY_STRATEGIES, args.tau,
                                     ks=ks, judged_only=args.judged_only, seed=args.seed, min_gap=args.min_gap,
                                     n_boot=args.n_boot)
     print(lmeval_study.format_study(result))

@@ -51,7 +51,7 @@ def is_records(data: str) -> bool:
 
 
 def eval_items(eval_dir: str, names: list[str]) -> dict:
-    """Every item of each benchmark: the hub, a realdata/eval folder, or evaluate.py's --data-dir layout."""
+    """Every item of each benchmark: the hub, a realdata/eval folder, or evaluate.py's --eval-dir layout."""
     from zebra.benchmarks import REAL_SOURCES, load_items, load_real_items
 
     items = {}
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--data", default=DATA, help="a pool or UltraFeedback file/folder/hub id, or a binarize output "
                     "(a .json/.jsonl/.parquet with its .meta.json) (default: %(default)s)")
     ap.add_argument("--eval-dir", default=EVAL_DIR, help="the benchmarks' test items: a realdata/eval folder (SPEC §11), "
-                    "evaluate.py's --data-dir layout, or `hub` for the hub ids (default: %(default)s, 24 items each)")
+                    "evaluate.py's --eval-dir layout, or `hub` for the hub ids (default: %(default)s, 24 items each)")
     ap.add_argument("--benchmarks", default=BENCHMARKS, help="comma-separated (default: %(default)s)")
     ap.add_argument("--ngram", type=int, default=NGRAM, help="n-gram length in normalised tokens (default: %(default)s)")
     ap.add_argument("--threshold", type=float, default=THRESHOLD,

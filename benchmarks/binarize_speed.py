@@ -10,7 +10,7 @@ r"""Speed and memory of the four constructors at full size, against the per-row 
 
     # a tiny smoke run (tests/test_speed_benchmark.py runs one like it)
     python -m benchmarks.binarize_speed --rows 300 --response-words 20 --scales 1 2 --repeats 1 \
-        --data-dir out/bench_tiny --output out/bench_tiny/result.json
+        --work-dir out/bench_tiny --output out/bench_tiny/result.json
 
 For each data size (`--rows` × each of `--scales`; 63,967 is UltraFeedback's size) and each cache
 state, every run is a separate Python process, timed end to end (interpreter start to exit) by
@@ -56,9 +56,9 @@ CONSTRUCTORS = ("sup", "sim", "sup_sim", "baseline")  # the four binarize_*.py s
 REPEATS = 3  # fast, floor and select runs at 1×; medians are reported (the machine may be shared)
 LARGE_REPEATS = 1  # every run at 10× (a cold one parses 4.5 GB of JSON)
 REFERENCE_REPEATS = 1  # the slowest run at 1×, and its ratio to the fast path is far from the target
-DATA_DIR = "out/bench"  # generated data, caches and outputs: large, git-ignored
+WORK_DIR = "out/bench"  # generated data, caches and outputs: large, git-ignored
 OUTPUT = "benchmarks/results/binarize_speed.json"  # tracked, behind the README's table: the whole benchmark only
-PARTIAL_NAME = "binarize_speed.partial.json"  # any other run writes this, in --data-dir
+PARTIAL_NAME = "binarize_speed.partial.json"  # any other run writes this, in --work-dir
 BATCH_SIZE = 4096  # BinarizeConfig's default (not imported: the driver stays small)
 # The targets of issue 8, at 1× warm (and the 10× memory one).
 TARGET_SPEEDUP_VS_REFERENCE = 5.0
@@ -253,9 +253,9 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    data_dir = (ROOT / args.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    work = data_dir / "work"
+    folder = (ROOT / args.work_dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    work = folder / "work"
     work.mkdir(exist_ok=True)
     load_before = os.getloadavg()
     t_start = time.perf_counter()
@@ -265,11 +265,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                                "load_average_before": [round(x, 2) for x in load_before], "sizes": {}}
     for scale in args.scales:
         rows = args.rows * scale
-        data = data_dir / f"uf_{rows}_w{args.response_words}.jsonl"
+        data = folder / f"uf_{rows}_w{args.response_words}.jsonl"
         make_data(data, rows, args.response_words)
         repeats = args.repeats if scale == 1 else min(args.repeats, LARGE_REPEATS)
         size: dict[str, Any] = {"rows": rows, "data_file_mb": round(data.stat().st_size / 1e6, 1), "modes": {}}
-        warm_cache = data_dir / f"cache-warm-{rows}"
+        warm_cache = folder / f"cache-warm-{rows}"
         for mode in args.modes:
             print(f"\n== {rows} rows ({scale}×), {mode} ==", flush=True)
             if mode == "warm":  # fill the cache once, untimed
@@ -278,7 +278,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             def cache_for_run() -> Path:
                 if mode == "warm":
                     return warm_cache
-                return Path(tempfile.mkdtemp(prefix="cache-cold-", dir=data_dir))
+                return Path(tempfile.mkdtemp(prefix="cache-cold-", dir=folder))
 
             def one(kind: str, strategy: str | None, target: int = 0, keep: Path | None = None) -> dict[str, Any]:
                 cache = cache_for_run()
@@ -385,6 +385,8 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from zebra.cli import renamed
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=ROWS, help="rows at 1× (default: %(default)s)")
     ap.add_argument("--scales", type=int, nargs="+", default=list(SCALES), help="multiples of --rows (default: 1 10)")
@@ -395,9 +397,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=REPEATS, help="runs per measurement at 1×, median reported (default: %(default)s)")
     ap.add_argument("--reference-repeats", type=int, default=REFERENCE_REPEATS, help="runs of the per-row reference (default: %(default)s)")
     ap.add_argument("--no-reference", dest="reference", action="store_false", help="skip the per-row reference")
-    ap.add_argument("--data-dir", default=DATA_DIR, help="generated data, caches and partial results (default: %(default)s)")
+    ap.add_argument("--work-dir", default=WORK_DIR, help="generated data, caches and partial results (default: %(default)s)")
     ap.add_argument("--output", default=None,
-                    help=f"results JSON (default: {OUTPUT} for the whole benchmark, DATA_DIR/{PARTIAL_NAME} for any other run)")
+                    help=f"results JSON (default: {OUTPUT} for the whole benchmark, WORK_DIR/{PARTIAL_NAME} for any other run)")
     # internal: one measured run (the driver starts these)
     ap.add_argument("--worker", choices=("fast", "reference", "floor", "select", "same_pairs"), help=argparse.SUPPRESS)
     ap.add_argument("--strategy", help=argparse.SUPPRESS)
@@ -405,6 +407,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--run-output", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--target-bytes", type=int, default=0, help=argparse.SUPPRESS)
+    renamed(ap, "--work-dir", "--data-dir")  # --data is an input everywhere; this folder is scratch
     args = ap.parse_args(argv)
     if not args.worker and (args.rows < 1 or args.repeats < 1 or args.reference_repeats < 1):
         ap.error("--rows, --repeats and --reference-repeats must be at least 1")
@@ -424,12 +427,12 @@ def output_path(args: argparse.Namespace) -> Path:
     a partial run writes beside it, and refuses to be pointed at it."""
     partial = is_partial(args)
     if args.output is None:
-        return (ROOT / args.data_dir / PARTIAL_NAME) if partial else ROOT / OUTPUT
+        return (ROOT / args.work_dir / PARTIAL_NAME) if partial else ROOT / OUTPUT
     out = ROOT / args.output
     if partial and out.resolve() == (ROOT / OUTPUT).resolve():
         raise SystemExit(f"error: --output {args.output}: a partial run (settings other than the whole benchmark's "
                          f"defaults) would replace the results behind the README's table; leave --output out to "
-                         f"write {Path(args.data_dir) / PARTIAL_NAME}, or name another file")
+                         f"write {Path(args.work_dir) / PARTIAL_NAME}, or name another file")
     return out
 
 

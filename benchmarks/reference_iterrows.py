@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 STRATEGY = "sup"  # sup | sim | sim_least | sup_sim | baseline
-BENCHMARK = "model_aware/benchmark.csv"
+BEHAVIOUR_TABLE = "model_aware/benchmark.csv"
 TAU = 0.1  # as zebra.strategies: admit a pair only if MB-SIM >= tau
 RANK_WEIGHT = 0.5
 SIMILARITY_WEIGHT = 0.5
@@ -129,7 +129,7 @@ def _clean(value):
     return value
 
 
-def reference_binarize(data: str | None, output: str, strategy: str = STRATEGY, benchmark: str = BENCHMARK,
+def reference_binarize(data: str | None, output: str, strategy: str = STRATEGY, benchmark: str = BEHAVIOUR_TABLE,
                        tau: float = TAU, rank_weight: float = RANK_WEIGHT, similarity_weight: float = SIMILARITY_WEIGHT,
                        seed: int = SEED, score: str = SCORE, drop_sources: tuple[str, ...] = DROP_SOURCES,
                        only_rated: bool = False, limit: int | None = None,
@@ -224,19 +224,22 @@ def reference_binarize(data: str | None, output: str, strategy: str = STRATEGY, 
 
 
 def main() -> None:
+    from zebra.cli import renamed
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--strategy", default=STRATEGY, choices=("sup", "sim", "sim_least", "sup_sim", "baseline"))
     ap.add_argument("--data", default=None, help="UltraFeedback-schema file or folder (default: shipped sample)")
     ap.add_argument("--output", required=True, help="a .json file (JSON list, indent 4, like the original)")
-    ap.add_argument("--benchmark", default=BENCHMARK)
+    ap.add_argument("--behaviour-table", default=BEHAVIOUR_TABLE, help="behaviour table CSV (default: %(default)s)")
     ap.add_argument("--tau", type=float, default=TAU)
     ap.add_argument("--rank-weight", type=float, default=RANK_WEIGHT)
     ap.add_argument("--similarity-weight", type=float, default=SIMILARITY_WEIGHT)
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--score", choices=("overall", "mean-rating"), default=SCORE)
     ap.add_argument("--limit", type=int, default=None)
+    renamed(ap, "--behaviour-table", "--benchmark")
     args = ap.parse_args()
-    out = reference_binarize(args.data, args.output, args.strategy, args.benchmark, args.tau, args.rank_weight,
+    out = reference_binarize(args.data, args.output, args.strategy, args.behaviour_table, args.tau, args.rank_weight,
                              args.similarity_weight, args.seed, args.score, limit=args.limit)
     print(f"{args.strategy}: wrote {out['rows_written']} of {out['rows_read']} prompts to {args.output} "
           f"in {out['seconds']['total']:.1f}s")

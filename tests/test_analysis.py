@@ -234,7 +234,7 @@ def _analyze(monkeypatch, *argv):
 
 def test_script_writes_figures_and_numbers(tmp_path, monkeypatch):
     out = tmp_path / "an"
-    _analyze(monkeypatch, "dendrogram", "radar", "--output", str(out), "--benchmark", str(BENCH))
+    _analyze(monkeypatch, "dendrogram", "radar", "--output-dir", str(out), "--behaviour-table", str(BENCH))
     clusters = json.loads((out / "fig11_clusters.json").read_text())
     assert clusters["groups"]["instruction-following"]["clusters"][0] == ["gpt-4", "gpt-3.5-turbo", "bard"]
     assert (out / "fig11_dendrograms.png").stat().st_size > 10_000 and (out / "fig4_radar.png").is_file()
@@ -243,15 +243,15 @@ def test_script_writes_figures_and_numbers(tmp_path, monkeypatch):
     summary = json.loads((out / "summary_dendrogram-radar.json").read_text())
     assert summary["settings"]["cut"] == 0.4 and "fig11_clusters.csv" in summary["files"]
     with pytest.raises(SystemExit, match="GSM8K"):
-        _analyze(monkeypatch, "dendrogram", "--group", "x=GSM8K", "--output", str(out), "--benchmark", str(BENCH))
+        _analyze(monkeypatch, "dendrogram", "--group", "x=GSM8K", "--output-dir", str(out), "--behaviour-table", str(BENCH))
 
 
 def test_each_invocation_keeps_its_own_summary(tmp_path, monkeypatch):
     """`analyze.py cost` after `analyze.py all` (here: after `table`) used to replace its summary.json."""
     out = tmp_path / "an"
-    _analyze(monkeypatch, "table", "--output-dir", str(out), "--benchmark", str(BENCH))
+    _analyze(monkeypatch, "table", "--output-dir", str(out), "--behaviour-table", str(BENCH))
     first = (out / "summary_table.json").read_bytes()
-    _analyze(monkeypatch, "cost", "--instances", "1000", "--output", str(out), "--benchmark", str(BENCH))  # the old name
+    _analyze(monkeypatch, "cost", "--instances", "1000", "--output", str(out), "--benchmark", str(BENCH))  # the old names
     assert (out / "summary_table.json").read_bytes() == first
     assert json.loads(first)["analyses"] == ["table"]
     cost = json.loads((out / "summary_cost.json").read_text())

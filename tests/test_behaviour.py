@@ -148,7 +148,7 @@ def test_bad_tables_fail_with_one_line_naming_the_place(rows, message):
 
 
 def test_missing_file_names_the_flag(tmp_path):
-    with pytest.raises(BenchmarkTableError, match="--benchmark"):
+    with pytest.raises(BenchmarkTableError, match="--behaviour-table"):
         read_benchmark(tmp_path / "nope.csv")
 
 

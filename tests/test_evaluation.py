@@ -132,7 +132,7 @@ def test_shipped_real_subsets_load_with_their_licence_note():
     assert all(it.gold in "ABCDEFGHIJ" for n in BENCHMARKS if n != "ifeval" for it in items[n])
     assert all(it.extra["instruction_id_list"] for it in items["ifeval"])
     note = (REAL / "SOURCE.md").read_text()
-    for phrase in ("CC-BY-SA-4.0", "MIT", "Apache-2.0", "--n 24 --seed 0"):
+    for phrase in ("CC-BY-SA-4.0", "MIT", "Apache-2.0", "--sample 24 --seed 0"):
         assert phrase in note
 
 
@@ -157,7 +157,7 @@ def test_real_subset_rows_are_seeded_in_order_and_in_the_hub_schema():
     bad_pro = {"question_id": 3983, "question": "q", "options": ["a", "b", "c"], "answer": "C", "answer_index": 1}
     good_pro = {**bad_pro, "question_id": 1, "answer": "B"}
     assert real_subset_rows("mmlu_pro", [bad_pro, good_pro], 1, seed=0) == [good_pro]
-    with pytest.raises(BenchmarkDataError, match="--n must be in 1..1 for mmlu_pro"):
+    with pytest.raises(BenchmarkDataError, match="--sample must be in 1..1 for mmlu_pro"):
         real_subset_rows("mmlu_pro", [bad_pro, good_pro], 2, seed=0)
 
 
@@ -397,7 +397,7 @@ def tiny_runs(tmp_path_factory):
         for strategy in ("baseline", "sup"):
             out = root / "evals" / f"dpo-{strategy}"
             script.evaluate_main(
-                ["--model", str(model), "--data-dir", str(FIXTURES), "--limit", "3", "--seed", "1",
+                ["--model", str(model), "--eval-dir", str(FIXTURES), "--sample", "3", "--seed", "1",
                  "--max-new-tokens", "4", "--ifeval-max-new-tokens", "4", "--batch-size", "4",
                  "--threads", "0", "--output-dir", str(out), "--run-model", "tiny", "--run-method", "dpo", "--run-strategy", strategy]
             )  # fmt: skip
@@ -465,7 +465,7 @@ def test_smollm2_on_the_real_subsets(tmp_path, capsys):
     folder, name = smollm2_gguf()
     out = tmp_path / "smol"
     _script().evaluate_main(
-        ["--model", folder, "--gguf-file", name, "--data-dir", str(REAL), "--max-new-tokens", "64",
+        ["--model", folder, "--gguf-file", name, "--eval-dir", str(REAL), "--max-new-tokens", "64",
          "--ifeval-max-new-tokens", "256", "--output-dir", str(out)]
     )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
@@ -530,7 +530,7 @@ def test_bad_compare_and_table_settings_are_one_line_errors_before_any_work(tmp_
     msg = _main_error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--permutations", "-3")
     assert "--permutations must be at least 1, got -3" in msg
     assert not list((tmp_path / "evals").glob("table*"))
-    msg = _main_error(monkeypatch, capsys, "--model", "org/none", "--data-dir", str(FIXTURES), "--output-dir", str(tmp_path / "afile"))
+    msg = _main_error(monkeypatch, capsys, "--model", "org/none", "--eval-dir", str(FIXTURES), "--output-dir", str(tmp_path / "afile"))
     assert f"--output-dir {tmp_path / 'afile'} is a file" in msg
     msg = _main_error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--output-dir", str(tmp_path / "afile" / "t"))
     assert f"{tmp_path / 'afile'} is a file, not a folder" in msg

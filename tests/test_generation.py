@@ -130,7 +130,7 @@ def test_backend_choice(monkeypatch, tiny, tmp_path):
 
 def _evaluate(tmp_path, model, backend, name, *extra):
     out = tmp_path / name
-    _script().evaluate_main(["--model", str(model), "--data-dir", str(FIXTURES), "--limit", "3", "--seed", "1",
+    _script().evaluate_main(["--model", str(model), "--eval-dir", str(FIXTURES), "--sample", "3", "--seed", "1",
                              "--max-new-tokens", "6", "--ifeval-max-new-tokens", "6", "--batch-size", "2",
                              "--threads", "0", "--backend", backend, "--output-dir", str(out), *extra])
     records = {p.stem: [json.loads(line) for line in p.read_text().splitlines()] for p in sorted(out.glob("*.jsonl"))}
@@ -244,7 +244,7 @@ def test_vllm_and_transformers_agree_on_the_real_subsets(tmp_path):
     runs = {}
     for backend in ("vllm", "transformers"):
         out = tmp_path / backend
-        _script().evaluate_main(["--model", folder, "--gguf-file", name, "--data-dir", str(ROOT / "data" / "eval"),
+        _script().evaluate_main(["--model", folder, "--gguf-file", name, "--eval-dir", str(ROOT / "data" / "eval"),
                                  "--max-new-tokens", "64", "--ifeval-max-new-tokens", "256", "--dtype", "float32",
                                  "--backend", backend, "--output-dir", str(out)])
         runs[backend] = {p.stem: [json.loads(x) for x in p.read_text().splitlines()] for p in out.glob("*.jsonl")}

@@ -203,7 +203,7 @@ def _set(row: int, col: int, value: str):
 # (id, script, args with {name} placeholders for _setup_data files / {tmp} / {table}, expected message parts)
 REFUSALS = [
     ("output-is-data", "binarize_score.py", ["--data", "{data}", "--output", "{data}"], ["would overwrite the input"]),
-    ("output-is-benchmark", "binarize_score.py", ["--benchmark", "{table_as_json}", "--output", "{table_as_json}"],
+    ("output-is-benchmark", "binarize_score.py", ["--behaviour-table", "{table_as_json}", "--output", "{table_as_json}"],
      ["would overwrite the input"]),
     ("output-inside-data-folder", "binarize_score.py", ["--data", "{mixed}", "--output", "{mixed}/out.json"],
      ["would overwrite the input"]),
@@ -231,13 +231,13 @@ REFUSALS = [
     ("malformed-line", "binarize_score.py", ["--data", "{malformed}"], ["malformed.jsonl:3: the line ends inside a JSON value"]),
     ("empty-folder", "binarize_score.py", ["--data", "{empty_folder}"], ["empty_folder: no .json, .jsonl, .parquet or .arrow"]),
     ("parquet-beside-json", "binarize_score.py", ["--data", "{mixed}"], ["more than one format", "a.json", "b.parquet"]),
-    ("empty-benchmark-csv", "binarize_score.py", ["--benchmark", "{empty_csv}"], ["empty.csv: empty file"]),
+    ("empty-benchmark-csv", "binarize_score.py", ["--behaviour-table", "{empty_csv}"], ["empty.csv: empty file"]),
     ("hub-id-offline", "binarize_score.py", ["--data", "nobody/no-such-dataset"], ["nobody/no-such-dataset", "HF_HUB_OFFLINE"]),
-    ("table-inf", "binarize_score.py", ["--benchmark", "{table:inf}"], ["row 2 (gpt-4), column 'MMLU': 'inf' is not a finite number"]),
-    ("table-negative", "binarize_score.py", ["--benchmark", "{table:negative}"], ["row 3 (gpt-3.5-turbo)", "'-72.54' is negative"]),
-    ("table-over-100-percent", "binarize_score.py", ["--benchmark", "{table:over100}"], ["row 4 (bard), column 'Hellaswag'", "above 100%"]),
-    ("table-plain-over-100", "binarize_score.py", ["--benchmark", "{table:plain_over100}"], ["row 2 (gpt-4)", "'853.7' is above 100"]),
-    ("table-unit-mix", "binarize_score.py", ["--benchmark", "{table:unitmix}"],
+    ("table-inf", "binarize_score.py", ["--behaviour-table", "{table:inf}"], ["row 2 (gpt-4), column 'MMLU': 'inf' is not a finite number"]),
+    ("table-negative", "binarize_score.py", ["--behaviour-table", "{table:negative}"], ["row 3 (gpt-3.5-turbo)", "'-72.54' is negative"]),
+    ("table-over-100-percent", "binarize_score.py", ["--behaviour-table", "{table:over100}"], ["row 4 (bard), column 'Hellaswag'", "above 100%"]),
+    ("table-plain-over-100", "binarize_score.py", ["--behaviour-table", "{table:plain_over100}"], ["row 2 (gpt-4)", "'853.7' is above 100"]),
+    ("table-unit-mix", "binarize_score.py", ["--behaviour-table", "{table:unitmix}"],
      ["row 3 (gpt-3.5-turbo), column 'Instruction-Following Evaluation(IFeval)': '0.7254' mixes units"]),
     ("analyze-cut-nan", "analyze.py", ["table", "--cut", "nan", "--output", "{tmp}/analysis"], ["--cut must be a finite"]),
     ("analyze-n-boot-zero", "analyze.py", ["tfidf", "--n-boot", "0", "--output", "{tmp}/analysis"], ["--n-boot must be >= 1"]),
@@ -281,8 +281,8 @@ def test_refusals_are_one_line_and_write_nothing(case, tmp_path, clean_table):
     has_output = any(a in ("--output",) for a in argv) or script == "analyze.py"
     if not has_output:
         argv += ["--output", str(tmp_path / "result.json")]
-    if script.startswith("binarize") and "--benchmark" not in argv:
-        argv += ["--benchmark", str(clean_table)]
+    if script.startswith("binarize") and "--behaviour-table" not in argv:
+        argv += ["--behaviour-table", str(clean_table)]
     t0 = time.perf_counter()
     code, _, err = run_cli(script, *argv, env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     line = assert_refused(code, err, *expected)

@@ -80,7 +80,7 @@ def test_a_bad_record_is_one_line_naming_it_and_writes_nothing(case, tmp_path):
     folder = binarized(tmp_path / "bin", edit)
     out = tmp_path / "out"
     code, _, err = run_cli("analyze.py", "frequency", "kinship", "--binarized", str(folder), "--output-dir", str(out),
-                           "--benchmark", str(BENCH), env=ENV)
+                           "--behaviour-table", str(BENCH), env=ENV)
     assert_refused(code, err, *expected)
     assert files_in(out) == []
 
@@ -92,7 +92,7 @@ def test_empty_records_everywhere_leave_no_file_behind(tmp_path):
         (folder / f"{stem}.json").write_text("[]")
     out = tmp_path / "out"
     code, _, err = run_cli("analyze.py", "frequency", "kinship", "--binarized", str(folder), "--output-dir", str(out),
-                           "--benchmark", str(BENCH), env=ENV)
+                           "--behaviour-table", str(BENCH), env=ENV)
     assert_refused(code, err, "no records")
     assert files_in(out) == []
 
@@ -101,7 +101,7 @@ def test_one_empty_output_is_left_out_and_named(tmp_path):
     folder = binarized(tmp_path / "bin", lambda r: [])
     out = tmp_path / "out"
     code, _, err = run_cli("analyze.py", "frequency", "--binarized", str(folder), "--output-dir", str(out),
-                           "--benchmark", str(BENCH), env=ENV)
+                           "--behaviour-table", str(BENCH), env=ENV)
     assert code == 0, err
     assert "sup.json holds no records; SUP is left out" in err
     import pandas as pd
@@ -119,7 +119,7 @@ def test_binarized_folder_missing_empty_or_a_file(kind, tmp_path):
         folder.write_text("x")
     out = tmp_path / "out"
     code, _, err = run_cli("analyze.py", "frequency", "--binarized", str(folder), "--output-dir", str(out),
-                           "--benchmark", str(BENCH), env=ENV)
+                           "--behaviour-table", str(BENCH), env=ENV)
     expected = {"missing": "does not exist", "empty": "holds none of", "file": "is not a folder"}[kind]
     assert_refused(code, err, "--binarized", str(folder), expected)
     assert files_in(out) == []
@@ -130,7 +130,7 @@ def test_an_output_name_taken_by_a_folder_is_one_line_and_leaves_nothing(tmp_pat
     already made (fig10_normalised.csv) are not left behind."""
     out = tmp_path / "out"
     (out / "fig10_mb_sim.csv").mkdir(parents=True)
-    code, _, err = run_cli("analyze.py", "table", "--output-dir", str(out), "--benchmark", str(BENCH), env=ENV)
+    code, _, err = run_cli("analyze.py", "table", "--output-dir", str(out), "--behaviour-table", str(BENCH), env=ENV)
     assert_refused(code, err, "fig10_mb_sim.csv")
     assert files_in(out) == ["fig10_mb_sim.csv"]
 
@@ -141,7 +141,7 @@ def test_read_only_output_dir(tmp_path):
     out.mkdir()
     out.chmod(0o555)
     try:
-        code, _, err = run_cli("analyze.py", "table", "--output-dir", str(out), "--benchmark", str(BENCH), env=ENV)
+        code, _, err = run_cli("analyze.py", "table", "--output-dir", str(out), "--behaviour-table", str(BENCH), env=ENV)
     finally:
         out.chmod(0o755)
     assert_refused(code, err, "--output-dir", "not writable")
@@ -152,7 +152,7 @@ def test_read_only_output_dir(tmp_path):
 def test_dpi_out_of_range_is_refused_before_any_work(dpi, tmp_path):
     out = tmp_path / "out"
     code, _, err = run_cli("analyze.py", "table", "frequency", "--dpi", dpi, "--output-dir", str(out),
-                           "--benchmark", str(BENCH), env=ENV)
+                           "--behaviour-table", str(BENCH), env=ENV)
     assert_refused(code, err, "--dpi")
     assert files_in(out) == []
 
@@ -160,7 +160,7 @@ def test_dpi_out_of_range_is_refused_before_any_work(dpi, tmp_path):
 def test_cost_with_an_overflowing_result_is_refused(tmp_path):
     out = tmp_path / "out"
     code, _, err = run_cli("analyze.py", "cost", "--tokens-in", "1e308", "--output-dir", str(out),
-                           "--benchmark", str(BENCH), "--data", str(ROOT / "data" / "ultrafeedback_sample.jsonl"), env=ENV)
+                           "--behaviour-table", str(BENCH), "--data", str(ROOT / "data" / "ultrafeedback_sample.jsonl"), env=ENV)
     assert_refused(code, err, "--tokens-in", "not a finite")
     assert files_in(out) == []
 
@@ -169,7 +169,7 @@ def test_pca_of_a_one_benchmark_table_is_one_line(tmp_path):
     table = tmp_path / "one.csv"
     table.write_text("Model,MMLU\ngpt-4,86.4\nbard,70\nalpaca-7b,30\n")
     out = tmp_path / "out"
-    code, _, err = run_cli("analyze.py", "pca", "--output-dir", str(out), "--benchmark", str(table), env=ENV)
+    code, _, err = run_cli("analyze.py", "pca", "--output-dir", str(out), "--behaviour-table", str(table), env=ENV)
     assert_refused(code, err, "one.csv", "pca", "two benchmark")
     assert files_in(out) == []
 
@@ -180,7 +180,7 @@ def test_an_integer_beyond_float_range_is_one_line(script, flag, tmp_path):
     with OverflowError in every script that checks an integer flag."""
     out = tmp_path / "out"
     args = ["cost", "--output-dir", str(out)] if script == "analyze.py" else ["--output", str(out / "o.json")]
-    code, _, err = run_cli(script, *args, flag, "9" * 400, "--benchmark", str(BENCH), env=ENV)
+    code, _, err = run_cli(script, *args, flag, "9" * 400, "--behaviour-table", str(BENCH), env=ENV)
     assert_refused(code, err, flag, "400-digit number")
     assert files_in(out) == []
 
@@ -189,7 +189,7 @@ def test_an_integer_beyond_float_range_is_one_line(script, flag, tmp_path):
 def test_an_output_dir_that_cannot_be_made_is_one_line():
     """The root-proof twin of the read-only case: sysfs refuses a new folder (EPERM) to root too;
     mkdir's OSError was a traceback."""
-    code, _, err = run_cli("analyze.py", "table", "--output-dir", "/sys/zebra-analysis-test", "--benchmark", str(BENCH), env=ENV)
+    code, _, err = run_cli("analyze.py", "table", "--output-dir", "/sys/zebra-analysis-test", "--behaviour-table", str(BENCH), env=ENV)
     assert_refused(code, err, "--output-dir /sys/zebra-analysis-test is not writable")
 
 
@@ -201,7 +201,7 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
     live = out / f".analyze-{os.getpid()}-abc"
     for stage in (dead, live):
         (stage / "binarized").mkdir(parents=True)
-    code, _, err = run_cli("analyze.py", "table", "--output-dir", str(out), "--benchmark", str(BENCH), env=ENV)
+    code, _, err = run_cli("analyze.py", "table", "--output-dir", str(out), "--behaviour-table", str(BENCH), env=ENV)
     assert code == 0, err
     assert not dead.exists() and live.exists()
     assert (out / "fig10_table.png").is_file()

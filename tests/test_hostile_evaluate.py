@@ -36,14 +36,14 @@ def _error(monkeypatch, capsys, *argv) -> str:
     (["--ifeval-max-new-tokens", "0"], "--ifeval-max-new-tokens must be >= 1, not 0"),
     (["--dtype", "float8"], "--dtype must be one of auto, bfloat16, float16, float32, not 'float8'"),
     (["--seed", "-5"], "--seed must be in [0, 4294967295], not -5"),
-    (["--limit", "0"], "--limit must be >= 1, not 0"),
+    (["--sample", "0"], "--sample must be >= 1, not 0"),
     (["--threads", "-1"], "--threads must be >= 0, not -1"),
     (["--tensor-parallel-size", "0", "--backend", "vllm"], "--tensor-parallel-size must be >= 1, not 0"),
     (["--data-parallel-size", "2"], "--tensor-parallel-size and --data-parallel-size need --backend vllm"),
 ])
 def test_bad_flags_are_refused_before_the_model_loads(flags, expected, monkeypatch, capsys, tmp_path):
     # a model that does not exist: had the flags been checked after loading, the error would name it
-    msg = _error(monkeypatch, capsys, "--model", str(tmp_path / "no-model"), "--data-dir", str(FIXTURES),
+    msg = _error(monkeypatch, capsys, "--model", str(tmp_path / "no-model"), "--eval-dir", str(FIXTURES),
                  "--output-dir", str(tmp_path / "out"), *flags)
     assert expected in msg
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -62,7 +62,7 @@ def _unwritable(tmp_path: Path) -> Path:
 
 def test_read_only_output_folder_is_refused_before_the_model_loads(monkeypatch, capsys, tmp_path):
     out = _unwritable(tmp_path)
-    msg = _error(monkeypatch, capsys, "--model", str(tmp_path / "no-model"), "--data-dir", str(FIXTURES),
+    msg = _error(monkeypatch, capsys, "--model", str(tmp_path / "no-model"), "--eval-dir", str(FIXTURES),
                  "--output-dir", str(out))
     assert f"--output-dir {out} is not writable" in msg
 

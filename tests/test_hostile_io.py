@@ -11,7 +11,7 @@ is accepted everywhere (`test_byte_order_mark_is_accepted`).
 
 The fast suite runs each input with its likeliest faults (81 cases); `-m slow` runs every
 input against every fault. make_ultrafeedback.py reads no file; train_sft.py, train_dpo.py,
-select_potential.py and `evaluate.py --data-dir` import torch first, so their cases are slow only.
+select_potential.py and `evaluate.py --eval-dir` import torch first, so their cases are slow only.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def _inputs() -> dict:
     def table(tmp, data):
         p = put(tmp, "table.csv", data)
         return p, "binarize_score.py", ["--data", str(put(tmp, "pool.jsonl", b"".join(_lines(pool)))),
-                                        "--benchmark", str(p), *out(tmp)]
+                                        "--behaviour-table", str(p), *out(tmp)]
 
     def trainer(script):
         def make(tmp, data):
@@ -288,7 +288,7 @@ def _inputs() -> dict:
 
     def study_table(tmp, data):
         p = put(tmp, "table.csv", data)
-        return p, "build_table.py", ["study", "--table", str(p), "--output", str(tmp / "out" / "study")]
+        return p, "build_table.py", ["study", "--table", str(p), "--output-dir", str(tmp / "out" / "study")]
 
     def recipe(script, extra):
         def make(tmp, data):
@@ -303,7 +303,7 @@ def _inputs() -> dict:
         model = tmp / "model"
         model.mkdir()
         (model / "config.json").write_text("{}")
-        return folder / "arc_easy.jsonl", "evaluate.py", ["--model", str(model), "--data-dir", str(folder),
+        return folder / "arc_easy.jsonl", "evaluate.py", ["--model", str(model), "--eval-dir", str(folder),
                                                           "--benchmarks", "arc_easy", "--output-dir", str(tmp / "out")]
 
     def run_json(tmp, data):
@@ -314,7 +314,7 @@ def _inputs() -> dict:
         model.mkdir()
         (model / "config.json").write_text("{}")
         (model / "run.json").write_bytes(data)
-        return model / "run.json", "evaluate.py", ["--model", str(model), "--data-dir", str(folder),
+        return model / "run.json", "evaluate.py", ["--model", str(model), "--eval-dir", str(folder),
                                                    "--benchmarks", "arc_easy", "--output-dir", str(tmp / "out")]
 
     arc = [json.loads(line) for line in (ROOT / "tests" / "data" / "eval" / "arc_easy.jsonl").read_text().splitlines()]
@@ -344,7 +344,7 @@ def _inputs() -> dict:
         "build-names": ("csv", "pool_name,behaviour_table_name\nLlama-2-7b-chat-hf,llama-2-7b-chat\n", ["not-utf8"], build_names),
         "study-table": ("csv", BENCH_CSV, ["not-utf8"], study_table),
         "grid-recipe": ("yaml", RECIPE, YAML_FAULTS, recipe("train_grid.py", [])),
-        "reproduce-recipe": ("yaml", RECIPE, ["python-tag", "not-utf8"], recipe("reproduce.py", ["--ultrafeedback", "x/y"])),
+        "reproduce-recipe": ("yaml", RECIPE, ["python-tag", "not-utf8"], recipe("reproduce.py", ["--data", "x/y"])),
         # torch or trl first: slow only
         "train-dpo-records": ("list", records, [], trainer("train_dpo.py")),
         "train-sft-records": ("jsonl", records, [], trainer("train_sft.py")),

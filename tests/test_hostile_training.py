@@ -147,7 +147,7 @@ def test_bad_recipe_is_one_line_naming_the_recipe_in_a_dry_run(tmp_path, recipe,
     """Today: a UnicodeDecodeError traceback, a 4-line YAML error, argparse's usage text without the
     recipe's name, and (missing config) a dry run that passes and a real run that dies in accelerate."""
     cwd = grid_folder(tmp_path, recipe)
-    done = run("train_grid.py", "--dry-run", "--ultrafeedback", "uf.jsonl", cwd=cwd)
+    done = run("train_grid.py", "--dry-run", "--data", "uf.jsonl", cwd=cwd)
     msg = one_error_line(done)
     assert "recipes/m/dpo-sup.yaml" in msg and needle in msg, msg
     assert "usage:" not in done.stderr and "accelerate launch" not in done.stdout
@@ -157,14 +157,14 @@ def test_bad_recipe_is_one_line_naming_the_recipe_in_a_dry_run(tmp_path, recipe,
 def test_grid_refuses_pass_through_flags_that_replace_a_recipes_run(tmp_path, flag):
     """Today `-- --data other.json` silently trains every recipe on other.json (argparse keeps the last)."""
     cwd = grid_folder(tmp_path, GOOD_RECIPE)
-    done = run("train_grid.py", "--dry-run", "--ultrafeedback", "uf.jsonl", "--", flag, "x", cwd=cwd)
+    done = run("train_grid.py", "--dry-run", "--data", "uf.jsonl", "--", flag, "x", cwd=cwd)
     msg = one_error_line(done)
     assert flag in msg and "recipe" in msg, msg
 
 
 def test_grid_says_which_recipe_values_pass_through_flags_override(tmp_path):
     cwd = grid_folder(tmp_path, GOOD_RECIPE)
-    done = run("train_grid.py", "--dry-run", "--ultrafeedback", "uf.jsonl", "--", "--batch-size", "2", "--max-steps", "5",
+    done = run("train_grid.py", "--dry-run", "--data", "uf.jsonl", "--", "--batch-size", "2", "--max-steps", "5",
                cwd=cwd)
     assert done.returncode == 0, done.stderr
     note = [line for line in done.stdout.splitlines() if "override" in line]
@@ -181,7 +181,7 @@ def test_reproduce_recipe_named_without_a_dash(tmp_path):
     (tmp_path / "recipes" / "m" / "weighted.yaml").write_text(text)
     (tmp_path / "recipes" / "data.yaml").symlink_to(ROOT / "recipes" / "data.yaml")
     (tmp_path / "recipes" / "accelerate").symlink_to(ROOT / "recipes" / "accelerate")
-    done = run("reproduce.py", "--dry-run", "--ultrafeedback", "uf", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    done = run("reproduce.py", "--dry-run", "--data", "uf", "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     evals = [line for line in done.stdout.splitlines() if line.startswith("python evaluate.py --model")]
     assert len(evals) == 1 and "--run-method dpo" in evals[0] and f"{tmp_path / 'o'}/evals/m/weighted" in evals[0]

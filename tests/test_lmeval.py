@@ -614,7 +614,7 @@ def test_fresh_clone_command_then_binarize(tmp_path):
     table = clone / "model_aware" / "lm_eval_table.csv"
     assert table.read_bytes() == (ROOT / "model_aware" / "lm_eval_table.csv").read_bytes()
     out = tmp_path / "sup.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "binarize_score.py"), "--benchmark", str(table), "--output", str(out)],
+    proc = subprocess.run([sys.executable, str(ROOT / "binarize_score.py"), "--behaviour-table", str(table), "--output", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     records = json.loads(out.read_text())

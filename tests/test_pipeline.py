@@ -346,7 +346,7 @@ def test_scripts_from_the_shell(tmp_path, script, args, default_out):
 def test_scripts_bad_input_is_one_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("Model,x\na,1\nb,oops\n")
-    proc = subprocess.run([sys.executable, str(ROOT / "binarize_score.py"), "--benchmark", str(bad),
+    proc = subprocess.run([sys.executable, str(ROOT / "binarize_score.py"), "--behaviour-table", str(bad),
                            "--output", str(tmp_path / "o.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
@@ -392,7 +392,7 @@ def test_two_readme_lines_no_longer_share_a_default_file(tmp_path):
     """`binarize_baseline.py` then `binarize_baseline.py --score mean-rating` (consecutive README
     lines) used to write the same default file, the second run replacing the first's pairs."""
     def baseline(*extra):
-        proc = subprocess.run([sys.executable, str(ROOT / "binarize_baseline.py"), "--benchmark", BENCH,
+        proc = subprocess.run([sys.executable, str(ROOT / "binarize_baseline.py"), "--behaviour-table", BENCH,
                                "--data", str(SAMPLE), "--limit", "40", *extra],
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr

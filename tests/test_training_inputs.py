@@ -199,7 +199,7 @@ def test_select_potential_refuses_bad_numbers_before_the_model_loads(argv, needl
 @pytest.mark.parametrize("script, argv, needle", [
     ("train_grid.py", ["--num-processes", "0"], "--num-processes 0"),
     ("train_grid.py", ["--", "--lr", "nan"], "--lr nan"),  # a bad pass-through flag fails once, not 32 times
-    ("reproduce.py", ["--limit", "0"], "--limit 0"),
+    ("reproduce.py", ["--sample", "0"], "--sample 0"),
     ("reproduce.py", ["--seed", "-1"], "--seed -1"),
     ("reproduce.py", ["--smoke", "--smoke-steps", "0"], "--smoke-steps 0"),
 ])

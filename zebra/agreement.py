@@ -34,6 +34,7 @@ import pandas as pd
 
 from zebra.analysis import ASPECTS, INTERVAL, PAIR_COLUMNS, AnalysisError, bootstrap_ci
 from zebra.behaviour import BehaviourTable
+from zebra.strategies import keep_min_mb_sup_gap
 
 log = logging.getLogger(__name__)
 
@@ -398,14 +399,12 @@ def length_matched(frame: pd.DataFrame, share: float = LENGTH_MATCH) -> np.ndarr
 
 
 def keep_min_gap(mb_sup_chosen, mb_sup_rejected, min_gap: float) -> np.ndarray:
-    """The minimum-gap filter the calibration curve is for: keep a pair when MB-SUP(chosen) −
-    MB-SUP(rejected) >= `min_gap` (NaN: dropped). 0 keeps every pair ZEBRA makes (chosen is the
-    higher MB-SUP), the paper's behaviour. A gap within 1e-12 of `min_gap` is kept: 0.9 − 0.8 is
-    0.09999999999999998 in floats, and a user who asks for 0.1 means it."""
+    """The minimum-gap filter the calibration curve is for, the one the binarize scripts'
+    --min-mb-sup-gap applies (zebra.strategies.keep_min_mb_sup_gap): keep a pair when
+    MB-SUP(chosen) − MB-SUP(rejected) >= `min_gap` (NaN: dropped); 0 keeps every pair ZEBRA makes."""
     if not (np.isfinite(min_gap) and 0 <= min_gap <= 1):
         raise AnalysisError(f"minimum MB-SUP gap must be in [0, 1], not {min_gap}")
-    gap = np.asarray(mb_sup_chosen, float) - np.asarray(mb_sup_rejected, float)
-    return np.nan_to_num(gap, nan=-np.inf) >= min_gap - 1e-12
+    return keep_min_mb_sup_gap(mb_sup_chosen, mb_sup_rejected, min_gap)  # the binarize scripts' filter
 
 
 # --------------------------------------------------------------------------- the tables

@@ -272,7 +272,7 @@ def read_benchmark(path: str | Path) -> BehaviourTable:
     """Read a benchmark CSV (a UTF-8 BOM is tolerated) into a BehaviourTable."""
     path = Path(path)
     if not path.is_file():
-        raise BenchmarkTableError(f"{path}: no such benchmark table (pass --benchmark PATH)")
+        raise BenchmarkTableError(f"{path}: no such benchmark table (pass --behaviour-table PATH)")
     try:
         # read_text: the one reader's errors for non-UTF-8 or binary bytes, a BOM dropped
         text = read_text(path, "benchmark table")

@@ -10,7 +10,7 @@ function each that turns a dataset row (in the dataset's own schema) into a unif
 | hellaswag     | Rowan/hellaswag (validation; test is unlabelled) | ind          | `label` "0"–"3"          |
 | ifeval        | google/IFEval (train, 541)                    | key             | instruction checkers     |
 
-Local copies (`--data-dir DIR`): `DIR/<name>.jsonl` (or `.json`, `.parquet`), or a folder
+Local copies (`--eval-dir DIR`): `DIR/<name>.jsonl` (or `.json`, `.parquet`), or a folder
 `DIR/<name>/` holding data files or a `save_to_disk` dataset, rows in the hub schema. The test
 fixtures in `tests/data/eval/` use exactly this layout.
 """
@@ -211,8 +211,8 @@ def load_local_rows(spec: BenchmarkSpec, data_dir: str | Path) -> list[dict]:
     if (data_dir / spec.name).is_dir():
         return _read_folder(data_dir / spec.name, spec.split)
     raise BenchmarkDataError(
-        f"--data-dir {data_dir}: no {spec.name}.jsonl/.json/.parquet or {spec.name}/ folder; "
-        f"mirror {spec.hub_id} ({spec.split}) there or drop --data-dir to use the hub"
+        f"--eval-dir {data_dir}: no {spec.name}.jsonl/.json/.parquet or {spec.name}/ folder; "
+        f"mirror {spec.hub_id} ({spec.split}) there or drop --eval-dir to use the hub"
     )
 
 
@@ -337,7 +337,7 @@ def real_subset_rows(name: str, rows: list[dict], n: int, seed: int) -> list[dic
     order."""
     usable = real_rows(name, rows)
     if not 0 < n <= len(usable):
-        raise BenchmarkDataError(f"--n must be in 1..{len(usable)} for {name}, got {n}")
+        raise BenchmarkDataError(f"--sample must be in 1..{len(usable)} for {name}, got {n}")
     chosen = sorted(random.Random(seed).sample(range(len(usable)), n))
     return [usable[i] for i in chosen]
 

@@ -86,13 +86,13 @@ def check_study_output(output: str | Path, inputs: Sequence[str | Path | None]) 
 
     out = Path(output).expanduser().resolve()
     if out.exists() and not out.is_dir():
-        raise SettingError(f"--output {output} is a file; the study writes a folder")
+        raise SettingError(f"--output-dir {output} is a file; the study writes a folder")
     for given in inputs:
         if given is None or not Path(given).expanduser().exists():
             continue  # a hub id, or the default data resolved elsewhere
         src = Path(given).expanduser().resolve()
         if src == out or out in src.parents or (src.is_dir() and src in out.parents):
-            raise SettingError(f"--output {output} would write over or into the input {given}; choose another folder")
+            raise SettingError(f"--output-dir {output} would write over or into the input {given}; choose another folder")
 
 
 def _binarize(strategy: str, benchmark: Path, data: str | None, output: Path, tau: float, pool, seed: int) -> pd.DataFrame:

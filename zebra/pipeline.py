@@ -60,6 +60,10 @@ class BinarizeConfig:
     max_entropy: float | None = None  # keep pairs with entropy <= this (nats, 0 … ln 2)
     entropy_quantile: float | None = None  # or: the cut is this quantile of the run's pairs (seed 003: 0.5)
     reliability_temperature: float = TEMPERATURE
+    # The minimum MB-SUP gap (issue 20 §3): drop a selected pair whose MB-SUP(chosen) − MB-SUP(rejected)
+    # is below this; the agreement study finds GPT-4 agrees with gaps <= 0.1 less often than a coin.
+    # None: no filter, the paper's behaviour.
+    min_mb_sup_gap: float | None = None
     # How to read a long-format pool (zebra.pools): --format, field names, --model-names, --judgments,
     # --models-per-prompt. None: defaults (and the folder's pool.json); UltraFeedback rows ignore it.
     pool: PoolOptions | None = None
@@ -68,13 +72,13 @@ class BinarizeConfig:
 # Which settings a strategy reads (the others are ignored, so the meta file and default names
 # leave them out); every setting not named here applies to every strategy.
 _SIM_BASED = ("sup", "sim", "sim_least", "sup_sim")
-APPLIES_TO = {"tau": _SIM_BASED, "rank_weight": ("sup_sim",), "similarity_weight": ("sup_sim",),
+APPLIES_TO = {"tau": _SIM_BASED, "min_mb_sup_gap": _SIM_BASED, "rank_weight": ("sup_sim",), "similarity_weight": ("sup_sim",),
               "seed": ("baseline",), "score": ("baseline",), "drop_sources": ("baseline",), "only_rated": ("baseline",)}
 # The settings besides the data that change which pairs (or weights) a run writes, in the order a default output
 # name lists them, each with the value that leaves it out of the name (the paper's, or the scripts').
 NAMED_SETTINGS = {"tau": 0.1, "rank_weight": 0.5, "similarity_weight": 0.5, "score": "overall",
                   "seed": 42, "drop_sources": ("truthful_qa",), "only_rated": False, "max_entropy": None,
-                  "entropy_quantile": None, "reliability_temperature": TEMPERATURE, "limit": None}
+                  "entropy_quantile": None, "reliability_temperature": TEMPERATURE, "min_mb_sup_gap": None, "limit": None}
 
 
 def applies(setting: str, strategy: str) -> bool:
@@ -298,6 +302,11 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
         counts.rows_skipped["fewer_than_two_usable"] += int((sel.too_few & keep_rows).sum())
         counts.rows_skipped["no_pair_with_mb_sim_at_least_tau"] += int((sel.below_tau & keep_rows).sum())
         rows = np.flatnonzero(sel.ok)
+        if cfg.min_mb_sup_gap is not None:  # before the reliability pass sees them: the run's pairs are the kept ones
+            gap_ok = strategies.keep_min_mb_sup_gap(cand.mb_sup[sel.chosen_model[rows]], cand.mb_sup[sel.rejected_model[rows]],
+                                                    cfg.min_mb_sup_gap)
+            counts.rows_skipped["mb_sup_gap_below_min"] += int((~gap_ok).sum())
+            rows = rows[gap_ok]
         c_slot, r_slot = sel.chosen[rows], sel.rejected[rows]
         c_model, r_model = used[sel.chosen_model[rows]], used[sel.rejected_model[rows]]
         columns = {"kinship_rank": ranks[rows], **_pair_columns(table, c_model, r_model)}
@@ -362,6 +371,11 @@ def check_config(cfg: BinarizeConfig) -> DataSource:
     check_number("--max-entropy", cfg.max_entropy, low=0, optional=True, hint="entropies lie in 0 … ln 2 = 0.693")
     check_number("--entropy-quantile", cfg.entropy_quantile, low=0, high=1, low_open=True, optional=True)
     check_number("--reliability-temperature", cfg.reliability_temperature, low=0, low_open=True)
+    if applies("min_mb_sup_gap", cfg.strategy):  # MB-SUP lies in [0, 1]: a gap above 1 would drop every pair
+        check_number("--min-mb-sup-gap", cfg.min_mb_sup_gap, low=0, high=1, optional=True, hint="MB-SUP lies in [0, 1]")
+    elif cfg.min_mb_sup_gap is not None:
+        raise ZebraError(f"--min-mb-sup-gap: the {cfg.strategy} strategy orders a pair by instance score, "
+                         "not MB-SUP, so its pairs have no MB-SUP gap to filter")
     check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
     # every file the run reads, however it is named: the source as given (a folder: nothing may be
     # written into it) and the table first, then each file the source consists of (pool.json and

@@ -326,10 +326,11 @@ def binarize_command(meta: dict) -> str:
     args = ["python", script, *flags]
     if s.get("data") is not None:
         args += ["--data", str(s["data"])]
-    args += ["--benchmark", str(s["benchmark"])]
+    args += ["--behaviour-table", str(s["benchmark"])]
     for key, flag in (("tau", "--tau"), ("rank_weight", "--rank-weight"), ("similarity_weight", "--similarity-weight"),
                       ("score", "--score"), ("limit", "--limit"), ("max_entropy", "--max-entropy"),
-                      ("entropy_quantile", "--entropy-quantile"), ("reliability_temperature", "--reliability-temperature")):
+                      ("entropy_quantile", "--entropy-quantile"), ("reliability_temperature", "--reliability-temperature"),
+                      ("min_mb_sup_gap", "--min-mb-sup-gap")):
         if s.get(key) is not None:
             args += [flag, str(s[key])]
     if s["strategy"] == "baseline":

@@ -26,7 +26,7 @@ SCRIPTS = {"train_sft.py": "sft", "train_dpo.py": "dpo"}
 RUN_FLAGS = ("--data", "--output-dir", "--model", "--gguf-file")
 # This interpreter's accelerate, not whichever `accelerate` is first on PATH (a venv not activated).
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]
-SAMPLE_WARNING = ("no --ultrafeedback: the data commands read the binarize scripts' shipped pool (403 AlpacaEval prompts), "
+SAMPLE_WARNING = ("no --data: the data commands read the binarize scripts' shipped pool (403 AlpacaEval prompts), "
                   "far too little for the paper's 3B-8B runs")
 
 
@@ -96,11 +96,11 @@ def recipe_command(recipe: dict[str, Any], num_processes: int | None = None, ext
     return cmd
 
 
-def data_commands(entries: dict[str, Any], needed: list[str], ultrafeedback: str | None,
+def data_commands(entries: dict[str, Any], needed: list[str], data: str | None,
                   source: str = "recipes/data.yaml") -> list[list[str]]:
     """Commands that make the data files in `needed` (recipes/data.yaml entries), inputs first.
 
-    An entry reads UltraFeedback (`--data <ultrafeedback>`) unless it names an `input:`, another
+    An entry reads UltraFeedback (`--data <data>`, train_grid.py's --data) unless it names an `input:`, another
     entry's output (e.g. select_potential.py re-scores SUP data): that file is made first when
     missing.
     """
@@ -127,8 +127,8 @@ def data_commands(entries: dict[str, Any], needed: list[str], ultrafeedback: str
             if not Path(source_file).exists():
                 plan(source_file)
             cmd += ["--data", source_file]
-        elif ultrafeedback:
-            cmd += ["--data", ultrafeedback]
+        elif data:
+            cmd += ["--data", data]
         planned.add(output)
         commands.append(cmd + args_to_flags(entry.get("args") or {}))
 
@@ -164,7 +164,7 @@ def find_recipes(recipes_glob: str, only: str | None) -> list[dict[str, Any]]:
     return recipes
 
 
-def grid_plan(recipes_glob: str, only: str | None, ultrafeedback: str | None, num_processes: int | None = None,
+def grid_plan(recipes_glob: str, only: str | None, data: str | None, num_processes: int | None = None,
               extra: list[str] = (), rerun: bool = False, data_recipes: str = "recipes/data.yaml") -> GridPlan:
     """The grid's commands, in order: the missing data files first, then one launch per unfinished run.
 
@@ -177,9 +177,9 @@ def grid_plan(recipes_glob: str, only: str | None, ultrafeedback: str | None, nu
     recipes = find_recipes(recipes_glob, only)
     todo = [r for r in recipes if rerun or not run_is_done(r["args"]["output_dir"])]
     missing = [r["data"] for r in todo if not Path(r["data"]).exists()]
-    data = data_commands(read_yaml(data_recipes, "data recipes file", expect=dict), missing, ultrafeedback, data_recipes) if missing else []
+    data_cmds = data_commands(read_yaml(data_recipes, "data recipes file", expect=dict), missing, data, data_recipes) if missing else []
     training = [recipe_command(r, num_processes, list(extra)) for r in todo]
-    return GridPlan(recipes, todo, data, training)
+    return GridPlan(recipes, todo, data_cmds, training)
 
 
 class _FlagError(Exception):

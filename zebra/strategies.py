@@ -133,6 +133,16 @@ def select(
     return Selection(pick(c_slot), pick(r_slot), pick(c_model), pick(r_model), ok, ~usable, usable & ~ok)
 
 
+def keep_min_mb_sup_gap(mb_sup_chosen, mb_sup_rejected, min_gap: float) -> np.ndarray:
+    """The minimum-gap filter (issue 20 §3): keep a pair when MB-SUP(chosen) − MB-SUP(rejected) >=
+    `min_gap` (NaN: dropped). The agreement study's calibration curve is why: GPT-4 sides with the
+    higher-MB-SUP response less often than a coin when the gap is at most 0.1 (README). 0 keeps every
+    pair SUP, SIM and SUP+SIM make (chosen is the higher MB-SUP). A gap within 1e-12 of `min_gap` is
+    kept: 0.9 − 0.8 is 0.09999999999999998 in floats, and a user who asks for 0.1 means it."""
+    gap = np.asarray(mb_sup_chosen, float) - np.asarray(mb_sup_rejected, float)
+    return np.nan_to_num(gap, nan=-np.inf) >= min_gap - 1e-12
+
+
 def kinship_rank(cand: np.ndarray, sel: Selection, mb_sim: np.ndarray) -> np.ndarray:
     """Rank (1 = closest) of the rejected model among the chosen model's rivals by MB-SIM.
 

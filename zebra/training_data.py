@@ -131,7 +131,8 @@ def _block(settings: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     # the seed matters to the baseline's random rejected response, and to any K-of-a-prompt draw
     block["seed"] = settings["seed"] if "seed" in settings else (pool.get("seed") if k is not None else None)
     block.update(models_per_prompt=k, data=settings.get("data"), limit=settings.get("limit"))
-    block.update({key: settings[key] for key in ("max_entropy", "entropy_quantile") if settings.get(key) is not None})
+    block.update({key: settings[key] for key in ("max_entropy", "entropy_quantile", "min_mb_sup_gap")
+                  if settings.get(key) is not None})
     table = settings.get("behaviour_table") if isinstance(settings.get("behaviour_table"), str) else settings.get("benchmark")
     block["behaviour_table"] = table
     table_meta = meta.get("behaviour_table") if isinstance(meta.get("behaviour_table"), dict) else {}
