@@ -341,6 +341,20 @@ class RecordWriter:
                     raise ZebraError(_unencodable(self.path, records, self.count)) from None
         self.count += len(records)
 
+    def write_json_text(self, records: Iterable[bytes]) -> None:
+        """Append records already encoded as one-line JSON objects (UTF-8), separated and framed as
+        `write` does, so that joining runs' outputs (zebra.shards) writes their bytes unchanged."""
+        if self.format == "parquet":
+            raise ZebraError(f"{self.path}: JSON text cannot be written to a Parquet file")
+        self._join()
+        sep = b"\n" if self.format == "jsonl" else b",\n"
+        self._fh.flush()  # the bytes below bypass the text layer, so it must be empty
+        out = self._fh.buffer
+        for record in records:
+            out.write(sep if self.count else (b"\n" if self.format == "json" else b""))
+            out.write(record)
+            self.count += 1
+
     def close(self) -> None:
         self._join()
         if self.format == "parquet":
