@@ -392,18 +392,21 @@ def _content_cache(files: list[Path]) -> str:
     `datasets` keys its cache of a local file on path and modification time, so a file replaced
     by another with the same mtime was read as the old data. Every byte is hashed, so that
     replacement is always caught (a sampled hash would miss an edit between its samples), with
-    xxh3-128 (`xxhash`, installed by `datasets`): ~10× sha256's speed, so a warm run no longer
-    spends seconds hashing before it reads its cache (a cache key, not a signature: no adversary).
+    xxh3-128 (`xxhash`, installed by `datasets`): 0.08 CPU s per 300 MB where sha256 took 0.32 here,
+    so a warm run no longer spends seconds hashing before it reads its cache (a cache key, not a
+    signature: no adversary to resist).
     """
     import datasets
     import xxhash
 
     digest = xxhash.xxh3_128()
+    buf = bytearray(1 << 22)  # one buffer, refilled: no new bytes object per read (a memory map would
+    view = memoryview(buf)    # be faster, but its pages would count in the run's peak RSS)
     for f in files:
         one = xxhash.xxh3_128()
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                one.update(chunk)
+        with open(f, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                one.update(view[:n])
         digest.update(one.digest())
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "by-content" / f"xxh3-{digest.hexdigest()}")
 
