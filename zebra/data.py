@@ -562,12 +562,12 @@ def shard_of(prompt_ids: list[str], num_shards: int) -> np.ndarray:
     return np.fromiter((int(p[:16], 16) % num_shards for p in prompt_ids), dtype=np.int64, count=len(prompt_ids))
 
 
-def shard_rows(table: pa.Table, start: int, num_shards: int, index: int) -> tuple[pa.Table, np.ndarray]:
-    """The rows of one input batch that belong to shard `index` (shard_of), and their positions in
-    the input (`start`: the batch's first row's), which a merge orders the shards' records by."""
-    prompts = _strings(table.column("instruction")).to_pylist()
-    rows = np.flatnonzero(shard_of([prompt_id(p or "") for p in prompts], num_shards) == index)
-    return table.take(pa.array(rows, pa.int64())), start + rows
+def shard_rows(table: pa.Table, num_shards: int, index: int) -> tuple[np.ndarray, list[str]]:
+    """The rows of one input batch that belong to shard `index` (shard_of), and their prompt_ids
+    (to_batch takes both: the rows are laid out without copying their texts)."""
+    ids = [prompt_id(p or "") for p in _strings(table.column("instruction")).to_pylist()]
+    rows = np.flatnonzero(shard_of(ids, num_shards) == index)
+    return rows, [ids[i] for i in rows.tolist()]
 
 
 @dataclass
@@ -791,20 +791,27 @@ def _regular_completions(comp: pa.Array) -> pa.Array:
     return pa.array(rows, pa.list_(_COMPLETION))
 
 
-def to_batch(table: pa.Table) -> Batch:
-    """Lay out one Arrow batch of UltraFeedback rows per slot, without a Python loop over rows."""
-    n = table.num_rows
+def to_batch(table: pa.Table, rows: np.ndarray | None = None, prompt_ids: list[str] | None = None) -> Batch:
+    """Lay out one Arrow batch of UltraFeedback rows per slot, without a Python loop over rows.
+
+    `rows`: only these rows of `table` (a shard's, shard_rows), whose `prompt_ids` are known. The
+    texts are not copied: the Batch's slots point into the whole batch's flat completions.
+    """
     comp = _regular_completions(table.column("completions").combine_chunks())
     counts = pc.fill_null(pc.list_value_length(comp), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(comp)
     if isinstance(flat, pa.ChunkedArray):
         flat = flat.combine_chunks()
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)  # each row's first completion
+    if rows is not None:
+        counts, first = counts[rows], first[rows]
+    n = len(counts)
     k = max(int(counts.max(initial=0)), 2)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     row_of = np.repeat(np.arange(n), counts)
-    slot_of = np.arange(int(counts.sum())) - np.repeat(starts, counts)
+    slot_of = np.arange(int(counts.sum())) - np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    at = np.repeat(first, counts) + slot_of  # each slot's completion in `flat`
     pos = np.full((n, k), -1, dtype=np.int64)
-    pos[row_of, slot_of] = np.arange(len(row_of))
+    pos[row_of, slot_of] = at
 
     responses = flat.field("response")
     # "has non-whitespace text" = not (empty or all whitespace); utf8_is_space stops at the first
@@ -820,20 +827,25 @@ def to_batch(table: pa.Table) -> Batch:
     model_flat = names[pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)]  # −1: the None
 
     model = np.full((n, k), None, dtype=object)
-    model[row_of, slot_of] = model_flat
+    model[row_of, slot_of] = model_flat[at]
     nonempty = np.zeros((n, k), dtype=bool)
-    nonempty[row_of, slot_of] = has_text
+    nonempty[row_of, slot_of] = has_text[at]
     lengths = np.full((n, k), -1, dtype=np.int64)
-    lengths[row_of, slot_of] = length
+    lengths[row_of, slot_of] = length[at]
     not_text = np.zeros((n, k), dtype=bool)
     if "not_text" in flat.type.names:  # only the slow path of _regular_completions marks them
-        not_text[row_of, slot_of] = pc.fill_null(flat.field("not_text"), False).to_numpy(zero_copy_only=False)
+        not_text[row_of, slot_of] = pc.fill_null(flat.field("not_text"), False).to_numpy(zero_copy_only=False)[at]
     source = (  # decoded like the prompt: one `source: 5` must not turn "truthful_qa" into '"truthful_qa"'
         np.asarray(_strings(table.column("source")).to_pylist(), dtype=object)
-        if "source" in table.column_names else np.full(n, None, dtype=object)
+        if "source" in table.column_names else np.full(table.num_rows, None, dtype=object)
     )
-    return Batch(_strings(table.column("instruction")).to_pylist(), source, model, pos, responses, nonempty, lengths,
-                 flat, not_text)
+    instruction = _strings(table.column("instruction")).to_pylist()
+    if rows is not None:
+        source, instruction = source[rows], [instruction[i] for i in rows.tolist()]
+    batch = Batch(instruction, source, model, pos, responses, nonempty, lengths, flat, not_text)
+    if prompt_ids is not None:
+        batch.prompt_ids = prompt_ids  # known already (shard_rows hashed them): not hashed twice
+    return batch
 
 
 @dataclass

@@ -455,19 +455,19 @@ def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
         start = 0  # the input position of the batch's first row
         for arrow_batch in iter_batches(ds, cfg.batch_size):
             t1 = time.perf_counter()
-            n_input, row_ids = arrow_batch.num_rows, None
+            n_input, rows, ids = arrow_batch.num_rows, None, None
             if sharded:
-                arrow_batch, row_ids = shard_rows(arrow_batch, start, cfg.num_shards, cfg.shard_index)
-            start += n_input
-            if arrow_batch.num_rows:  # a shard's part of a batch may be empty
-                batch = to_batch(arrow_batch)
-                batch.row_ids = row_ids
+                rows, ids = shard_rows(arrow_batch, cfg.num_shards, cfg.shard_index)
+            if rows is None or rows.size:  # a shard's part of a batch may be empty
+                batch = to_batch(arrow_batch, rows, ids)
+                batch.row_ids = None if rows is None else start + rows
                 records = process_batch(batch, table, cfg, counts, reliability, rule=rule)
                 t_select += time.perf_counter() - t1
                 writer.write(records)
                 counts.rows_read += batch.n
                 counts.rows_written += len(records)
                 del batch, records
+            start += n_input
             bar.update(n_input)
             del arrow_batch  # peak memory: one batch, not this one and the next
         # (a shard leaves this question to the merge: its rows may all lack ratings when others' do not)
