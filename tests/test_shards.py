@@ -190,3 +190,11 @@ def test_merge_refuses_an_output_that_is_no_shard(three, tmp_path):
     _run("sup", tmp_path / "whole.jsonl", data)
     _refused([*paths[:2], tmp_path / "whole.jsonl"], tmp_path / "m.jsonl", "not a shard's meta")
     _refused(paths, tmp_path / "m.parquet", "share one format")
+
+
+def test_merge_refuses_a_shard_file_replaced_by_other_records(tmp_path):
+    data = _write_pool(tmp_path / "pool.jsonl", 40, 1)
+    paths = _shards("sup", tmp_path, data, ".jsonl", 2)
+    _run("sup", tmp_path / "whole.jsonl", data)
+    paths[1].write_bytes((tmp_path / "whole.jsonl").read_bytes())  # its meta left as it was
+    _refused(paths, tmp_path / "m.jsonl", r"s1.jsonl:1: a record without 'input_row' at its end")

@@ -354,11 +354,11 @@ def file_sha256(path: str | Path) -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    import datasets
-    import pandas
+    # from the installed metadata: a shard process that reads the parent's Arrow files never imports datasets
+    from importlib.metadata import version
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__,
-            "pyarrow": pa.__version__, "datasets": datasets.__version__}
+    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": version("pandas"),
+            "pyarrow": pa.__version__, "datasets": version("datasets")}
 
 
 def check_config(cfg: BinarizeConfig) -> DataSource:
@@ -410,12 +410,14 @@ def check_sharding(cfg: BinarizeConfig) -> None:
                          "unsharded, or shard with --max-entropy set to the cut such a run reports (meta: reliability)")
 
 
-def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
+def binarize(cfg: BinarizeConfig, rule: Rule | None = None, opened: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """Run one constructor end to end; returns the meta dict also written beside the output.
 
     `rule` picks the pairs of each batch (a binarize_*.py script passes its own); None: the
     strategy's `default_rule`. Everything else (loading, batching, counting, writing) is here.
     `cfg.num_proc` > 1: zebra.shards runs its shards in processes and merges them (same output).
+    `opened`: (batch_source of the data, its pool report), read already (--num-proc's parent does,
+    once for every shard process); None: read here.
     """
     from tqdm.auto import tqdm
 
@@ -428,9 +430,11 @@ def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     table_sha256 = file_sha256(cfg.benchmark)  # which table made these pairs, for training and the tables
     table = read_benchmark(cfg.benchmark)
-    opened = open_data(where, cfg.limit)
-    pool_report = opened.pool_report
-    ds = batch_source(opened.dataset)  # the file names, not the memory map
+    if opened is None:
+        data = open_data(where, cfg.limit)
+        opened = batch_source(data.dataset), data.pool_report  # the file names, not the memory map
+        del data
+    ds, pool_report = opened
     del opened
     t_load = time.perf_counter() - t0
     counts = Counts()
