@@ -198,3 +198,20 @@ def test_merge_refuses_a_shard_file_replaced_by_other_records(tmp_path):
     _run("sup", tmp_path / "whole.jsonl", data)
     paths[1].write_bytes((tmp_path / "whole.jsonl").read_bytes())  # its meta left as it was
     _refused(paths, tmp_path / "m.jsonl", r"s1.jsonl:1: a record without 'input_row' at its end")
+
+
+def test_mean_rating_is_asked_of_the_whole_run(tmp_path):
+    """--score mean-rating needs ratings somewhere in the data: the merge asks it, not each shard."""
+    from zebra.data import SAMPLE, DataError
+
+    one = _run("baseline", tmp_path / "one.jsonl", str(SAMPLE), score="mean-rating")
+    paths = _shards("baseline", tmp_path, str(SAMPLE), ".jsonl", 3, score="mean-rating")
+    merged = merge(paths, tmp_path / "merged.jsonl")
+    assert (tmp_path / "merged.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    _same_meta(one, merged)
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    paths = _shards("baseline", pool, None, ".jsonl", 2, score="mean-rating")  # the shipped pool: no ratings
+    with pytest.raises(DataError, match="hold no aspect ratings"):
+        merge(paths, pool / "merged.jsonl")
+    assert not (pool / "merged.jsonl").exists()
