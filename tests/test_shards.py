@@ -201,17 +201,29 @@ def test_merge_refuses_a_shard_file_replaced_by_other_records(tmp_path):
 
 
 def test_mean_rating_is_asked_of_the_whole_run(tmp_path):
-    """--score mean-rating needs ratings somewhere in the data: the merge asks it, not each shard."""
-    from zebra.data import SAMPLE, DataError
+    """--score mean-rating needs ratings somewhere in the data: the merge asks it, not each shard
+    (with one rated prompt, batches of one row leave the other shards without any rating)."""
+    from zebra.data import ASPECTS, DataError
 
-    one = _run("baseline", tmp_path / "one.jsonl", str(SAMPLE), score="mean-rating")
-    paths = _shards("baseline", tmp_path, str(SAMPLE), ".jsonl", 3, score="mean-rating")
+    rows = list(make_rows(30, seed=5, response_words=4))
+    for i, row in enumerate(rows):
+        for c in row["completions"]:
+            c["annotations"] = {a: {"Rating": str(1 + (len(c["response"]) + j) % 5) if i == 7 else None}
+                                for j, a in enumerate(ASPECTS)}
+    data = tmp_path / "rated_once.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    one = _run("baseline", tmp_path / "one.jsonl", str(data), score="mean-rating", batch_size=1)
+    paths = _shards("baseline", tmp_path, str(data), ".jsonl", 3, score="mean-rating", batch_size=1)
     merged = merge(paths, tmp_path / "merged.jsonl")
     assert (tmp_path / "merged.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
     _same_meta(one, merged)
-    pool = tmp_path / "pool"
-    pool.mkdir()
-    paths = _shards("baseline", pool, None, ".jsonl", 2, score="mean-rating")  # the shipped pool: no ratings
+
+    for c in rows[7]["completions"]:
+        c["annotations"] = {a: {"Rating": None} for a in ASPECTS}
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(DataError, match="hold no aspect ratings"):
-        merge(paths, pool / "merged.jsonl")
-    assert not (pool / "merged.jsonl").exists()
+        _run("baseline", tmp_path / "none.jsonl", str(data), score="mean-rating")
+    paths = _shards("baseline", tmp_path, str(data), ".jsonl", 3, score="mean-rating")
+    with pytest.raises(DataError, match="hold no aspect ratings"):
+        merge(paths, tmp_path / "merged_none.jsonl")
+    assert not (tmp_path / "merged_none.jsonl").exists()
