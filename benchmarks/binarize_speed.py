@@ -23,6 +23,10 @@ this one, its peak RSS read from the kernel (`wait4`):
   - select    the selection step alone (warm): per batch, zebra.pipeline.process_batch with
               pairs_only=True, the work that decides the pairs, timed apart from extraction
               (to_batch) and record writing
+  - parallel  SUP with --num-proc N (warm; zebra/shards.py: N shards in N processes, merged),
+              its output compared byte for byte with the one-process run's
+Each run's CPU seconds (user + system, its worker processes included) are read from the kernel
+too: the ratio to the floor's CPU time is what the machine's load does not blur.
 Cold = an empty `datasets` cache (a fresh HF_DATASETS_CACHE per run, so the JSON is parsed
 into Arrow again); warm = the cache filled once beforehand. The source JSON itself may sit in
 the OS page cache either way. The per-row reference is not run at 10×: it holds the whole
@@ -34,6 +38,7 @@ Writes a table to stdout and everything (runs, medians, ratios, targets, machine
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import platform
@@ -63,6 +68,8 @@ BATCH_SIZE = 4096  # BinarizeConfig's default (not imported: the driver stays sm
 # The targets of issue 8, at 1× warm (and the 10× memory one).
 TARGET_SPEEDUP_VS_REFERENCE = 5.0
 TARGET_RATIO_TO_FLOOR = 2.0
+TARGET_CPU_RATIO_TO_FLOOR = 1.5  # issue 23: CPU time, at 1× and 10×, every constructor
+NUM_PROC = 2  # the parallel run's processes: this machine's cores
 TARGET_RSS_SHARE_OF_REFERENCE = 0.5
 TARGET_SELECT_SECONDS = 0.5
 
@@ -74,12 +81,12 @@ SETTINGS = {"sup": {}, "sim": {}, "sim_least": {}, "sup_sim": {}, "baseline": {"
 # workers: one measured run each, in its own process
 
 
-def worker_fast(strategy: str, data: str, output: str) -> dict[str, Any]:
+def worker_fast(strategy: str, data: str, output: str, num_proc: int = 1) -> dict[str, Any]:
     from zebra.pipeline import BinarizeConfig, binarize
 
     s = SETTINGS[strategy]
     meta = binarize(BinarizeConfig(strategy, output, data, progress=False, batch_size=BATCH_SIZE,
-                                   drop_sources=tuple(s.get("drop_sources", ()))))
+                                   drop_sources=tuple(s.get("drop_sources", ())), num_proc=num_proc))
     return {"rows_read": meta["counts"]["rows_read"], "rows_written": meta["counts"]["rows_written"],
             "stage_seconds": meta["seconds"]}
 
@@ -145,8 +152,8 @@ def worker_select(strategy: str, data: str) -> dict[str, Any]:
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    if args.worker == "fast":
-        out = worker_fast(args.strategy, args.data, args.run_output)
+    if args.worker in ("fast", "parallel"):
+        out = worker_fast(args.strategy, args.data, args.run_output, args.num_proc if args.worker == "parallel" else 1)
     elif args.worker == "reference":
         out = worker_reference(args.strategy, args.data, args.run_output)
     elif args.worker == "floor":
@@ -187,7 +194,7 @@ def make_data(path: Path, rows: int, response_words: int) -> None:
 
 
 def measure(kind: str, strategy: str | None, data: Path, cache: Path, work: Path,
-            target_bytes: int = 0, keep_output: Path | None = None) -> dict[str, Any]:
+            target_bytes: int = 0, keep_output: Path | None = None, num_proc: int = 1) -> dict[str, Any]:
     """One run in a fresh process: wall seconds, peak RSS (kernel's count, wait4), output size.
 
     Linux carries a process's peak RSS across fork and exec, so a child's count is never below
@@ -199,7 +206,8 @@ def measure(kind: str, strategy: str | None, data: Path, cache: Path, work: Path
     result = work / "result.json"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.binarize_speed", "--worker", kind, "--data", str(data),
-           "--run-output", str(output), "--result", str(result), "--target-bytes", str(target_bytes)]
+           "--run-output", str(output), "--result", str(result), "--target-bytes", str(target_bytes),
+           "--num-proc", str(num_proc)]
     if strategy:
         cmd += ["--strategy", strategy]
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -215,7 +223,9 @@ def measure(kind: str, strategy: str | None, data: Path, cache: Path, work: Path
         raise SystemExit(f"error: {kind} {strategy or ''} failed (exit {proc.returncode}); see {log}:\n"
                          + log.read_text()[-2000:])
     out = json.loads(result.read_text())
-    out.update(kind=kind, strategy=strategy, seconds=round(wall, 3), peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
+    # user + system: the child's and, reaped by it, its workers' (--num-proc); import time included
+    out.update(kind=kind, strategy=strategy, seconds=round(wall, 3), cpu_seconds=round(usage.ru_utime + usage.ru_stime, 3),
+               peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
                output_bytes=output.stat().st_size if output.exists() else 0)
     out["rows_per_s"] = round(out["rows_read"] / wall, 1)
     if keep_output is None:
@@ -246,6 +256,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     by_time = sorted(runs, key=lambda r: r["seconds"])
     mid = by_time[(len(by_time) - 1) // 2]
     return {**mid, "seconds": round(statistics.median(r["seconds"] for r in runs), 3),
+            "cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in runs), 3),
             "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs), 1),
             "rows_per_s": round(mid["rows_read"] / statistics.median(r["seconds"] for r in runs), 1),
             "repeats": len(runs), "all_seconds": [r["seconds"] for r in runs],
@@ -291,14 +302,26 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 return r
 
             runs: dict[str, Any] = {"fast": {}, "reference": {}, "select": {}}
+            parallel = mode == "warm" and args.num_proc > 1 and "sup" in args.constructors
             for strategy in args.constructors:
-                keep = work / f"fast-{strategy}.jsonl" if (scale == 1 and args.reference) else None
+                kept = (scale == 1 and args.reference) or (parallel and strategy == "sup")
+                keep = work / f"fast-{strategy}.jsonl" if kept else None
                 runs["fast"][strategy] = median_of([one("fast", strategy, keep=keep) for _ in range(repeats)])
             target = max(r["output_bytes"] for r in runs["fast"].values())
             runs["floor"] = median_of([one("floor", None, target) for _ in range(repeats)])
             if mode == "warm":
                 for strategy in args.constructors:
                     runs["select"][strategy] = median_of([one("select", strategy) for _ in range(repeats)])
+            if parallel:  # one run in N processes: its time, and the same bytes as one process's
+                par_out = work / "parallel-sup.jsonl"
+                r = median_of([measure("parallel", "sup", data, cache_for_run(), work, keep_output=par_out,
+                                       num_proc=args.num_proc) for _ in range(repeats)])
+                r["num_proc"] = args.num_proc
+                r["same_output_as_one_process"] = filecmp.cmp(par_out, work / "fast-sup.jsonl", shallow=False)
+                print(f"  parallel sup ×{args.num_proc}  {r['seconds']:8.2f} s  {r['peak_rss_mb']:7.0f} MB  same output: "
+                      f"{r['same_output_as_one_process']}", flush=True)
+                par_out.unlink(missing_ok=True)
+                runs["parallel"] = r
             if args.reference and scale == 1:
                 for strategy in args.constructors:
                     ref_out = work / f"reference-{strategy}.json"
@@ -331,6 +354,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 ref = runs["reference"].get(strategy)
                 sel = runs["select"].get(strategy)
                 row = {"scale": int(scale), "mode": mode, "constructor": strategy, "seconds": fast["seconds"],
+                       "cpu_seconds": fast["cpu_seconds"], "floor_cpu_seconds": floor["cpu_seconds"],
+                       "cpu_ratio_to_floor": round(fast["cpu_seconds"] / floor["cpu_seconds"], 2),
                        "rows_per_s": fast["rows_per_s"], "peak_rss_mb": fast["peak_rss_mb"],
                        "floor_seconds": floor["seconds"], "floor_peak_rss_mb": floor["peak_rss_mb"],
                        "ratio_to_floor": round(fast["seconds"] / floor["seconds"], 2),
@@ -357,25 +382,39 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             t["within_2x_of_floor"] = row["ratio_to_floor"] <= TARGET_RATIO_TO_FLOOR
             if row["select_seconds"] is not None:
                 t["select<0.5s"] = row["select_seconds"] < TARGET_SELECT_SECONDS
+        # CPU time against the floor's, at every size and cache state (issue 23)
+        targets.setdefault(name, {})[f"cpu_{row['scale']}x_{row['mode']}<=1.5x_floor"] = (
+            row["cpu_ratio_to_floor"] <= TARGET_CPU_RATIO_TO_FLOOR)
         if "rss_vs_1x" in row:
             # "no higher than at 1×": allow 5% for allocator and page-cache noise between runs
             targets.setdefault(name, {})[f"rss_{row['scale']}x_{row['mode']}<=1x"] = row["rss_vs_1x"] <= 1.05
-    return {"rows": rows, "targets": targets}
+    parallel = [{"scale": int(scale), "num_proc": runs["parallel"]["num_proc"],
+                 "one_process_seconds": runs["fast"]["sup"]["seconds"], "seconds": runs["parallel"]["seconds"],
+                 "speedup": round(runs["fast"]["sup"]["seconds"] / runs["parallel"]["seconds"], 2),
+                 "cpu_seconds": runs["parallel"]["cpu_seconds"],
+                 "same_output_as_one_process": runs["parallel"]["same_output_as_one_process"]}
+                for scale, size in sizes.items() for mode, runs in size["modes"].items() if "parallel" in runs]
+    return {"rows": rows, "targets": targets, "parallel": parallel}
 
 
 def format_table(results: dict[str, Any]) -> str:
-    head = (f"{'rows':>8} {'cache':5} {'constructor':11} {'s':>7} {'rows/s':>8} {'RSS MB':>7} "
+    head = (f"{'rows':>8} {'cache':5} {'constructor':11} {'s':>7} {'CPU s':>7} {'×fl CPU':>7} {'rows/s':>8} {'RSS MB':>7} "
             f"{'floor s':>7} {'×floor':>6} {'ref s':>7} {'speedup':>7} {'RSS/ref':>7} {'select s':>8} {'RSS/1×':>6}")
     lines = [head, "-" * len(head)]
     fmt = lambda v, f: (f"{v:{f}}" if v is not None else "—")  # noqa: E731
     for r in results["summary"]["rows"]:
         lines.append(
             f"{r['scale'] * results['rows']:>8} {r['mode']:5} {r['constructor']:11} {r['seconds']:>7.2f} "
+            f"{r['cpu_seconds']:>7.2f} {r['cpu_ratio_to_floor']:>7.2f} "
             f"{r['rows_per_s']:>8.0f} {r['peak_rss_mb']:>7.0f} {r['floor_seconds']:>7.2f} {r['ratio_to_floor']:>6.2f} "
             f"{fmt(r['reference_seconds'], '>7.1f'):>7} {fmt(r['speedup_vs_reference'], '>6.1f'):>7} "
             f"{fmt(r['rss_share_of_reference'], '>7.2f'):>7} {fmt(r['select_seconds'], '>8.3f'):>8} "
             f"{fmt(r.get('rss_vs_1x'), '>6.2f'):>6}")
     lines.append("")
+    for p in results["summary"].get("parallel", []):
+        lines.append(f"{p['scale'] * results['rows']:>8} rows, SUP: 1 process {p['one_process_seconds']:.2f} s, "
+                     f"{p['num_proc']} processes {p['seconds']:.2f} s ({p['speedup']:.2f}×, {p['cpu_seconds']:.2f} CPU s); "
+                     f"same output: {p['same_output_as_one_process']}")
     for name, t in results["summary"]["targets"].items():
         lines.append(f"{name:9s} " + "  ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in t.items()))
     m = results["machine"]
@@ -397,11 +436,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=REPEATS, help="runs per measurement at 1×, median reported (default: %(default)s)")
     ap.add_argument("--reference-repeats", type=int, default=REFERENCE_REPEATS, help="runs of the per-row reference (default: %(default)s)")
     ap.add_argument("--no-reference", dest="reference", action="store_false", help="skip the per-row reference")
+    ap.add_argument("--num-proc", type=int, default=NUM_PROC, help="processes of the parallel SUP run (warm), "
+                    "checked against one process's output; 1: no parallel run (default: %(default)s)")
     ap.add_argument("--work-dir", default=WORK_DIR, help="generated data, caches and partial results (default: %(default)s)")
     ap.add_argument("--output", default=None,
                     help=f"results JSON (default: {OUTPUT} for the whole benchmark, WORK_DIR/{PARTIAL_NAME} for any other run)")
     # internal: one measured run (the driver starts these)
-    ap.add_argument("--worker", choices=("fast", "reference", "floor", "select", "same_pairs"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=("fast", "parallel", "reference", "floor", "select", "same_pairs"), help=argparse.SUPPRESS)
     ap.add_argument("--strategy", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--run-output", help=argparse.SUPPRESS)
@@ -409,8 +450,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--target-bytes", type=int, default=0, help=argparse.SUPPRESS)
     renamed(ap, "--work-dir", "--data-dir")  # --data is an input everywhere; this folder is scratch
     args = ap.parse_args(argv)
-    if not args.worker and (args.rows < 1 or args.repeats < 1 or args.reference_repeats < 1):
-        ap.error("--rows, --repeats and --reference-repeats must be at least 1")
+    if not args.worker and (args.rows < 1 or args.repeats < 1 or args.reference_repeats < 1 or args.num_proc < 1):
+        ap.error("--rows, --repeats, --reference-repeats and --num-proc must be at least 1")
     return args
 
 
@@ -418,7 +459,7 @@ def is_partial(args: argparse.Namespace) -> bool:
     """Anything but the whole benchmark at its defaults: its numbers are not the README's."""
     whole = {"rows": ROWS, "scales": list(SCALES), "response_words": RESPONSE_WORDS, "modes": list(MODES),
              "constructors": list(CONSTRUCTORS), "repeats": REPEATS, "reference_repeats": REFERENCE_REPEATS,
-             "reference": True}
+             "reference": True, "num_proc": NUM_PROC}
     return any(getattr(args, k) != v for k, v in whole.items())
 
 

@@ -85,6 +85,8 @@ def binarize_parser(doc: str, *, behaviour_table: str, tau: float | None, seed: 
     ap.add_argument("--max-entropy", type=float, default=max_entropy, help="drop pairs whose benchmark-vote entropy (nats) is above this (default: no cut)")
     ap.add_argument("--entropy-quantile", type=float, default=entropy_quantile, help="drop pairs above this entropy quantile of the run, 0.5: seed 003 (default: no cut)")
     ap.add_argument("--reliability-temperature", type=float, default=reliability_temperature, help="softmax temperature of `weight` (default: %(default)s)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar (so does TQDM_DISABLE=1)")
+    add_sharding_flags(ap)
     add_pool_flags(ap)
     return ap
 
@@ -96,6 +98,17 @@ def add_min_mb_sup_gap(ap: argparse.ArgumentParser, default: float | None) -> No
                     help="drop a selected pair whose MB-SUP(chosen) − MB-SUP(rejected) is below G, counted in the "
                     "meta as mb_sup_gap_below_min; GPT-4 agrees with gaps <= 0.1 less often than a coin (README's "
                     "agreement study) (default: no minimum, the paper's behaviour)")
+
+
+def add_sharding_flags(ap: argparse.ArgumentParser) -> None:
+    """One run spread over cores (--num-proc) or machines (--num-shards/--shard-index; merge.py joins them)."""
+    g = ap.add_argument_group("one run over several cores or machines (zebra/shards.py)")
+    g.add_argument("--num-proc", type=int, default=1, metavar="N",
+                   help="run N shards in N processes and merge them: the same output as one process (default: 1)")
+    g.add_argument("--num-shards", type=int, default=1, metavar="S", help="split the prompts into S shards by "
+                   "their prompt_id (sha256 of the text) mod S; this run does one, --shard-index (default: 1)")
+    g.add_argument("--shard-index", type=int, default=0, metavar="I",
+                   help="which shard, 0 … S-1 (a Slurm array's $SLURM_ARRAY_TASK_ID); merge.py joins the S outputs (default: 0)")
 
 
 POOL_FLAGS = ("format", "instruction_field", "model_field", "response_field", "source_field", "score_field",
@@ -170,7 +183,9 @@ def run_binarize(strategy: str, output: str | None, args: argparse.Namespace, de
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     common = {"data": args.data, "benchmark": args.behaviour_table, "seed": args.seed, "limit": args.limit,
               "max_entropy": args.max_entropy, "entropy_quantile": args.entropy_quantile,
-              "reliability_temperature": args.reliability_temperature, "pool": pool_options(args)}
+              "reliability_temperature": args.reliability_temperature, "pool": pool_options(args),
+              "progress": not args.quiet, "num_proc": args.num_proc, "num_shards": args.num_shards,
+              "shard_index": args.shard_index}
     if args.tau is not None:  # the baseline takes --tau only so every script accepts the same flags
         common["tau"] = args.tau
     if getattr(args, "min_mb_sup_gap", None) is not None:  # SUP, SIM, SUP+SIM only (add_min_mb_sup_gap)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import platform
 import re
 import time
@@ -25,7 +26,7 @@ import pyarrow as pa
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
 from zebra.data import (DEFAULT_DATA, Batch, DataError, DataSource, ResponseCounts, batch_source, iter_batches,
-                        locate, open_data, to_batch, usable_slots)
+                        locate, open_data, shard_rows, to_batch, usable_slots)
 from zebra.errors import ZebraError
 from zebra.pools import PoolOptions
 from zebra.records import RecordWriter, check_output
@@ -67,13 +68,21 @@ class BinarizeConfig:
     # How to read a long-format pool (zebra.pools): --format, field names, --model-names, --judgments,
     # --models-per-prompt. None: defaults (and the folder's pool.json); UltraFeedback rows ignore it.
     pool: PoolOptions | None = None
+    # One run over several cores or machines (zebra.shards): this run selects the pairs of shard
+    # `shard_index` of `num_shards` only (data.shard_of: prompt_id mod num_shards), and its records
+    # carry `input_row` for the merge; num_proc > 1 runs every shard in a process and merges them.
+    num_proc: int = 1
+    num_shards: int = 1
+    shard_index: int = 0
 
 
 # Which settings a strategy reads (the others are ignored, so the meta file and default names
 # leave them out); every setting not named here applies to every strategy.
 _SIM_BASED = ("sup", "sim", "sim_least", "sup_sim")
 APPLIES_TO = {"tau": _SIM_BASED, "min_mb_sup_gap": _SIM_BASED, "rank_weight": ("sup_sim",), "similarity_weight": ("sup_sim",),
-              "seed": ("baseline",), "score": ("baseline",), "drop_sources": ("baseline",), "only_rated": ("baseline",)}
+              "seed": ("baseline",), "score": ("baseline",), "drop_sources": ("baseline",), "only_rated": ("baseline",),
+              # how a run is spread, not what it selects: never in the meta's settings (a shard's meta says it apart)
+              "num_proc": (), "num_shards": (), "shard_index": ()}
 # The settings besides the data that change which pairs (or weights) a run writes, in the order a default output
 # name lists them, each with the value that leaves it out of the name (the paper's, or the scripts').
 NAMED_SETTINGS = {"tau": 0.1, "rank_weight": 0.5, "similarity_weight": 0.5, "score": "overall",
@@ -96,6 +105,8 @@ def default_output(base: str, cfg: BinarizeConfig) -> str:
         value = getattr(cfg, name)
         if applies(name, cfg.strategy) and value != default:
             parts.append(_name_part(name, value))
+    if cfg.num_shards > 1:  # one file per shard: merge.py joins them into the run's file
+        parts.append(f"shard-{cfg.shard_index}-of-{cfg.num_shards}")
     path = Path(base)
     if not parts:
         return base
@@ -214,6 +225,8 @@ def build_records(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np
             cleaned = [None if (isinstance(v, float) and v != v) or (isinstance(v, int) and v < 0) else v
                        for v in values.tolist()]
             out[name] = pa.array(cleaned)
+    if batch.row_ids is not None:  # a shard's records: their input positions, last (zebra.shards merges by them)
+        out["input_row"] = pa.array(batch.row_ids[rows], pa.int64())
     return pa.table(out)
 
 
@@ -334,6 +347,12 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
     return build_records(batch, rows, c_slot, r_slot, columns)
 
 
+def show_progress(progress: bool) -> bool:
+    """Whether a run draws its bar: `progress` (False: --quiet) unless TQDM_DISABLE is set. tqdm reads
+    TQDM_DISABLE only for arguments left unset, and a run sets `disable`, so it is read here."""
+    return progress and os.environ.get("TQDM_DISABLE", "").strip().lower() in ("", "0", "false", "no", "off")
+
+
 def file_sha256(path: str | Path) -> str | None:
     """sha256 of a file's bytes (None if it cannot be read: read_benchmark then says why)."""
     try:
@@ -344,11 +363,11 @@ def file_sha256(path: str | Path) -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    import datasets
-    import pandas
+    # from the installed metadata: a shard process that reads the parent's Arrow files never imports datasets
+    from importlib.metadata import version
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": pandas.__version__,
-            "pyarrow": pa.__version__, "datasets": datasets.__version__}
+    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": version("pandas"),
+            "pyarrow": pa.__version__, "datasets": version("datasets")}
 
 
 def check_config(cfg: BinarizeConfig) -> DataSource:
@@ -377,6 +396,7 @@ def check_config(cfg: BinarizeConfig) -> DataSource:
         raise ZebraError(f"--min-mb-sup-gap: the {cfg.strategy} strategy orders a pair by instance score, "
                          "not MB-SUP, so its pairs have no MB-SUP gap to filter")
     check_reliability_settings(cfg.max_entropy, cfg.entropy_quantile, cfg.reliability_temperature)
+    check_sharding(cfg)
     # every file the run reads, however it is named: the source as given (a folder: nothing may be
     # written into it) and the table first, then each file the source consists of (pool.json and
     # the files it names), which locating it lists (and which may fail on a bad source)
@@ -389,25 +409,51 @@ def check_config(cfg: BinarizeConfig) -> DataSource:
     return where
 
 
-def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
+def check_sharding(cfg: BinarizeConfig) -> None:
+    """--num-proc, --num-shards, --shard-index in range, and refused with the settings that need the
+    whole run at once. --limit needs nothing: it takes the input's first N prompts before sharding."""
+    check_number("--num-proc", cfg.num_proc, low=1, integer=True)
+    check_number("--num-shards", cfg.num_shards, low=1, integer=True)
+    check_number("--shard-index", cfg.shard_index, low=0, high=cfg.num_shards - 1, integer=True,
+                 hint=f"shards are numbered 0 … {cfg.num_shards - 1} (--num-shards {cfg.num_shards})")
+    if cfg.num_proc > 1 and cfg.num_shards > 1:
+        raise ZebraError("--num-proc with --num-shards: give one; --num-proc N runs N shards on this machine and "
+                         "merges them, --num-shards S --shard-index I runs one shard of S (merge.py joins them)")
+    if (cfg.num_proc > 1 or cfg.num_shards > 1) and cfg.entropy_quantile is not None:
+        raise ZebraError("--entropy-quantile takes its cut over the whole run's pairs, which no shard sees; run it "
+                         "unsharded, or shard with --max-entropy set to the cut such a run reports (meta: reliability)")
+
+
+def binarize(cfg: BinarizeConfig, rule: Rule | None = None, opened: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """Run one constructor end to end; returns the meta dict also written beside the output.
 
     `rule` picks the pairs of each batch (a binarize_*.py script passes its own); None: the
     strategy's `default_rule`. Everything else (loading, batching, counting, writing) is here.
+    `cfg.num_proc` > 1: zebra.shards runs its shards in processes and merges them (same output).
+    `opened`: (batch_source of the data, its pool report), read already (--num-proc's parent does,
+    once for every shard process); None: read here.
     """
     from tqdm.auto import tqdm
 
+    if cfg.num_proc > 1:
+        from zebra.shards import binarize_in_processes
+
+        return binarize_in_processes(cfg, rule)
     where = check_config(cfg)
+    sharded = cfg.num_shards > 1
     t0 = time.perf_counter()
     table_sha256 = file_sha256(cfg.benchmark)  # which table made these pairs, for training and the tables
     table = read_benchmark(cfg.benchmark)
-    opened = open_data(where, cfg.limit)
-    pool_report = opened.pool_report
-    ds = batch_source(opened.dataset)  # the file names, not the memory map
+    if opened is None:
+        data = open_data(where, cfg.limit)
+        opened = batch_source(data.dataset), data.pool_report  # the file names, not the memory map
+        del data
+    ds, pool_report = opened
     del opened
     t_load = time.perf_counter() - t0
     counts = Counts()
     extra = [("score_chosen", pa.float64()), ("score_rejected", pa.float64())] if cfg.strategy == "baseline" else []
+    extra += [("input_row", pa.int64())] if sharded else []
     t_select = 0.0
     t1 = time.perf_counter()
     reliability = PairReliability.from_raw(table.raw, cfg.reliability_temperature)
@@ -422,19 +468,28 @@ def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
     t_select += time.perf_counter() - t1
     # deferred: the file is finished when the block ends and renamed with its meta (commit below)
     with RecordWriter(cfg.output, extra, background=True, deferred=True) as writer, tqdm(
-        total=len(ds), unit="prompt", desc=f"binarize {cfg.strategy}", disable=not cfg.progress
+        total=len(ds), unit="prompt", desc=f"binarize {cfg.strategy}", disable=not show_progress(cfg.progress)
     ) as bar:
+        start = 0  # the input position of the batch's first row
         for arrow_batch in iter_batches(ds, cfg.batch_size):
             t1 = time.perf_counter()
-            batch = to_batch(arrow_batch)
-            records = process_batch(batch, table, cfg, counts, reliability, rule=rule)
-            t_select += time.perf_counter() - t1
-            writer.write(records)
-            counts.rows_read += batch.n
-            counts.rows_written += len(records)
-            bar.update(batch.n)
-            del arrow_batch, batch, records  # peak memory: one batch, not this one and the next
-        if cfg.strategy == "baseline" and cfg.score == "mean-rating" and not counts.ratings_seen:
+            n_input, rows, ids = arrow_batch.num_rows, None, None
+            if sharded:
+                rows, ids = shard_rows(arrow_batch, cfg.num_shards, cfg.shard_index)
+            if rows is None or rows.size:  # a shard's part of a batch may be empty
+                batch = to_batch(arrow_batch, rows, ids)
+                batch.row_ids = None if rows is None else start + rows
+                records = process_batch(batch, table, cfg, counts, reliability, rule=rule)
+                t_select += time.perf_counter() - t1
+                writer.write(records)
+                counts.rows_read += batch.n
+                counts.rows_written += len(records)
+                del batch, records
+            start += n_input
+            bar.update(n_input)
+            del arrow_batch  # peak memory: one batch, not this one and the next
+        # (a shard leaves this question to the merge: its rows may all lack ratings when others' do not)
+        if cfg.strategy == "baseline" and cfg.score == "mean-rating" and not counts.ratings_seen and not sharded:
             # asked of the whole run, not batch by batch: a batch without ratings is no error by itself
             raise DataError(f"{where.source}: completions' 'annotations' hold no aspect ratings; "
                             "--score mean-rating needs them")
@@ -463,6 +518,10 @@ def binarize(cfg: BinarizeConfig, rule: Rule | None = None) -> dict[str, Any]:
                     "total": round(time.perf_counter() - t0, 3)},
         "versions": _versions(),
     }
+    if sharded:  # what zebra.shards.merge needs beyond the counts: the pairs behind the reliability summary
+        meta["shard"] = {"index": cfg.shard_index, "count": cfg.num_shards, "ratings_seen": counts.ratings_seen,
+                         "pair_counts": [[c, r, n] for (c, r), n in sorted(reliability.pair_counts.items())],
+                         "pairs_without_votes": reliability.unrated}
     writer.commit(meta)  # output and meta together, or neither
     return meta
 

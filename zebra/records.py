@@ -341,6 +341,28 @@ class RecordWriter:
                     raise ZebraError(_unencodable(self.path, records, self.count)) from None
         self.count += len(records)
 
+    def write_json_text(self, records: Iterable[tuple[bytes | memoryview, ...]]) -> None:
+        """Append records already encoded as one-line JSON objects (UTF-8), each given as the pieces
+        it is made of, back to back; separated and framed as `write` does, so that joining runs'
+        outputs (zebra.shards) writes their bytes unchanged."""
+        if self.format == "parquet":
+            raise ZebraError(f"{self.path}: JSON text cannot be written to a Parquet file")
+        self._join()
+        sep = b"\n" if self.format == "jsonl" else b",\n"
+        self._fh.flush()  # the bytes below bypass the text layer, so it must be empty
+        out = self._fh.buffer
+        parts: list[bytes] = []
+        size = 0
+        for record in records:  # one write per ~8 MB: a write per record cost more than the copying
+            parts.append(sep if self.count else (b"\n" if self.format == "json" else b""))
+            parts += record
+            size += sum(len(piece) for piece in record)
+            self.count += 1
+            if size >= 1 << 23:
+                out.write(b"".join(parts))
+                parts, size = [], 0
+        out.write(b"".join(parts))
+
     def close(self) -> None:
         self._join()
         if self.format == "parquet":
