@@ -38,7 +38,7 @@ def test_tqdm_disable_0_keeps_the_bar(tmp_path, capfd, monkeypatch):
 
 
 def test_quiet_flag_silences_the_bar(tmp_path, capfd):
-    ap = cli.binarize_parser("doc", benchmark="model_aware/benchmark.csv", tau=0.1, seed=42, max_entropy=None,
+    ap = cli.binarize_parser("doc", behaviour_table="model_aware/benchmark.csv", tau=0.1, seed=42, max_entropy=None,
                              entropy_quantile=None, reliability_temperature=0.2, data="data/alpaca_eval")
     args = ap.parse_args(["--quiet"])
     cli.run_binarize("sup", str(tmp_path / "o.json"), args)
