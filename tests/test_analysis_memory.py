@@ -168,3 +168,130 @@ def test_analyze_reads_outputs_a_batch_at_a_time_with_the_same_numbers(tmp_path,
         monkeypatch.setattr(sys, "argv", ["analyze.py", "frequency", "--binarized", str(folder), "--batch-size", "0",
                                           "--output-dir", str(tmp_path / "o")])
         analyze.main()
+
+
+# ----------------------------------------------------------------------------- select_potential.py
+
+
+def _scored_records(n):
+    rng = np.random.default_rng(9)
+    return [{"prompt": f"Question {i}: name a colour.", "prompt_id": prompt_id(f"q{i}"),
+             "chosen": _msg(f"Question {i}: name a colour.", " ".join(rng.choice(WORDS, 3 + i % 4))),
+             "rejected": _msg(f"Question {i}: name a colour.", " ".join(rng.choice(WORDS, 2 + i % 3))),
+             "most_similar_pair": ["gpt-4", "bard"], "mb_sup_chosen": 0.5 + 0.04 * i, "mb_sup_rejected": 0.3,
+             "extra": i if i % 2 else float(i)} for i in range(n)]
+
+
+def _select(folder, data, out, chunk, **over):
+    import argparse
+
+    import select_potential
+
+    args = argparse.Namespace(data=str(data), model=str(folder), gguf_file=None, chat_template=None, output=str(out),
+                              keep=0.5, lam=1.0, explicit="auto", batch_size=4, max_length=256, device="cpu",
+                              dtype="float32", limit=None, chunk=chunk)
+    for k, v in over.items():
+        setattr(args, k, v)
+    return select_potential.run(args)
+
+
+def test_select_potential_scores_a_chunk_at_a_time_and_keeps_the_same_pairs(tmp_path, monkeypatch):
+    from tests.tiny import make_tiny_model_dir
+    from zebra import potential
+    from zebra.records import read_records
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    folder = make_tiny_model_dir(tmp_path / "tiny")
+    data = _write(tmp_path / "sup.json", _scored_records(10))
+    sizes = []
+    real = potential.implicit_margins
+
+    def spy(model, tokenizer, records, *args, **kwargs):
+        records = list(records)
+        sizes.append(len(records))
+        return real(model, tokenizer, records, *args, **kwargs)
+
+    monkeypatch.setattr(potential, "implicit_margins", spy)
+    small = _select(folder, data, tmp_path / "small.parquet", chunk=3)
+    assert sizes == [3, 3, 3, 1]
+    whole = _select(folder, data, tmp_path / "whole.parquet", chunk=4096)
+    assert small["counts"] == whole["counts"] and small["counts"]["read"] == 10 and small["counts"]["kept"] == 5
+    a, b = read_records(tmp_path / "small.parquet"), read_records(tmp_path / "whole.parquet")
+    assert [r["prompt_id"] for r in a] == [r["prompt_id"] for r in b]  # the same pairs, in input order
+    for x, y in zip(a, b):  # another batching moves a log-prob by ~1e-6 at most
+        assert x["alignment_potential"] == pytest.approx(y["alignment_potential"], abs=1e-4)
+        assert x["extra"] == y["extra"] and isinstance(x["extra"], float)  # int and float batches: one float column
+    limited = _select(folder, data, tmp_path / "limited.json", chunk=3, limit=4)
+    assert limited["counts"]["read"] == 4 and sizes[-1] == 1  # 3 + 1
+
+
+def test_select_potential_names_a_bad_record_by_its_place_in_the_file(tmp_path, monkeypatch):
+    from zebra.errors import ZebraError
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    records = _scored_records(8)
+    records[6]["chosen"] = 5
+    data = _write(tmp_path / "sup.json", records)
+    with pytest.raises(ZebraError, match=r"sup.json: record 7: 'chosen' must be"):
+        _select(tmp_path / "no-model", data, tmp_path / "o.json", chunk=3)  # refused before any model loads
+    mixed = _scored_records(8)
+    mixed[5]["extra"] = "text"
+    with pytest.raises(ZebraError, match="field 'extra' holds values of several types"):
+        _select(tmp_path / "no-model", _write(tmp_path / "mixed.json", mixed), tmp_path / "o.parquet", chunk=3)
+
+
+# ----------------------------------------------------------------------------- one line at a time
+
+
+LAYOUTS = {
+    "writer.json": "[\n" + ",\n".join(json.dumps(r) for r in ({"a": 1}, {"b": "x\u2028y"}, {"c": [1, 2]})) + "\n]\n",
+    "lines.jsonl": "".join(json.dumps(r) + "\n" for r in ({"a": 1}, {"b": 2})) + "\n",
+    "bom.jsonl": "\ufeff" + json.dumps({"a": 1}) + "\r\n" + json.dumps({"b": 2}) + "\r\n",
+    "one_line.json": json.dumps([{"a": 1}, {"b": 2}]),
+    "pretty.json": json.dumps([{"a": 1}, {"b": 2}], indent=2),
+    "empty.json": "[\n]\n",
+    "trailing_comma.json": '[\n{"a": 1},\n{"b": 2},\n]\n',
+    "bad_item.json": '[\n{"a": 1},\n{"b": NaN},\n{"c": 3}\n]\n',
+    "duplicate_key.jsonl": '{"a": 1}\n{"a": 1, "a": 2}\n',
+    "not_object.jsonl": '{"a": 1}\n[1, 2]\n',
+    "truncated.json": '[\n{"a": 1},\n{"b": 2}',
+    "no_comma.json": '[\n{"a": 1}\n{"b": 2}\n]\n',
+    "blank.jsonl": "\n\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_stream_json_records_gives_the_whole_file_readers_records_and_messages(tmp_path, name):
+    from zebra.jsonio import ReadError, iter_json_records, stream_json_records
+
+    path = tmp_path / name
+    path.write_text(LAYOUTS[name], encoding="utf-8")
+
+    def read(reader):
+        got = []
+        try:
+            for item in reader(path, allow_empty=True):
+                got.append(item)
+        except ReadError as err:
+            return got, str(err)
+        return got, None
+
+    assert read(stream_json_records) == read(iter_json_records)
+
+
+def test_stream_json_records_parses_a_line_at_a_time(tmp_path, monkeypatch):
+    from zebra import jsonio
+    from zebra.records import RecordWriter, iter_records
+
+    path = tmp_path / "sup.json"
+    records = _records(40)
+    with RecordWriter(path) as writer:
+        writer.write(records[:25])
+        writer.write(records[25:])
+    parsed = []
+    real = jsonio._parse
+    monkeypatch.setattr(jsonio, "_parse", lambda text, *a, **k: (parsed.append(len(text)), real(text, *a, **k))[1])
+    batches = list(iter_records(path, batch_size=16))
+    assert [len(b) for b in batches] == [16, 16, 8] and len(parsed) == 40
+    assert max(parsed) < path.stat().st_size / 10  # one record's line, never the file's text
+    assert [r["prompt_id"] for b in batches for r in b] == [r["prompt_id"] for r in A.load_records(path)]

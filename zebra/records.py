@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zebra.errors import ZebraError
-from zebra.jsonio import FileAccessError, ReadError, iter_json_records, read_json_records, surrogate_field
+from zebra.jsonio import FileAccessError, ReadError, read_json_records, stream_json_records, surrogate_field
 
 log = logging.getLogger(__name__)
 
@@ -467,7 +467,8 @@ def iter_records(path: str | Path, batch_size: int = 4096) -> Iterator[list[dict
     """`read_records(path)` in lists of at most `batch_size` records, the same records and errors.
 
     What a reader of a whole 10× output would hold at once is one batch of records (Parquet: one
-    batch of rows; JSON: the file's text, which zebra.jsonio parses one record at a time), so a
+    batch of rows; JSON: one line at a time where records are one per line, as RecordWriter
+    writes them, else the file's text; zebra.jsonio.stream_json_records), so a
     caller that keeps only a few numbers per record stays small (issue 23: the analyses held
     every text of five outputs)."""
     if batch_size < 1:
@@ -485,7 +486,7 @@ def iter_records(path: str | Path, batch_size: int = 4096) -> Iterator[list[dict
         return
     batch: list[dict[str, Any]] = []
     try:
-        for _, record in iter_json_records(path, "records file", allow_empty=True):
+        for _, record in stream_json_records(path, "records file", allow_empty=True):
             batch.append(record)
             if len(batch) == batch_size:
                 yield batch
