@@ -114,6 +114,10 @@ def test_resample_groups_draws_a_bounded_matrix_and_the_same_one_for_small_input
     rng = np.random.default_rng(7)  # 403 prompts: 200 resamples a chunk, the draws as before
     for idx in A.resample_groups(403, 500, seed=7):
         assert np.array_equal(idx, rng.integers(0, 403, (min(200, idx.shape[0]), 403)))
+    # 30,000 prompts: smaller chunks, and still the indices of one 200-row draw
+    chunks = list(A.resample_groups(30_000, 200, seed=1))
+    assert len(chunks) > 1
+    assert np.array_equal(np.concatenate(chunks), np.random.default_rng(1).integers(0, 30_000, (200, 30_000)))
 
 
 def test_random_floor_pairs_carry_lengths_not_texts(tmp_path):
