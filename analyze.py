@@ -71,6 +71,7 @@ ANCHOR = None  # Figure 4: None = the table's most and least MB-similar pairs; a
 N_BOOT = 2000  # bootstrap resamples of every interval; the 3rd decimal of a 95% bound is stable at this size
 SEED = 0  # the bootstrap's resampling and the agreement study's coin rule
 JOBS = 2  # binarize scripts run at once; each loads --data, so mind memory on full UltraFeedback
+BATCH_SIZE = 4096  # records of a binarize output held at once (texts), as the binarize scripts read 4,096 rows
 DPI = 100  # committed README figures stay small
 MAX_DPI = 600  # --dpi 3000 drew a 600-megapixel Figure 10 and was OOM-killed; print quality is 300
 # Agreement study (zebra/agreement.py). "Bigger model wins" reads parameter counts (billions, a
@@ -113,7 +114,7 @@ class Run:
     into place once every analysis has finished, `abort` removes them: a command's outputs appear
     all or none (issue 19: `[]` records left fig8_frequency.csv behind)."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, names: list[str] | tuple = ()):
         from zebra.analysis import AnalysisError
         from zebra.behaviour import read_benchmark
 
@@ -123,6 +124,9 @@ class Run:
         self.written: list[str] = []
         self.summary: dict = {}
         self._pairs = None
+        self._files: dict = {}  # k -> strategy -> the binarize output its pairs were read from
+        # the agreement study's token rule: each response is counted while its text is read, once
+        self.count_in_tokens = "agreement" in names and args.tokenizer != "none"
         self._dataset = None
         self._ratings: dict = {}
         self._tokens = None
@@ -215,12 +219,14 @@ class Run:
         return self._tokens
 
     def pairs(self, k: int | None = "first") -> dict:
-        """strategy -> pairs frame, binarizing first when no --binarized folder was given.
+        """strategy -> pair numbers (zebra.analysis.load_pairs: ids, models, lengths, kinship_rank;
+        no texts), binarizing first when no --binarized folder was given. Each output is read
+        --batch-size records at a time, so memory follows the batch, not the pool (issue 23).
 
         `k`: the --models-per-prompt draw (None = all responses); default the first value given.
         An output that holds no records is left out with a warning; none at all is an error.
         """
-        from zebra.analysis import AnalysisError, load_records, pairs_frame
+        from zebra.analysis import AnalysisError, load_pairs
 
         k = self.ks[0] if k == "first" else k
         self._pairs = self._pairs or {}
@@ -231,21 +237,29 @@ class Run:
                 name = "binarized" if k is None else f"binarized_k{k}"
                 folder = binarize_all(self.args, self.stage / name, k, shown=self.out / name)
                 self.written.append(name + "/")
-            self._pairs[k] = {}
+            self._pairs[k], self._files[k] = {}, {}
+            count_tokens = self.token_counter()[1] if self.count_in_tokens else None
             for strategy, (_, _, stem) in BINARIZE.items():
                 found = [folder / f"{stem}{ext}" for ext in (".json", ".jsonl", ".parquet") if (folder / f"{stem}{ext}").is_file()]
                 if not found:
                     log.warning("%s: no %s.json/.jsonl/.parquet; %s is left out", folder, stem, strategy)
                     continue
-                frame = pairs_frame(load_records(found[0]), str(found[0]))
+                frame = load_pairs(found[0], self.args.batch_size, count_tokens)
                 if frame.empty:
                     log.warning("%s holds no records; %s is left out", found[0], strategy)
                     continue
                 self._pairs[k][strategy] = frame
+                self._files[k][strategy] = found[0]
             if not self._pairs[k]:
                 raise AnalysisError(f"{folder}: no records in any of {', '.join(s for _, _, s in BINARIZE.values())}; "
                                     "nothing to analyse")
         return self._pairs[k]
+
+    def files(self, k: int | None = "first") -> dict[str, Path]:
+        """strategy -> the binarize output behind `pairs(k)`, for an analysis that needs its texts."""
+        k = self.ks[0] if k == "first" else k
+        self.pairs(k)
+        return self._files[k]
 
 
 def remove_stale_stages(folder: Path) -> None:
@@ -388,13 +402,15 @@ def run_kinship(run: Run) -> dict:
 
 
 def run_tfidf(run: Run) -> dict:
-    from zebra.analysis import tfidf_check
+    from zebra.analysis import tfidf_check_files
     from zebra.figures import plot_tfidf
 
-    pairs = run.pairs()
-    if "SIM" not in pairs or "SIM-least" not in pairs:
+    files = run.files()
+    if "SIM" not in files or "SIM-least" not in files:
         raise SystemExit(f"error: analyze.py tfidf: needs the SIM and SIM-least outputs (sim, sim_least) in {run.args.binarized}")
-    result, per_record = tfidf_check(pairs["SIM"], pairs["SIM-least"], run.args.n_boot, run.args.seed, progress=True)
+    # the texts are read again, a batch at a time: the vocabulary is fitted on all four text columns
+    result, per_record = tfidf_check_files(files["SIM"], files["SIM-least"], run.args.n_boot, run.args.seed,
+                                           run.args.batch_size, progress=True)
     run.save_frame(per_record, "tfidf_pairs.csv")
     run.save_json({**result, "paper": {"most": 0.4623, "least": 0.4129}}, "tfidf.json")
     plot_tfidf(per_record, result, run.figure("tfidf.png"), run.args.dpi)
@@ -476,7 +492,7 @@ def run_agreement_study(run: Run) -> dict:
         kname = "all" if k is None else k
         ds, ratings = run.dataset(k), run.ratings(k)
         pairs = {s: df for s, df in run.pairs(k).items() if s != "Baseline"}
-        pairs[FLOOR] = random_pairs(ds, run.table, POOL_SEED)
+        pairs[FLOOR] = random_pairs(ds, run.table, POOL_SEED, count_tokens=count_tokens)
         if "Baseline" in run.pairs(k):
             pairs[JUDGE_LABELLED] = run.pairs(k)["Baseline"]
         tables = study(pairs, ratings, every_pair(ds, run.table), run.table, sizes, count_tokens, "overall_score",
@@ -577,6 +593,7 @@ def check_settings(args: argparse.Namespace) -> None:
     for flag in ("tokens_in", "tokens_out", "price_in", "price_out", "run_cost"):
         check_number("--" + flag.replace("_", "-"), getattr(args, flag), low=0)
     check_number("--jobs", args.jobs, low=1, integer=True)
+    check_number("--batch-size", args.batch_size, low=1, integer=True, hint="records read at once")
     check_number("--dpi", args.dpi, low=10, high=MAX_DPI, integer=True, hint="figures are bounded in pixels; 300 is print quality")
     check_number("--min-gap", args.min_gap, low=0)
     check_output_dir(args.output_dir)
@@ -633,6 +650,8 @@ def main() -> None:
     ap.add_argument("--price-out", type=float, default=PRICE_OUT, help="Table 3: USD per 1M output tokens (default: %(default)s)")
     ap.add_argument("--run-cost", type=float, default=RUN_COST, help="Table 3: USD per (model, benchmark) evaluation for ZEBRA (default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=JOBS, help="binarize scripts to run at once (default: %(default)s)")
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="records of a binarize output read at once; "
+                    "memory follows it, not the data (default: %(default)s)")
     ap.add_argument("--dpi", type=int, default=DPI, help="figure resolution (default: %(default)s)")
     ap.add_argument("--figures-only", action="store_true", help="write the PNGs only (how docs/figures is made)")
     ap.add_argument("--min-gap", type=float, default=MIN_GAP, help="agreement study: a judge-label gap above this decides a pair (default: %(default)s)")
@@ -659,7 +678,7 @@ def main() -> None:
     run = None
     try:
         check_settings(args)
-        run = Run(args)
+        run = Run(args, names)
         for name in names:
             t1 = time.perf_counter()
             run.summary[name] = RUNNERS[name](run)

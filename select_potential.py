@@ -26,6 +26,7 @@ import argparse
 import logging
 import re
 import time
+from typing import Iterable, Iterator
 
 from zebra.settings import SettingError  # the standard library only (a missing package is named in main_guard)
 
@@ -34,6 +35,7 @@ LAMBDA = 1.0  # seed 004's default weight of the implicit term ("rm-logp")
 EXPLICIT = "auto"  # auto: instance-score gap if every record has one, else the MB-SUP gap
 BATCH_SIZE = 8  # sequences per forward pass; 8 × 1024 tokens × a 128k vocabulary fits a 24 GB GPU in bf16
 MAX_LENGTH = 1024  # what train_dpo.py trains on (trl's default), so the margin is over the same tokens
+CHUNK = 4096  # records (and their token sequences) held at once; each pass reads --data again (issue 23)
 DEVICE = "auto"  # cuda when there is one
 DTYPE = "auto"  # bfloat16 on GPU, float32 on CPU (log-probs of a 135M model in bf16 are too coarse)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -54,6 +56,8 @@ def main() -> None:
     ap.add_argument("--device", default=DEVICE, help="auto, cpu, cuda, cuda:1 ... (default: %(default)s)")
     ap.add_argument("--dtype", default=DTYPE, help=f"{', '.join(DTYPES)} (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N records")
+    ap.add_argument("--chunk", type=int, default=CHUNK, help="records read and scored at once; memory follows it, "
+                    "not --data (default: %(default)s)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
@@ -81,6 +85,7 @@ def check_args(args) -> None:
     check_number("--batch-size", args.batch_size, low=1, integer=True)
     check_number("--max-length", args.max_length, low=2, integer=True)
     check_number("--limit", args.limit, low=1, integer=True, optional=True)
+    check_number("--chunk", args.chunk, low=1, integer=True)
     if args.dtype not in DTYPES:
         raise SettingError(f"--dtype must be one of {', '.join(DTYPES)}, not {args.dtype!r}")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
@@ -106,51 +111,93 @@ def check_device(device: str) -> None:
 ADDED = ("explicit_margin", "implicit_margin", "logp_chosen", "logp_rejected", "alignment_potential")  # floats
 
 
-def parquet_extra_fields(records: list[dict], output: str, known: set[str]) -> list[tuple[str, object]]:
+def parquet_extra_fields(batches: Iterable[list[dict]], output: str, known: set[str]) -> list[tuple[str, object]]:
     """The Arrow type of each field beyond the binarize schema, which Parquet needs (e.g. the
-    baseline's scores); .json and .jsonl write every record as it was read and need none. A field
-    whose values have several types has no Parquet column: refused before the model loads."""
+    baseline's scores), over every batch of records; .json and .jsonl write every record as it
+    was read and need none. A field whose values have several types has no Parquet column:
+    refused before the model loads. Batches whose types differ only as Arrow can promote them
+    (int and float: float) agree, as one array of all the values would."""
     import pyarrow as pa
 
     if not output.lower().endswith(".parquet"):
         return []
-    fields = [(k, pa.float64()) for k in ADDED]
-    for k in dict.fromkeys(k for r in records for k in r if k not in known and k not in ADDED):
-        values = [r.get(k) for r in records]
-        try:
-            kind = pa.array(values).type
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            types = sorted({type(v).__name__ for v in values if v is not None})
-            raise SettingError(f"--output {output}: field {k!r} holds values of several types ({', '.join(types)}) "
-                               "across records, and a Parquet column has one type; write .json or .jsonl to keep "
-                               "it as it is") from None
-        fields.append((k, pa.float64() if pa.types.is_null(kind) else kind))
-    return fields
+    kinds: dict[str, pa.DataType] = {}
+    seen: dict[str, set[str]] = {}
+
+    def refuse(k):
+        raise SettingError(f"--output {output}: field {k!r} holds values of several types ({', '.join(sorted(seen[k]))}) "
+                           "across records, and a Parquet column has one type; write .json or .jsonl to keep "
+                           "it as it is") from None
+
+    for records in batches:
+        for k in dict.fromkeys(k for r in records for k in r if k not in known and k not in ADDED):
+            values = [r.get(k) for r in records]
+            seen.setdefault(k, set()).update(type(v).__name__ for v in values if v is not None)
+            try:
+                kind = pa.array(values).type
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                refuse(k)
+            if k in kinds and kinds[k] != kind:
+                try:
+                    kind = pa.unify_schemas([pa.schema([(k, kinds[k])]), pa.schema([(k, kind)])],
+                                            promote_options="permissive").field(k).type
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    refuse(k)
+            kinds[k] = kind
+    return [(k, pa.float64()) for k in ADDED] + \
+        [(k, pa.float64() if pa.types.is_null(kind) else kind) for k, kind in kinds.items()]
+
+
+def record_batches(path: str, size: int, limit: int | None) -> Iterator[list[dict]]:
+    """The records of --data, `size` at a time, the first --limit only (zebra.records.iter_records)."""
+    from zebra.records import iter_records
+
+    left = limit
+    for batch in iter_records(path, size):
+        if left is not None:
+            batch = batch[:left]
+            left -= len(batch)
+        if batch:
+            yield batch
+        if left == 0:
+            return
 
 
 def run(args) -> dict:
+    """Three passes over --data, `--chunk` records at a time, so no more records (and token
+    sequences) than a chunk are held at once (issue 23): check every record and keep its two
+    candidate explicit margins (before the model loads); score each chunk under the model;
+    write the kept records. Per record only numbers stay between the passes."""
     import numpy as np
     import torch
 
     from zebra import potential
     from zebra.errors import ZebraError
-    from zebra.models import load_model_and_tokenizer, set_chat_template
-    from zebra.records import SCHEMA, RecordWriter, check_output, read_records
+    from zebra.models import check_model_source, load_model_and_tokenizer, set_chat_template
+    from zebra.records import SCHEMA, RecordWriter, check_output
     from zebra.settings import check_output_path
-    from zebra.models import check_model_source
 
     for path in (args.output, f"{args.output}.meta.json"):
         check_output_path(path, [args.data])
     check_output(args.output)  # a bad output name fails before the model loads
     t0 = time.perf_counter()
-    records = read_records(args.data)[: args.limit]
-    if not records:
-        raise ZebraError(f"{args.data}: no records")
+
+    def batches():
+        return record_batches(args.data, args.chunk, args.limit)
+
     # everything about the records and flags is checked before the model loads (minutes on a CPU)
-    potential.check_records(records, args.data)
-    potential.check_lambda(args.lam, len(records))
-    explicit, source = potential.explicit_margins(records, args.explicit)
-    extra_fields = parquet_extra_fields(records, args.output, known=set(SCHEMA.names))
+    n, scored_all, gaps = 0, True, {"score": [], "mb_sup": []}
+    for batch in batches():
+        potential.check_records(batch, args.data, start=n + 1)
+        scored_all = scored_all and potential.has_scores(batch)
+        for kind, gap in potential.explicit_gaps(batch).items():
+            gaps[kind].append(gap)
+        n += len(batch)
+    if not n:
+        raise ZebraError(f"{args.data}: no records")
+    potential.check_lambda(args.lam, n)
+    explicit, source = potential.pick_explicit({k: np.concatenate(v) for k, v in gaps.items()}, scored_all, args.explicit)
+    extra_fields = parquet_extra_fields(batches(), args.output, known=set(SCHEMA.names))
     check_device(args.device)
     check_model_source(args.model, args.gguf_file)
 
@@ -160,7 +207,9 @@ def run(args) -> dict:
     set_chat_template(tokenizer, args.chat_template, args.model)
     model.to(device)
     t_load = time.perf_counter() - t0
-    implicit = potential.implicit_margins(model, tokenizer, records, args.batch_size, args.max_length, progress=True)
+    parts = [potential.implicit_margins(model, tokenizer, batch, args.batch_size, args.max_length, progress=True)
+             for batch in batches()]
+    implicit = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     t_score = time.perf_counter() - t0 - t_load
     m_ap = potential.alignment_potential(explicit, implicit["implicit_margin"], args.lam)
     kept = potential.top_fraction(m_ap, args.keep)
@@ -168,13 +217,16 @@ def run(args) -> dict:
     def clean(x):
         return None if not np.isfinite(x) else float(x)
 
-    out = []
-    for j in kept:
-        out.append({**records[j], "explicit_margin": clean(explicit[j]), "implicit_margin": clean(implicit["implicit_margin"][j]),
-                    "logp_chosen": clean(implicit["logp_chosen"][j]), "logp_rejected": clean(implicit["logp_rejected"][j]),
-                    "alignment_potential": clean(m_ap[j])})
+    keep = np.zeros(n, dtype=bool)
+    keep[kept] = True
     with RecordWriter(args.output, extra_fields, deferred=True) as writer:  # renamed with its meta: commit below
-        writer.write(out)
+        start = 0
+        for batch in batches():
+            writer.write([{**r, "explicit_margin": clean(explicit[j]), "implicit_margin": clean(implicit["implicit_margin"][j]),
+                           "logp_chosen": clean(implicit["logp_chosen"][j]),
+                           "logp_rejected": clean(implicit["logp_rejected"][j]), "alignment_potential": clean(m_ap[j])}
+                          for j, r in enumerate(batch, start) if keep[j]])
+            start += len(batch)
 
     scored = np.isfinite(m_ap)
     meta = {
@@ -183,7 +235,7 @@ def run(args) -> dict:
         "device": device,
         "dtype": dtype,
         "counts": {
-            "read": len(records), "scored": int(scored.sum()), "kept": len(out),
+            "read": n, "scored": int(scored.sum()), "kept": int(len(kept)),
             "no_explicit_margin": int((~np.isfinite(explicit)).sum()),
             "no_response_token_within_max_length": int((~np.isfinite(implicit["implicit_margin"])).sum()),
             "response_tokens": int(implicit["tokens_chosen"].sum() + implicit["tokens_rejected"].sum()),

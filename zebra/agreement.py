@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from zebra.analysis import ASPECTS, INTERVAL, PAIR_COLUMNS, AnalysisError, bootstrap_ci
+from zebra.analysis import ASPECTS, INTERVAL, PAIR_NUMBERS, AnalysisError, bootstrap_ci
 from zebra.behaviour import BehaviourTable
 from zebra.strategies import keep_min_mb_sup_gap
 
@@ -95,8 +95,10 @@ def _side(pairs: pd.DataFrame, ratings: pd.DataFrame, side: str) -> pd.DataFrame
     the completion's own model; when one prompt_id holds several completions of that model
     (duplicate instructions), the one whose response has the record's length wins. `found`: the
     response is in the ratings at all (labelled or not)."""
-    left = pairs[["prompt_id", f"{side}_model", f"{side}_text"]].reset_index(drop=True).reset_index(names="record")
-    left["text_length"] = left[f"{side}_text"].str.len()
+    left = pairs[["prompt_id", f"{side}_model"]].reset_index(drop=True).reset_index(names="record")
+    # a pairs_frame brings texts, analysis.pair_numbers (a streamed output) their lengths only
+    left["text_length"] = pairs[f"{side}_chars"].to_numpy() if f"{side}_chars" in pairs else \
+        pairs[f"{side}_text"].str.len().to_numpy()
     merged = left.merge(ratings, left_on=["prompt_id", f"{side}_model"], right_on=["prompt_id", "model"], how="left")
     merged["exact"] = merged["length"] == merged["text_length"]
     merged["found"] = merged["model"].notna()
@@ -169,9 +171,11 @@ def _usable(b, table: BehaviourTable):
     return usable_slots(b, table, ResponseCounts(), require_rated=True)
 
 
-def random_pairs(ds, table: BehaviourTable, seed: int = 42, batch_size: int = 16384) -> pd.DataFrame:
+def random_pairs(ds, table: BehaviourTable, seed: int = 42, batch_size: int = 16384,
+                 count_tokens: Callable[[Sequence[str]], np.ndarray] | None = None) -> pd.DataFrame:
     """The study's floor: per prompt, two of its usable rated responses drawn at random, the one
-    whose model has the higher MB-SUP chosen (ties: table order), as a `pairs_frame`.
+    whose model has the higher MB-SUP chosen (ties: table order), as `analysis.pair_numbers`:
+    lengths (in tokens too, given `count_tokens`), not texts, so 640k prompts stay small.
 
     "Usable" is exactly what the binarize scripts use, and the draw is the baseline's: a key from
     sha256(seed, prompt, model) (zebra.data.Batch.draw_keys), so the same pairs whatever the
@@ -192,12 +196,17 @@ def random_pairs(ds, table: BehaviourTable, seed: int = 42, batch_size: int = 16
         ma, mc = midx[rows, a], midx[rows, c]
         a_wins = (sup[ma] > sup[mc]) | ((sup[ma] == sup[mc]) & (ma <= mc))
         c_slot, r_slot = np.where(a_wins, a, c), np.where(a_wins, c, a)
-        parts.append(pd.DataFrame({
-            "prompt_id": [b.prompt_ids[i] for i in rows], "prompt": [b.instruction[i] for i in rows],
+        part = pd.DataFrame({
+            "prompt_id": [b.prompt_ids[i] for i in rows],
             "chosen_model": b.model[rows, c_slot].astype(str), "rejected_model": b.model[rows, r_slot].astype(str),
-            "chosen_text": b.texts(rows, c_slot), "rejected_text": b.texts(rows, r_slot), "kinship_rank": np.nan,
-        }))
-    return pd.concat(parts, ignore_index=True)[PAIR_COLUMNS] if parts else pd.DataFrame(columns=PAIR_COLUMNS)
+            "chosen_chars": b.lengths[rows, c_slot].astype(np.int64), "rejected_chars": b.lengths[rows, r_slot].astype(np.int64),
+        })
+        if count_tokens is not None:
+            part["chosen_tokens"] = count_tokens(b.texts(rows, c_slot)) if rows.size else np.zeros(0, np.int64)
+            part["rejected_tokens"] = count_tokens(b.texts(rows, r_slot)) if rows.size else np.zeros(0, np.int64)
+        parts.append(part.assign(kinship_rank=np.nan))
+    columns = [*PAIR_NUMBERS[:-1], *(["chosen_tokens", "rejected_tokens"] if count_tokens is not None else []), "kinship_rank"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
 EVERY_PAIR_COLUMNS = ["prompt_id", "source", "chosen_model", "rejected_model", "chosen_chars", "rejected_chars",
@@ -316,13 +325,17 @@ def smollm2_token_counter() -> tuple[str, Callable[[Sequence[str]], np.ndarray]]
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(cached))
-    counted: dict[str, int] = {}  # the strategies share most responses: each text is tokenised once
+    # the strategies share most responses: each text is tokenised once, remembered by a 16-byte
+    # digest rather than the text itself (issue 23: the texts of 10× UltraFeedback stay on disk)
+    counted: dict[bytes, int] = {}
 
     def count(texts: Sequence[str]) -> np.ndarray:
-        new = list(dict.fromkeys(t for t in texts if t not in counted))
-        for text, enc in zip(new, tokenizer.encode_batch(new, add_special_tokens=False) if new else []):
-            counted[text] = len(enc.ids)
-        return np.array([counted[t] for t in texts], dtype=np.int64)
+        keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
+        new = {k: t for k, t in zip(keys, texts) if k not in counted}
+        encoded = tokenizer.encode_batch(list(new.values()), add_special_tokens=False) if new else []
+        for key, enc in zip(new, encoded):
+            counted[key] = len(enc.ids)
+        return np.array([counted[k] for k in keys], dtype=np.int64)
 
     return f"SmolLM2-135M-Instruct ({name})", count
 
@@ -336,10 +349,12 @@ def pair_features(judged: pd.DataFrame, table: BehaviourTable, sizes: Mapping[st
     out = judged.copy()
     index = table.index
     for side in ("chosen", "rejected"):
-        if f"{side}_text" in out:  # every_pair brings its character counts, not the texts
+        if f"{side}_text" in out:  # every_pair and pair_numbers bring their character counts, not the texts
             out[f"{side}_chars"] = out[f"{side}_text"].str.len().to_numpy(np.int64) if len(out) else np.zeros(0, np.int64)
-        if count_tokens is not None:
-            out[f"{side}_tokens"] = count_tokens(out[f"{side}_text"].tolist()) if len(out) else np.zeros(0, np.int64)
+            if count_tokens is not None:
+                out[f"{side}_tokens"] = count_tokens(out[f"{side}_text"].tolist()) if len(out) else np.zeros(0, np.int64)
+        elif count_tokens is None:  # no tokenizer: no token rule, whatever the frame carries
+            out = out.drop(columns=[f"{side}_tokens"], errors="ignore")
         out[f"{side}_params"] = out[f"{side}_model"].map(lambda m: (sizes or {}).get(m, np.nan)).to_numpy(float)
     ci = out["chosen_model"].map(index).to_numpy(float)
     ri = out["rejected_model"].map(index).to_numpy(float)

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -250,7 +251,7 @@ def _kinship_rank(rank, where: str) -> float:
     return float(rank)
 
 
-def pairs_frame(records: Sequence, source: str = "<records>") -> pd.DataFrame:
+def pairs_frame(records: Sequence, source: str = "<records>", start: int = 0) -> pd.DataFrame:
     """One row per record: prompt_id, prompt, chosen/rejected model and text, kinship_rank.
 
     The one schema check of what the analyses read from a binarize output: every record is an
@@ -260,11 +261,12 @@ def pairs_frame(records: Sequence, source: str = "<records>") -> pd.DataFrame:
     field (issue 19: `5`, `chosen=['hello']` and `kinship_rank: 'abc'` were tracebacks).
     A record without `prompt_id` (e.g. the original project's outputs) gets the id of its
     `prompt`, computed as the binarize scripts do, so it can still be joined to judge labels.
+    `start`: the number of the first record (a batch of a longer file).
     """
     from zebra.data import prompt_id
 
     rows = []
-    for k, rec in enumerate(records):
+    for k, rec in enumerate(records, start):
         where = f"{source}: record {k}"
         if not isinstance(rec, dict):
             raise AnalysisError(f"{where} is not a JSON object but {_show(rec)}")
@@ -276,16 +278,66 @@ def pairs_frame(records: Sequence, source: str = "<records>") -> pd.DataFrame:
             if rec.get(field) is not None and not isinstance(rec[field], str):
                 raise AnalysisError(f"{where}: {field!r} must be text, not {_show(rec[field])}")
         prompt = rec.get("prompt") or ""
+        pid = rec.get("prompt_id") or (prompt_id(prompt) if prompt else None)
         rows.append({
-            "prompt_id": rec.get("prompt_id") or (prompt_id(prompt) if prompt else None),
+            # interned: five outputs of 640k records share each id and name instead of a copy per record
+            "prompt_id": sys.intern(pid) if pid is not None else None,
             "prompt": prompt,
-            "chosen_model": pair[0],
-            "rejected_model": pair[1],
+            "chosen_model": sys.intern(pair[0]),
+            "rejected_model": sys.intern(pair[1]),
             "chosen_text": _assistant_text(rec.get("chosen"), where, "chosen"),
             "rejected_text": _assistant_text(rec.get("rejected"), where, "rejected"),
             "kinship_rank": _kinship_rank(rec.get("kinship_rank"), where),
         })
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+BATCH_SIZE = 4096  # records held at once while a binarize output is read (issue 23: bounded memory at 10×)
+PAIR_NUMBERS = ["prompt_id", "chosen_model", "rejected_model", "chosen_chars", "rejected_chars", "kinship_rank"]
+
+
+def pair_numbers(pairs: pd.DataFrame, count_tokens: Callable[[Sequence[str]], np.ndarray] | None = None) -> pd.DataFrame:
+    """A pairs_frame without its texts: what frequency, kinship and the agreement study read
+    (prompt_id, the two models, each response's length in characters, kinship_rank; and in
+    tokens of `count_tokens` when given). The texts are the bulk of a binarize output; dropping
+    them per batch is what keeps `analyze.py` bounded in memory on 10× UltraFeedback."""
+    out = pairs[["prompt_id", "chosen_model", "rejected_model"]].copy()
+    for side in ("chosen", "rejected"):
+        texts = pairs[f"{side}_text"]
+        out[f"{side}_chars"] = texts.str.len().to_numpy(np.int64) if len(pairs) else np.zeros(0, np.int64)
+        if count_tokens is not None:
+            out[f"{side}_tokens"] = count_tokens(texts.tolist()) if len(pairs) else np.zeros(0, np.int64)
+    out["kinship_rank"] = pairs["kinship_rank"].to_numpy(float)
+    return out
+
+
+def load_pairs(path: str | Path, batch_size: int = BATCH_SIZE,
+               count_tokens: Callable[[Sequence[str]], np.ndarray] | None = None) -> pd.DataFrame:
+    """`pair_numbers` of a whole binarize output, read `batch_size` records at a time: the same
+    checks and messages as pairs_frame(load_records(path)), never more than a batch of texts."""
+    from zebra.records import iter_records
+
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"{path}: no such binarize output (run the binarize_*.py script or pass --binarized DIR)")
+    parts, start = [], 0
+    for records in iter_records(path, batch_size):
+        parts.append(pair_numbers(pairs_frame(records, str(path), start), count_tokens))
+        start += len(records)
+    if not parts:
+        return pair_numbers(pairs_frame([], str(path)), count_tokens)
+    return pd.concat(parts, ignore_index=True)
+
+
+def iter_texts(path: str | Path, batch_size: int = BATCH_SIZE) -> Iterator[pd.DataFrame]:
+    """A binarize output as pairs_frame batches of at most `batch_size` records (texts included),
+    for an analysis that needs the words (TF–IDF) but not all of them at once."""
+    from zebra.records import iter_records
+
+    start = 0
+    for records in iter_records(path, batch_size):
+        yield pairs_frame(records, str(path), start)
+        start += len(records)
 
 
 def choice_frequency(pairs: Mapping[str, pd.DataFrame], order: Sequence[str] = ()) -> pd.DataFrame:
@@ -323,6 +375,59 @@ def kinship_distribution(pairs: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFram
 # --------------------------------------------------------------------------- TF–IDF check
 
 
+def tfidf_fit(batches: Iterable[Sequence[str]], progress: bool = False) -> tuple[dict[str, int], np.ndarray]:
+    """The vocabulary and IDF that `TfidfVectorizer().fit(corpus)` learns, from the corpus given
+    in batches of texts: the same terms in the same (sorted) order and the same smoothed IDF,
+    idf = ln((1 + n) / (1 + df)) + 1, computed as scikit-learn computes it. Only the document
+    frequencies are kept, never the texts or their count matrix, so fitting on five 10× outputs
+    holds one batch and the vocabulary (issue 23; an exact fit, not a sample or hashed features,
+    so the README's numbers do not move)."""
+    from collections import Counter
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from tqdm.auto import tqdm
+
+    analyse = TfidfVectorizer().build_analyzer()
+    df: Counter = Counter()
+    n = 0
+    with tqdm(unit="text", desc="TF-IDF fit", disable=not progress, mininterval=1.0) as bar:
+        for texts in batches:
+            for text in texts:
+                df.update(set(analyse(text)))
+            n += len(texts)
+            bar.update(len(texts))
+    terms = sorted(df)
+    counts = np.array([df[t] for t in terms], dtype=np.float64) + 1.0
+    idf = np.full_like(counts, fill_value=n + 1)
+    idf /= counts
+    np.log(idf, out=idf)
+    idf += 1.0
+    return {t: k for k, t in enumerate(terms)}, idf
+
+
+def tfidf_vectoriser(vocabulary: Mapping[str, int], idf: np.ndarray):
+    """A TfidfVectorizer (defaults) with a fitted vocabulary and IDF (tfidf_fit), ready to transform;
+    None for an empty vocabulary (scikit-learn refuses one)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if not vocabulary:
+        return None
+    vec = TfidfVectorizer(vocabulary=dict(vocabulary))
+    vec.idf_ = idf
+    return vec
+
+
+def pair_cosine(vec, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+    """TF–IDF cosine of a[k] and b[k] under a fitted vectoriser; an empty text has cosine 0.
+    With no vocabulary at all (every text empty or without a word) every cosine is 0."""
+    if len(a) != len(b):
+        raise AnalysisError(f"tfidf_pair_cosine: {len(a)} first texts but {len(b)} second texts")
+    if not len(a) or vec is None:
+        return np.zeros(len(a))
+    xa, xb = vec.transform(list(a)), vec.transform(list(b))
+    return np.asarray(xa.multiply(xb).sum(axis=1)).ravel()
+
+
 def tfidf_pair_cosine(a: Sequence[str], b: Sequence[str], corpus: Iterable[str] | None = None,
                       progress: bool = False) -> np.ndarray:
     """TF–IDF cosine between a[k] and b[k] for every k.
@@ -330,35 +435,29 @@ def tfidf_pair_cosine(a: Sequence[str], b: Sequence[str], corpus: Iterable[str] 
     The vocabulary and IDF are fitted on `corpus` (default: a and b together) so that pairs from
     two strategies are measured in one space; scikit-learn's defaults otherwise (word unigrams,
     lower-cased, smoothed IDF, L2 rows), as the paper gives no settings. An empty text has
-    cosine 0 with anything. `progress`: a tqdm bar over the texts tokenised (fit, then a and b):
-    on full UltraFeedback that takes a minute or more.
+    cosine 0 with anything. `progress`: a tqdm bar over the texts of the fit.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from tqdm.auto import tqdm
-
     if len(a) != len(b):
         raise AnalysisError(f"tfidf_pair_cosine: {len(a)} first texts but {len(b)} second texts")
     if not len(a):
         return np.zeros(0)
     corpus = list(corpus) if corpus is not None else list(a) + list(b)
-    with tqdm(total=len(corpus) + 2 * len(a), unit="text", desc="TF-IDF", disable=not progress, mininterval=1.0) as bar:
-        def counted(texts):  # the vectoriser takes any iterable: the bar advances as it tokenises
-            for text in texts:
-                bar.update()
-                yield text
-
-        vec = TfidfVectorizer().fit(counted(corpus))
-        xa, xb = vec.transform(counted(a)), vec.transform(counted(b))
-    return np.asarray(xa.multiply(xb).sum(axis=1)).ravel()
+    return pair_cosine(tfidf_vectoriser(*tfidf_fit([corpus], progress)), a, b)
 
 
 INTERVAL = "95% percentile bootstrap over prompts"  # named in every output that carries an interval
 
 
+RESAMPLE_CELLS = 1 << 22  # indices drawn at once (32 MB): 200 resamples × 20k prompts, 6 × 640k
+
+
 def resample_groups(n_groups: int, n_boot: int, seed: int, chunk: int = 200) -> Iterator[np.ndarray]:
     """Index matrices of `n_groups` groups drawn with replacement, `n_boot` rows in all, in chunks
-    (a chunk × n_groups matrix stays small on 64k-prompt inputs)."""
+    of at most `chunk` rows and RESAMPLE_CELLS indices: a 200 × 640k chunk (10× UltraFeedback's
+    prompts) was 1 GB. The indices are the same whatever the chunking (numpy fills one row after
+    another from the same stream; tested), so no interval moves."""
     rng = np.random.default_rng(seed)
+    chunk = max(1, min(chunk, RESAMPLE_CELLS // max(n_groups, 1)))
     for start in range(0, n_boot, chunk):
         yield rng.integers(0, n_groups, (min(chunk, n_boot - start), n_groups))
 
@@ -393,13 +492,44 @@ def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
 
 def tfidf_check(most: pd.DataFrame, least: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
                 progress: bool = False) -> tuple[dict, pd.DataFrame]:
+    """`tfidf_summary` of two pairs_frames held in memory (texts included), the vocabulary fitted
+    on all four text columns; `tfidf_check_files` is the same from files, in batches."""
+    corpus = pd.concat([most["chosen_text"], most["rejected_text"], least["chosen_text"], least["rejected_text"]])
+    vec = tfidf_vectoriser(*tfidf_fit([corpus.tolist()], progress))
+    most = most.assign(cosine=pair_cosine(vec, most["chosen_text"].tolist(), most["rejected_text"].tolist()))
+    least = least.assign(cosine=pair_cosine(vec, least["chosen_text"].tolist(), least["rejected_text"].tolist()))
+    return tfidf_summary(most, least, n_boot, seed)
+
+
+def tfidf_check_files(most: str | Path, least: str | Path, n_boot: int = 2000, seed: int = 0,
+                      batch_size: int = BATCH_SIZE, progress: bool = False) -> tuple[dict, pd.DataFrame]:
+    """`tfidf_check` of two binarize outputs read `batch_size` records at a time, twice: once to
+    fit (tfidf_fit, the same vocabulary and IDF as one fit on all four text columns), once for
+    each pair's cosine. Only the pair's ids, models and cosine are kept (issue 23)."""
+    def texts():
+        for path in (most, least):
+            for frame in iter_texts(path, batch_size):
+                yield frame["chosen_text"].tolist() + frame["rejected_text"].tolist()
+
+    vec = tfidf_vectoriser(*tfidf_fit(texts(), progress))
+
+    def cosines(path) -> pd.DataFrame:
+        parts = [frame[["prompt_id", "chosen_model", "rejected_model"]].assign(
+            cosine=pair_cosine(vec, frame["chosen_text"].tolist(), frame["rejected_text"].tolist()))
+            for frame in iter_texts(path, batch_size)]
+        return pd.concat(parts, ignore_index=True) if parts else \
+            pd.DataFrame(columns=["prompt_id", "chosen_model", "rejected_model", "cosine"])
+
+    return tfidf_summary(cosines(most), cosines(least), n_boot, seed)
+
+
+def tfidf_summary(most: pd.DataFrame, least: pd.DataFrame, n_boot: int = 2000,
+                  seed: int = 0) -> tuple[dict, pd.DataFrame]:
     """Mean TF–IDF cosine of the two responses of most- vs least-MB-SIM pairs (paper §5.1:
     0.4623 vs 0.4129), each with a bootstrap interval, and a paired bootstrap of the gap over the
     prompts both files cover. Prompts whose most and least pair coincide (two candidates only)
-    are kept, as they are in the data, and counted."""
-    corpus = pd.concat([most["chosen_text"], most["rejected_text"], least["chosen_text"], least["rejected_text"]])
-    most = most.assign(cosine=tfidf_pair_cosine(most["chosen_text"].tolist(), most["rejected_text"].tolist(), corpus, progress))
-    least = least.assign(cosine=tfidf_pair_cosine(least["chosen_text"].tolist(), least["rejected_text"].tolist(), corpus, progress))
+    are kept, as they are in the data, and counted. `most`, `least`: prompt_id, chosen_model,
+    rejected_model and each pair's `cosine`."""
     result: dict = {}
     for name, df in (("most", most), ("least", least)):
         mean, lo, hi = bootstrap_ci(df["cosine"].to_numpy(), n_boot, seed, groups=df["prompt_id"].to_numpy())

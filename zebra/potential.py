@@ -127,12 +127,13 @@ def split_record(record: dict[str, Any], where: str) -> tuple[list[dict], str, s
     return messages, chosen, rejected
 
 
-def check_records(records: list, source: str) -> None:
-    """Every record usable before the model loads (records numbered from 1): an object whose
+def check_records(records: list, source: str, start: int = 1) -> None:
+    """Every record usable before the model loads (records numbered from `start`, 1 for a whole
+    file, more for a later batch of one): an object whose
     prompt, chosen and rejected split (`split_record`), and whose text is valid Unicode. A lone
     surrogate (`\\ud800`, legal in JSON's escapes, not in UTF-8) reached the tokenizer or the
     output file only after minutes of scoring."""
-    for i, record in enumerate(records, 1):
+    for i, record in enumerate(records, start):
         where = f"{source}: record {i}"
         split_record(record, where)
         for key, value in record.items():
@@ -161,6 +162,32 @@ def _gap(records: list[dict], hi: str, lo: str) -> np.ndarray:
     return np.array([num(r.get(hi)) - num(r.get(lo)) for r in records], dtype=float)
 
 
+def has_scores(records: list[dict]) -> bool:
+    """Every record carries score_chosen and score_rejected (what `auto` asks of the whole file)."""
+    return all(r.get("score_chosen") is not None and r.get("score_rejected") is not None for r in records)
+
+
+def explicit_gaps(records: list[dict]) -> dict[str, np.ndarray]:
+    """Both candidate explicit margins of each record, `score` and `mb_sup` (NaN where absent):
+    a file read in batches keeps these two numbers per record and picks one at the end."""
+    return {"score": _gap(records, "score_chosen", "score_rejected"),
+            "mb_sup": _gap(records, "mb_sup_chosen", "mb_sup_rejected")}
+
+
+def pick_explicit(gaps: dict[str, np.ndarray], every_record_scored: bool, source: str = "auto") -> tuple[np.ndarray, str]:
+    """`explicit_margins` from `explicit_gaps` of all records and whether every record has both
+    scores (`has_scores`), so the rule is the same whether the records came at once or in batches."""
+    if source not in EXPLICIT:
+        raise ZebraError(f"--explicit must be one of {EXPLICIT}, not {source!r}")
+    if source == "auto":
+        source = "score" if every_record_scored and len(gaps["score"]) else "mb_sup"
+    margin = gaps[source]
+    if not np.isfinite(margin).any():
+        raise ZebraError(f"no record has numeric {source}_chosen and {source}_rejected fields; "
+                         f"pick another --explicit or use a binarize_*.py output")
+    return margin, source
+
+
 def explicit_margins(records: list[dict], source: str = "auto") -> tuple[np.ndarray, str]:
     """The explicit margin per record and which one it is.
 
@@ -168,18 +195,7 @@ def explicit_margins(records: list[dict], source: str = "auto") -> tuple[np.ndar
     `mb_sup`: mb_sup_chosen − mb_sup_rejected (every ZEBRA record); `auto`: `score` when every
     record has both scores, else `mb_sup`.
     """
-    if source not in EXPLICIT:
-        raise ZebraError(f"--explicit must be one of {EXPLICIT}, not {source!r}")
-    if source == "auto":
-        has_scores = bool(records) and all(
-            r.get("score_chosen") is not None and r.get("score_rejected") is not None for r in records)
-        source = "score" if has_scores else "mb_sup"
-    margin = _gap(records, "score_chosen", "score_rejected") if source == "score" \
-        else _gap(records, "mb_sup_chosen", "mb_sup_rejected")
-    if not np.isfinite(margin).any():
-        raise ZebraError(f"no record has numeric {source}_chosen and {source}_rejected fields; "
-                         f"pick another --explicit or use a binarize_*.py output")
-    return margin, source
+    return pick_explicit(explicit_gaps(records), has_scores(records), source)
 
 
 # ---------------------------------------------------------------- implicit margin (torch)

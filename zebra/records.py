@@ -15,7 +15,7 @@ import queue
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zebra.errors import ZebraError
-from zebra.jsonio import FileAccessError, ReadError, read_json_records, surrogate_field
+from zebra.jsonio import FileAccessError, ReadError, read_json_records, stream_json_records, surrogate_field
 
 log = logging.getLogger(__name__)
 
@@ -483,6 +483,42 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         raise ZebraError(f"{path}: cannot write ({err.strerror or err})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def iter_records(path: str | Path, batch_size: int = 4096) -> Iterator[list[dict[str, Any]]]:
+    """`read_records(path)` in lists of at most `batch_size` records, the same records and errors.
+
+    What a reader of a whole 10× output would hold at once is one batch of records (Parquet: one
+    batch of rows; JSON: one line at a time where records are one per line, as RecordWriter
+    writes them, else the file's text; zebra.jsonio.stream_json_records), so a
+    caller that keeps only a few numbers per record stays small (issue 23: the analyses held
+    every text of five outputs)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    path = Path(path)
+    if output_format(path) == "parquet":
+        from zebra.data import DataError, _first_line, check_parquet
+
+        check_parquet(path)
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+                yield batch.to_pylist()
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
+        return
+    batch: list[dict[str, Any]] = []
+    try:
+        for _, record in stream_json_records(path, "records file", allow_empty=True):
+            batch.append(record)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+    except FileAccessError:
+        raise
+    except ReadError as err:
+        raise err.with_hint("remake it with a binarize_*.py script") from None
+    if batch:
+        yield batch
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
