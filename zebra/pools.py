@@ -28,26 +28,45 @@ Fields (defaults read AlpacaEval's files; `--instruction-field`, `--model-field`
 an error; names the CSV does not list keep their pool spelling, so the binarize run counts and
 names them as models not in the behaviour table, as it does for UltraFeedback.
 
+Prompts keyed by an id (Arena-Hard, MT-bench, FastChat's llm_judge): `--prompts FILE` holds one row
+per prompt (`--prompt-id-field`, default `question_id`; `--prompt-field`, default `prompt`); the
+response files, and a judgments file, carry the id instead of the text (`--judgment-instruction-field`
+then names the judgments' id field; default: `--prompt-id-field`). Ids are text; an integer id is
+its decimal text (MT-bench's 81 matches a CSV's "81"). Ids on one side only are counted, not errors:
+responses whose id the prompts lack are dropped (`responses_without_prompt`), prompts no response
+answers are counted (`prompts_without_responses`). The prompts file's source field, when it has one,
+is the prompts' source. One id with two texts, or two ids with one text (pairs are keyed by the
+text), is an error naming the rows.
+
+Field paths: a field name with dots that is not a field of the file is a path into nested values,
+keys and 0-based list indices: `turns.0.content` (a question's first turn; later turns are not read),
+`choices.0.turns.0.content` (an MT-bench/Arena-Hard answer), `games.0.score` (Arena-Hard's first
+judgment game). A path that finds a value in no row is an error (a misspelt step).
+
 Instance labels, optional, by one of:
 - `--judgments FILE`, `--judgment-kind pairwise` (default): one row per judged response, each
   against a fixed reference (AlpacaEval: `instruction`, `generator_1` = the reference,
   `generator_2` = the judged model, `preference`). The value is kept as is: 1 = the reference
   won, 2 = the response won, in between = a probability-weighted preference (the weighted
   judge), 1.5 = a draw. 0 is AlpacaEval's older code for a draw and becomes 1.5, as AlpacaEval's
-  own `pairwise_to_winrate` does; null is a judge failure: no label, counted
+  own `pairwise_to_winrate` does; a verdict string `A>>B` … `B>>A` (A = the reference, as in
+  Arena-Hard's first game) is read by `verdict_value`; null is a judge failure: no label, counted
   (`judge_failures`). Any other value outside [1, 2] is an error. More than one reference in a
   file is an error (labels against two references do not compare).
 - `--judgments FILE --judgment-kind score`: plain per-response scores (any finite number,
   larger = better; null = no label, counted).
 - `--score-field NAME`: a per-response score column in the pool file itself.
-A judgments file names its fields with `--judgment-instruction-field` (default: the pool's
-instruction field), `--judgment-model-field` and `--judgment-value-field`. Judgment rows are matched to responses by exact prompt text and (mapped) model name. Identical
-copies of a judgment row (AlpacaEval ships falcon-40b-instruct's twice) are dropped and counted;
-two different values for one response, or a judgment for a response the pool does not hold, is
-an error naming the file and row.
+A judgments file (or a folder of them, Arena-Hard's one per model) names its fields with
+`--judgment-instruction-field` (default: the pool's instruction field), `--judgment-model-field` and
+`--judgment-value-field`. Judgment rows are matched to responses by exact prompt text (or id) and
+(mapped) model name. Identical copies of a judgment row (AlpacaEval ships falcon-40b-instruct's
+twice) are dropped and counted; two different values for one response is an error naming the file
+and rows; so is a judgment for a response the pool does not hold, unless
+`skip_unmatched_judgments` (a trimmed pool) skips and counts them (`unmatched_judgments_skipped`).
 
 Bad or ambiguous rows: a model answering one prompt twice with different text is an error
-(which one would be the model's?); an exact copy of a row is dropped and counted. A missing or
+(which one would be the model's?); so is a collision of names, two pool names that are one model
+after --model-names (an unmapped `gpt-4` beside `gpt-4-0314 → gpt-4`), said as such; an exact copy of a row is dropped and counted. A missing or
 non-string prompt/model is an error naming the row; a null response becomes an empty one, which
 the binarize run counts as `empty`.
 
@@ -58,8 +77,9 @@ order; prompts with at most K responses keep them all. `judged_only` first keeps
 responses that have a label (the agreement study's sub-pool: pairs GPT-4 can decide).
 
 Detection: `--format long` / `ultrafeedback` decides; `auto` (default) calls a source long when
-it is a folder with a `pool.json`, or a .json/.jsonl/.parquet/.csv file (or a folder of them)
-whose first record has the response and model fields and no `completions`.
+it is a folder with a `pool.json`, or --prompts is given, or a .json/.jsonl/.parquet/.csv file (or
+a folder of them) whose first record has the response and model fields (a path's first step) and no
+`completions`.
 """
 
 from __future__ import annotations
@@ -68,6 +88,7 @@ import csv
 import hashlib
 import io
 import logging
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -91,6 +112,8 @@ _EXTS = (".jsonl", ".json", ".parquet", ".csv")
 SHIPPED_POOL = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval"
 DEFAULTS = {
     "instruction_field": "instruction",
+    "prompt_id_field": "question_id",  # Arena-Hard's, MT-bench's and FastChat llm_judge's
+    "prompt_field": "prompt",
     "model_field": "generator",
     "response_field": "output",
     "source_field": "dataset",
@@ -114,6 +137,9 @@ class PoolOptions:
     model_field: str | None = None
     response_field: str | None = None
     source_field: str | None = None  # optional in the data; becomes UltraFeedback's `source`
+    prompts: str | None = None  # a file of prompts keyed by id; the responses (and judgments) carry the id
+    prompt_id_field: str | None = None  # the id's field in the prompts, responses and judgments files
+    prompt_field: str | None = None  # the prompts file's text field (a field path: turns.0.content)
     score_field: str | None = None  # a per-response score column in the pool file itself
     model_names: str | None = None  # CSV: pool name, behaviour-table name
     judgments: str | None = None
@@ -122,6 +148,7 @@ class PoolOptions:
     judgment_model_field: str | None = None
     judgment_value_field: str | None = None
     judgment_reference_field: str | None = None  # pairwise only; absent from the file = not checked
+    skip_unmatched_judgments: bool = False  # a judgment of a response the pool lacks: skipped and counted
     judged_only: bool = False
     models_per_prompt: int | None = None  # None: keep every response
     seed: int = 42  # of the models_per_prompt draw; the binarize scripts pass their --seed
@@ -165,7 +192,7 @@ def resolve(source: str | Path, options: PoolOptions) -> tuple[list[Path], PoolO
         for key, value in manifest.items():
             if key == "responses":
                 continue
-            if key in ("model_names", "judgments") and value is not None:
+            if key in ("model_names", "judgments", "prompts") and value is not None:
                 value = str(path / value)
             if given.get(key) in (None, False, "auto"):
                 merged[key] = value
@@ -204,7 +231,7 @@ def is_long(source: str | Path | None, options: PoolOptions | None = None) -> bo
         raise PoolError(f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
     if source is None or options.format == "ultrafeedback":
         return False
-    if options.format == "long":
+    if options.format == "long" or options.prompts is not None:  # prompts in a file of their own: a pool's layout
         return True
     path = Path(source)
     if _manifest(path) is not None:
@@ -218,7 +245,12 @@ def is_long(source: str | Path | None, options: PoolOptions | None = None) -> bo
         return False
     first = _first_record(path)
     return (first is not None and "completions" not in first
-            and options.get("response_field") in first and options.get("model_field") in first)
+            and _in_record(first, options.get("response_field")) and _in_record(first, options.get("model_field")))
+
+
+def _in_record(record: dict, name: str) -> bool:
+    """Does `record` have field `name`, or the first step of it when it is a field path?"""
+    return name in record or name.split(".")[0] in record
 
 
 # --------------------------------------------------------------------------- reading
@@ -246,8 +278,57 @@ def _read_rows(path: Path) -> pd.DataFrame:
 
 def _require(df: pd.DataFrame, where: str, names: dict[str, str]) -> None:
     for flag, name in names.items():
-        if name not in df.columns:
-            raise PoolError(f"{where}: no field {name!r} (set {flag}); its fields are {list(df.columns)}")
+        _field(df, where, flag, name)
+
+
+def _follow(value: Any, steps: list[str]) -> Any:
+    """One value's field path: a key of an object, or a 0-based index of a list; None where it ends."""
+    for step in steps:
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, (list, tuple, np.ndarray)) and step.isdigit():
+            value = value[int(step)] if int(step) < len(value) else None
+        else:
+            return None
+        if value is None:
+            return None
+    return value
+
+
+def _field(df: pd.DataFrame, where: str, flag: str, name: str, required: bool = True) -> pd.Series | None:
+    """The values of field `name`: a column, or a field path into nested values when the file has no
+    column of that name (`choices.0.turns.0.content`: key `choices`, its first item, ... as MT-bench and
+    Arena-Hard keep an answer). A row where the path ends early has None. A missing field, or a path
+    that finds a value in no row (a misspelt step), is an error naming the flag; None if not `required`."""
+    if name in df.columns:
+        return df[name]
+    head, *steps = name.split(".")
+    if steps and head in df.columns:
+        values = pd.Series([_follow(v, steps) for v in df[head].tolist()], index=df.index, dtype=object)
+        if len(values) and values.isna().all():
+            first = str(df[head].iloc[0])[:120]
+            raise PoolError(f"{where}: the field path {name!r} ({flag}) finds a value in no row; "
+                            f"the first row's {head!r} is {first}")
+        return values
+    if not required:
+        return None
+    raise PoolError(f"{where}: no field {name!r} (set {flag}); its fields are {list(df.columns)}")
+
+
+def _ids(values: pd.Series, where: str, what: str, rows: np.ndarray) -> np.ndarray:
+    """Prompt ids as text: a string, or an integer (MT-bench's 81..160; 81.0 from a Parquet column with
+    nulls is 81); anything else (null, 1.5, an object) is an error naming its row."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values.to_numpy(dtype=object)):
+        if isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer():
+            v = int(v)
+        if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            out[i] = str(int(v))
+        elif isinstance(v, str) and v.strip():
+            out[i] = v
+        else:
+            raise PoolError(f"{where}: row {rows[i]}: {what} must be a string or an integer id, got {str(v)[:60]!r}")
+    return out
 
 
 def _strings(values: pd.Series, where: str, what: str, rows: np.ndarray, allow_null: bool = False) -> np.ndarray:
@@ -310,57 +391,166 @@ def read_model_names(path: str | Path) -> dict[str, str]:
     return mapping
 
 
-def _judgments(path: Path, options: PoolOptions, names: dict[str, str], report: dict) -> pd.DataFrame:
-    """(instruction, model, label) of a judgments file, deduplicated, 0 → 1.5 (pairwise)."""
+_VERDICT = re.compile(r"^\s*\[*\s*([AB])\s*(>>|>|=|<<|<)\s*([AB])\s*\]*\s*$")
+
+
+def verdict_value(text: str) -> float | None:
+    """A pairwise verdict string (Arena-Hard's and MT-bench's `A>>B`, `A>B`, `A=B`, `B>A`, `B>>A`,
+    brackets or `<` allowed) as a pairwise value, A being the reference: 1 = the reference much
+    better, 1.25 better, 1.5 a tie, 1.75 the response better, 2 much better; None if not a verdict.
+    Arena-Hard's first game (`games.0.score`) has its baseline as A. The steps are ours: only their
+    order counts in the agreement study (and the --min-gap cut, in these units)."""
+    found = _VERDICT.match(text)
+    if not found or found[1] == found[3]:
+        return None
+    left, op, right = found.groups()
+    if op == "=":
+        return 1.5
+    winner = left if op.startswith(">") else right
+    step = 0.5 if len(op) == 2 else 0.25
+    return 1.5 + step if winner == "B" else 1.5 - step
+
+
+def _pairwise_values(values: pd.Series) -> pd.Series:
+    """Verdict strings as their values (verdict_value); every other value as it is."""
+    out = values.to_numpy(dtype=object).copy()
+    for i, v in enumerate(out):
+        if isinstance(v, str) and (found := verdict_value(v)) is not None:
+            out[i] = found
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def data_files(path: Path, what: str) -> list[Path]:
+    """A file, or a folder's .json/.jsonl/.parquet/.csv files (Arena-Hard keeps one per model)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _EXTS and p.is_file())
+        if not files:
+            raise PoolError(f"{path}: {what} folder with no .json/.jsonl/.parquet/.csv files")
+        return files
+    if not path.is_file():
+        raise PoolError(f"{path}: no such file ({what})")
+    return [path]
+
+
+@dataclass
+class Prompts:
+    """A prompts file keyed by id (--prompts): id -> text and id -> source (None where it has none)."""
+
+    text: dict[str, str]
+    source: dict[str, str | None]
+    has_source: bool
+
+
+def read_prompts(path: str | Path, options: PoolOptions, report: dict) -> Prompts:
+    """The prompts of --prompts, one row per id. An exact copy of a row is dropped and counted; one id
+    with two texts, or two ids with one text (the pairs are keyed by the text), is an error naming rows."""
+    path = Path(path)
+    df = _read_rows(path)
+    where = str(path)
+    if df.empty:
+        raise PoolError(f"{where}: no rows")
+    pid, text, src = options.get("prompt_id_field"), options.get("prompt_field"), options.get("source_field")
+    if text not in df.columns and text.split(".")[0] not in df.columns and "turns" in df.columns:
+        raise PoolError(f"{where}: no field {text!r} (set --prompt-field); its fields are {list(df.columns)}: "
+                        "MT-bench and Arena-Hard keep the prompt as --prompt-field turns.0.content")
+    rows = np.arange(len(df)) + 1
+    ids = _ids(_field(df, where, "--prompt-id-field", pid), where, pid, rows)
+    texts = _strings(_field(df, where, "--prompt-field", text), where, text, rows)
+    found = _field(df, where, "--source-field", src, required=False)
+    sources = _sources(found, where, src, rows) if found is not None else [None] * len(df)
+    out = Prompts({}, {}, found is not None)
+    row_of: dict[str, int] = {}
+    id_of: dict[str, str] = {}
+    copies = 0
+    for i, (key, body, source) in enumerate(zip(ids.tolist(), texts.tolist(), sources)):
+        if key in out.text:
+            if (out.text[key], out.source[key]) != (body, source):
+                raise PoolError(f"{where}: rows {[row_of[key], int(rows[i])]}: {pid} {key!r} has two different "
+                                f"prompts (or sources); keep one")
+            copies += 1
+            continue
+        if body in id_of:
+            raise PoolError(f"{where}: rows {[row_of[id_of[body]], int(rows[i])]}: {pid}s {id_of[body]!r} and {key!r} "
+                            f"have one prompt text ({body[:60]!r}); pairs are keyed by the text: keep one")
+        out.text[key], out.source[key], row_of[key], id_of[body] = body, source, int(rows[i]), key
+    report["prompt_rows"] = int(len(df))
+    report["prompt_duplicate_copies"] = copies
+    return out
+
+
+def _judgments(path: Path, options: PoolOptions, names: dict[str, str], report: dict,
+               prompts: Prompts | None = None) -> pd.DataFrame:
+    """(instruction, model, label, file, row, key) of a judgments file or folder, deduplicated, 0 → 1.5
+    (pairwise). With `prompts`, rows carry a prompt id (instruction None where --prompts lacks it)."""
     kind = options.get("judgment_kind")
     if kind not in JUDGMENT_KINDS:
         raise PoolError(f"--judgment-kind must be one of {', '.join(JUDGMENT_KINDS)}, not {kind!r}")
-    df = _read_rows(path)
-    where = str(path)
-    inst = options.judgment_instruction_field or options.get("instruction_field")
+    inst = options.judgment_instruction_field or options.get("prompt_id_field" if prompts else "instruction_field")
     model, value = options.get("judgment_model_field"), options.get("judgment_value_field")
-    _require(df, where, {"--judgment-instruction-field": inst, "--judgment-model-field": model, "--judgment-value-field": value})
-    rows = np.arange(len(df)) + 1
-    out = pd.DataFrame({"instruction": _strings(df[inst], where, inst, rows),
-                        "model": [names.get(m, m) for m in _strings(df[model], where, model, rows)],
-                        "label": _numbers(df[value], where, value, rows), "row": rows})
+    ref_field = options.get("judgment_reference_field")
+    parts, refs, has_ref = [], set(), False
+    for f in data_files(path, "--judgments"):
+        df = _read_rows(f)
+        where = str(f)
+        if df.empty:
+            continue
+        rows = np.arange(len(df)) + 1
+        key_values = _field(df, where, "--judgment-instruction-field", inst)
+        _require(df, where, {"--judgment-model-field": model, "--judgment-value-field": value})
+        keys = _ids(key_values, where, inst, rows) if prompts else _strings(key_values, where, inst, rows)
+        values = _field(df, where, "--judgment-value-field", value)
+        parts.append(pd.DataFrame({
+            "instruction": [prompts.text.get(k) for k in keys] if prompts else keys, "key": keys,
+            "model": [names.get(m, m) for m in _strings(_field(df, where, "--judgment-model-field", model), where, model, rows)],
+            "label": _numbers(_pairwise_values(values) if kind == "pairwise" else values, where, value, rows),
+            "file": where, "row": rows}))
+        if kind == "pairwise" and ref_field in df.columns:
+            has_ref = True
+            refs |= {str(r) for r in df[ref_field].tolist()}
+    if not parts:
+        raise PoolError(f"{path}: no judgment rows")
+    out = pd.concat(parts, ignore_index=True)
     if kind == "pairwise":
-        ref_field = options.get("judgment_reference_field")
-        if ref_field in df.columns:
-            refs = sorted({str(r) for r in df[ref_field].tolist()})
-            if len(refs) > 1:
-                raise PoolError(f"{where}: judgments against {len(refs)} references {refs[:4]}; "
-                                "labels against different references do not compare: split the file")
-            report["judgment_reference"] = refs[0] if refs else None
+        if len(refs) > 1:
+            raise PoolError(f"{path}: judgments against {len(refs)} references {sorted(refs)[:4]}; "
+                            "labels against different references do not compare: split the file")
+        if has_ref:
+            report["judgment_reference"] = sorted(refs)[0] if refs else None
         lab = out["label"].to_numpy()
         draw0 = lab == 0  # AlpacaEval's older code for a draw (alpaca_eval.metrics.pairwise_to_winrate)
         lab = np.where(draw0, 1.5, lab)
         bad = ~np.isnan(lab) & ((lab < 1) | (lab > 2))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise PoolError(f"{where}: row {rows[i]}: {value} {lab[i]} is outside [1, 2] (1 = reference better, "
-                            "2 = response better); use --judgment-kind score for plain scores")
+            raise PoolError(f"{out['file'].iloc[i]}: row {out['row'].iloc[i]}: {value} {lab[i]} is outside [1, 2] "
+                            "(1 = reference better, 2 = response better); use --judgment-kind score for plain scores")
         out["label"] = lab
         report["judgment_draws_coded_0"] = int(draw0.sum())
         report["judgment_draws"] = int((lab == 1.5).sum())
-    copies = out.duplicated(["instruction", "model", "label"])
+    copies = out.duplicated(["key", "model", "label"])
     report["judgment_rows"] = int(len(out))
     report["judgment_duplicate_copies"] = int(copies.sum())
     out = out[~copies]
-    clash = out.duplicated(["instruction", "model"], keep=False)
+    clash = out.duplicated(["key", "model"], keep=False)
     if clash.any():
-        first = _first_clash(out, clash)
-        raise PoolError(f"{where}: rows {first['row'].tolist()} judge {first['model'].iloc[0]!r} on one prompt "
+        first = _first_clash(out, clash, "key")
+        raise PoolError(f"{_rows_where(first)} judge {first['model'].iloc[0]!r} on one prompt "
                         f"with different values {first['label'].tolist()}")
     report["judge_failures"] = int(out["label"].isna().sum())
     return out
 
 
-def _first_clash(df: pd.DataFrame, clash: pd.Series) -> pd.DataFrame:
-    """The first two rows that clash on (instruction, model) with each other, not merely the
+def _rows_where(two: pd.DataFrame) -> str:
+    """`FILE: rows [a, b]`, or `FILE1 row a and FILE2 row b` for two rows of two files."""
+    files, rows = two["file"].tolist(), [int(r) for r in two["row"]]
+    return f"{files[0]}: rows {rows}" if files[0] == files[1] else f"{files[0]} row {rows[0]} and {files[1]} row {rows[1]}"
+
+
+def _first_clash(df: pd.DataFrame, clash: pd.Series, prompt: str = "instruction") -> pd.DataFrame:
+    """The first two rows that clash on (prompt, model) with each other, not merely the
     first two rows that clash with some row (those can be on different prompts)."""
     first = df[clash].iloc[0]
-    same = clash & (df["instruction"] == first["instruction"]) & (df["model"] == first["model"])
+    same = clash & (df[prompt] == first[prompt]) & (df["model"] == first["model"])
     return df[same].iloc[:2]
 
 
@@ -409,26 +599,35 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
     names = read_model_names(options.model_names) if options.model_names else {}
     report: dict[str, Any] = {"files": [str(f) for f in files], "options": asdict(options)}
 
+    prompts = read_prompts(options.prompts, options, report) if options.prompts else None
+    pid = options.get("prompt_id_field")
     parts = []
     for f in files:
         df = _read_rows(f)
         where = str(f)
         if df.empty:
             raise PoolError(f"{where}: no rows")
-        _require(df, where, {"--instruction-field": inst, "--model-field": model, "--response-field": resp,
-                             **({"--score-field": score} if score else {})})
         rows = np.arange(len(df)) + 1
+        if prompts is None:
+            keys = _strings(_field(df, where, "--instruction-field", inst), where, inst, rows)
+        else:  # the prompt is a key into --prompts: text after the join below
+            keys = _ids(_field(df, where, "--prompt-id-field", pid), where, pid, rows)
+        _require(df, where, {"--model-field": model, "--response-field": resp, **({"--score-field": score} if score else {})})
+        found = _field(df, where, "--source-field", src, required=False)
         part = pd.DataFrame({
-            "instruction": _strings(df[inst], where, inst, rows),
-            "pool_model": _strings(df[model], where, model, rows),
-            "response": ["" if v is None else v for v in _strings(df[resp], where, resp, rows, allow_null=True)],
-            "source": _sources(df[src], where, src, rows) if src in df.columns else None,
-            "label": _numbers(df[score], where, score, rows) if score else np.nan,
+            "instruction": keys,
+            "pool_model": _strings(_field(df, where, "--model-field", model), where, model, rows),
+            "response": ["" if v is None else v
+                         for v in _strings(_field(df, where, "--response-field", resp), where, resp, rows, allow_null=True)],
+            "source": _sources(found, where, src, rows) if found is not None else None,
+            "label": _numbers(_field(df, where, "--score-field", score), where, score, rows) if score else np.nan,
             "file": where, "row": rows,
         })
         parts.append(part)
     pool = pd.concat(parts, ignore_index=True)
     report["rows"] = int(len(pool))
+    if prompts is not None:
+        pool = _join_prompts(pool, prompts, report)
     pool["model"] = [names.get(m, m) for m in pool["pool_model"]]
     unmapped = Counter(m for m in pool["pool_model"] if m not in names) if names else Counter()
     report["unmapped_model_names"] = dict(unmapped.most_common())
@@ -440,21 +639,32 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
     clash = pool.duplicated(["instruction", "model"], keep=False)
     if clash.any():
         a = _first_clash(pool, clash)
-        via = f" (pool names {a['pool_model'].tolist()} map to it)" if a["pool_model"].nunique() > 1 else ""
-        files = a["file"].tolist()
-        where = (f"{files[0]}: rows {a['row'].tolist()}" if files[0] == files[1]
-                 else f"{files[0]} row {a['row'].iloc[0]} and {files[1]} row {a['row'].iloc[1]}")
-        raise PoolError(f"{where}: model {a['model'].iloc[0]!r}{via} answers "
+        pool_names = a["pool_model"].tolist()
+        if pool_names[0] != pool_names[1]:
+            how = [f"{n!r} → {names[n]!r} by --model-names" if n in names else f"{n!r} (not in --model-names, kept as spelled)"
+                   for n in pool_names]
+            raise PoolError(f"{_rows_where(a)}: a collision of model names: pool names {how[0]} and {how[1]} are both "
+                            f"model {a['model'].iloc[0]!r}, with different answers to one prompt "
+                            f"({a['instruction'].iloc[0][:60]!r}); give them different names in --model-names")
+        raise PoolError(f"{_rows_where(a)}: model {a['model'].iloc[0]!r} answers "
                         f"one prompt twice with different text ({a['instruction'].iloc[0][:60]!r}); keep one")
 
     if options.judgments:
-        judged = _judgments(Path(options.judgments), options, names, report)
+        judged = _judgments(Path(options.judgments), options, names, report, prompts)
         merged = judged.merge(pool[["instruction", "model"]].reset_index(), on=["instruction", "model"], how="left")
         orphan = merged["index"].isna()
-        if orphan.any():
+        if orphan.any() and not options.skip_unmatched_judgments:
             j = merged[orphan].iloc[0]
-            raise PoolError(f"{options.judgments}: row {j['row']} judges model {j['model']!r} on a prompt the pool has "
-                            f"no response of it for ({j['instruction'][:60]!r}); is it the judgments of this pool?")
+            what = (f"prompt id {j['key']!r}, which --prompts does not hold" if not isinstance(j["instruction"], str)
+                    else f"a prompt the pool has no response of it for ({j['instruction'][:60]!r})")
+            raise PoolError(f"{j['file']}: row {j['row']} judges model {j['model']!r} on {what}; is it the judgments "
+                            "of this pool? (--skip-unmatched-judgments skips and counts such judgments)")
+        if options.skip_unmatched_judgments:
+            report["unmatched_judgments_skipped"] = int(orphan.sum())
+            if orphan.any():
+                log.warning("pool: %d judgment(s) of responses the pool does not hold skipped (--skip-unmatched-judgments)",
+                            int(orphan.sum()))
+            merged = merged[~orphan]
         pool.loc[merged["index"].astype(int).to_numpy(), "label"] = merged["label"].to_numpy()
         pool["label"] = pool["label"].astype(float)
     labelled = bool(options.judgments or score)
@@ -483,6 +693,28 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
     log.info("pool %s: %d prompts, %d responses%s", source, report["prompts"], report["responses"],
              f", {report['labelled_responses']} labelled" if labelled else "")
     return Pool(ds, report)
+
+
+def _join_prompts(pool: pd.DataFrame, prompts: Prompts, report: dict) -> pd.DataFrame:
+    """Prompt ids → prompt texts (and the prompts file's sources, when it has the source field).
+    Ids on one side only are counted, not an error: a pool of some models' answers to part of a
+    benchmark is usual (responses whose id --prompts lacks are dropped)."""
+    ids = pool["instruction"]
+    known = ids.isin(prompts.text.keys()).to_numpy()
+    report["responses_without_prompt"] = int((~known).sum())
+    if not known.all():
+        missing = Counter(ids[~known])
+        log.warning("pool: %d response(s) whose prompt id --prompts does not hold dropped (%d id(s), e.g. %s)",
+                    int((~known).sum()), len(missing), ", ".join(repr(k) for k in list(missing)[:3]))
+    if not known.any():
+        raise PoolError(f"{pool['file'].iloc[0]}: no response's prompt id is in --prompts (first: "
+                        f"{ids.iloc[0]!r}; --prompts has e.g. {next(iter(prompts.text))!r}); is --prompt-id-field right?")
+    pool = pool[known].reset_index(drop=True)
+    report["prompts_without_responses"] = len(set(prompts.text) - set(pool["instruction"]))
+    pool["instruction"] = pool["instruction"].map(prompts.text)
+    if prompts.has_source:
+        pool["source"] = [prompts.source[k] for k in ids[known]]
+    return pool
 
 
 def _two_rows(group: pd.DataFrame, column: str) -> tuple[list[int], list]:
