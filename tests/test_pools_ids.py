@@ -176,3 +176,12 @@ def test_the_agreement_study_runs_on_a_three_file_pool_through_flags_alone(tmp_p
     sup = json.loads((out / "binarized" / "sup.json").read_text(encoding="utf-8"))
     questions = {json.loads(line)["turns"][0]["content"] for line in (AH / "question.jsonl").read_text().splitlines()}
     assert len(sup) == 5 and {r["prompt"] for r in sup} <= questions  # the texts, not the ids
+
+
+def test_the_prompts_file_is_part_of_the_default_output_name():
+    """Two prompts files give two sets of pairs: their default outputs must not be one file."""
+    from zebra.pipeline import BinarizeConfig, default_output
+
+    names = {default_output("out/sup.json", BinarizeConfig("sup", "out/sup.json", data=str(AH / "model_answer"),
+                                                          pool=PoolOptions(prompts=q))) for q in ("a/q1.jsonl", "a/q2.jsonl")}
+    assert len(names) == 2 and all("prompts-q" in n for n in names)
