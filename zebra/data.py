@@ -378,6 +378,17 @@ def read_parquet(path: Path) -> pa.Table:
         raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
 
 
+def iter_parquet_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
+    """A Parquet file `rows` rows at a time (memory: one batch); read_parquet's one-line errors."""
+    import pyarrow.parquet as pq
+
+    check_parquet(path)
+    try:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
+    except (OSError, pa.ArrowException) as err:
+        raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
+
+
 def _first_char(path: Path) -> str | None:
     """The first character that is not whitespace (or a BOM), reading no more than needed."""
     with open(path, "rb") as fh:

@@ -20,6 +20,8 @@ API (what the scripts and other helpers call):
     is_long(source, options) -> bool   does `source` hold a long-format pool? (see "Detection")
     load_pool(source, options, limit)  -> Pool(dataset, report): report is a JSON-able dict of
                                        counts (rows, duplicates, unmapped names, judge errors, …)
+    convert(files, options, output, spill, chunk_rows, part_prompts)
+                                       the conversion itself, into an Arrow file (load_pool caches it)
     read_model_names(path) -> dict     pool name -> behaviour-table name
 
 Fields (defaults read AlpacaEval's files; `--instruction-field`, `--model-field`,
@@ -76,6 +78,14 @@ stay. The draw depends on nothing else, so it is the same whatever `--limit`, ba
 order; prompts with at most K responses keep them all. `judged_only` first keeps only the
 responses that have a label (the agreement study's sub-pool: pairs GPT-4 can decide).
 
+Memory and cache: a pool is converted once per content and options, then read from a cache
+folder beside `datasets`' own (zebra.data's content key of every input file, their paths and the
+options), memory-mapped as UltraFeedback rows are. Converting holds at most CHUNK_ROWS records of a
+file (JSON lines and Parquet are read a chunk at a time; a JSON list or a CSV is read whole, as
+`datasets` does) and then PART_PROMPTS prompts at a time: rows are spilled to disk by prompt and
+every rule above is per prompt, so the rows are those of one pass over the whole pool. With
+several faults in one pool, which one is named first may differ from a whole-file read.
+
 Detection: `--format long` / `ultrafeedback` decides; `auto` (default) calls a source long when
 it is a folder with a `pool.json`, or --prompts is given, or a .json/.jsonl/.parquet/.csv file (or
 a folder of them) whose first record has the response and model fields (a path's first step) and no
@@ -87,19 +97,23 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import re
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from zebra.errors import ZebraError
-from zebra.jsonio import first_json_record, read_json, read_json_records, read_text
+from zebra.jsonio import first_json_record, iter_json_record_chunks, read_json, read_text
 
 log = logging.getLogger(__name__)
 
@@ -258,27 +272,82 @@ def _in_record(record: dict, name: str) -> bool:
 
 def _read_rows(path: Path) -> pd.DataFrame:
     """Every record of one file as a DataFrame of Python objects (no dtype guessing)."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        from zebra.data import read_parquet
+    frames = [df for df, _ in _read_chunks(path, None)]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else pd.DataFrame())
 
-        df = read_parquet(path).to_pandas().astype(object)
-        return df.where(df.notna(), None)
+
+def _read_chunks(path: Path, rows: int | None) -> Iterator[tuple[pd.DataFrame, int]]:
+    """(records, 1-based number of the first) of one file, at most `rows` records at a time (None:
+    all at once), as DataFrames of Python objects (no dtype guessing; a missing key is None). JSON
+    lines and Parquet are read a chunk at a time; a JSON list or a CSV is read whole, then cut."""
+    suffix = path.suffix.lower()
+    size = rows or (1 << 62)
+    if suffix == ".parquet":
+        from zebra.data import iter_parquet_batches
+
+        start = 1
+        for batch in iter_parquet_batches(path, size):
+            df = batch.to_pandas().astype(object)
+            yield df.where(df.notna(), None), start
+            start += len(df)
+        return
     if suffix == ".csv":
         try:
-            return pd.read_csv(io.StringIO(read_text(path, "CSV file")), dtype=str, keep_default_na=False).astype(object)
+            df = pd.read_csv(io.StringIO(read_text(path, "CSV file")), dtype=str, keep_default_na=False).astype(object)
         except pd.errors.EmptyDataError:
-            return pd.DataFrame()
+            return
         except pd.errors.ParserError as err:
             raise PoolError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
-    records = read_json_records(path, "pool file", allow_empty=True)
-    df = pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
-    return df.where(df.notna(), None)  # a key missing from some records: None, not NaN
+        for start in range(0, len(df), size):
+            yield df.iloc[start:start + size].reset_index(drop=True), start + 1
+        return
+    start = 1
+    for chunk in iter_json_record_chunks(path, "pool file", size, allow_empty=True):
+        df = pd.DataFrame.from_records([record for _, record in chunk]).astype(object)
+        yield df.where(df.notna(), None), start  # a key missing from some records: None, not NaN
+        start += len(df)
 
 
-def _require(df: pd.DataFrame, where: str, names: dict[str, str]) -> None:
-    for flag, name in names.items():
-        _field(df, where, flag, name)
+class _Fields:
+    """The fields of one file read in chunks, checked as `_field` checks a whole file. A chunk
+    without a field has None there. A field no chunk has is `_field`'s error, said once the file
+    is read (`finish`), or at once for a field no row may lack (the prompt, the model); so is a
+    field path that finds a value in no row of the file."""
+
+    def __init__(self, where: str):
+        self.where, self.columns = where, None
+        self.flags: dict[str, str] = {}  # field -> its flag, for the messages
+        self.seen: set[str] = set()  # fields some chunk has (a path: its first step)
+        self.found: set[str] = set()  # fields with a value in some row
+        self.first: dict[str, str] = {}  # a path's first step in the first row, for its message
+
+    def get(self, df: pd.DataFrame, flag: str, name: str, nullable: bool = True) -> pd.Series:
+        if self.columns is None:
+            self.columns = list(df.columns)
+        self.flags.setdefault(name, flag)
+        head, *steps = name.split(".")
+        if name in df.columns:
+            self.seen.add(name)
+            self.found.add(name)
+            return df[name]
+        if steps and head in df.columns:
+            self.seen.add(name)
+            self.first.setdefault(name, str(df[head].iloc[0])[:120] if len(df) else "")
+            values = pd.Series([_follow(v, steps) for v in df[head].tolist()], index=df.index, dtype=object)
+            if name not in self.found and values.notna().any():
+                self.found.add(name)
+            return values
+        if not nullable and name not in self.seen:
+            raise PoolError(f"{self.where}: no field {name!r} (set {flag}); its fields are {self.columns}")
+        return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+    def finish(self) -> None:
+        for name, flag in self.flags.items():
+            if name not in self.seen:
+                raise PoolError(f"{self.where}: no field {name!r} (set {flag}); its fields are {self.columns or []}")
+            if name not in self.found:
+                raise PoolError(f"{self.where}: the field path {name!r} ({flag}) finds a value in no row; "
+                                f"the first row's {name.split('.')[0]!r} is {self.first.get(name)}")
 
 
 def _follow(value: Any, steps: list[str]) -> Any:
@@ -478,68 +547,6 @@ def read_prompts(path: str | Path, options: PoolOptions, report: dict) -> Prompt
     return out
 
 
-def _judgments(path: Path, options: PoolOptions, names: dict[str, str], report: dict,
-               prompts: Prompts | None = None) -> pd.DataFrame:
-    """(instruction, model, label, file, row, key) of a judgments file or folder, deduplicated, 0 → 1.5
-    (pairwise). With `prompts`, rows carry a prompt id (instruction None where --prompts lacks it)."""
-    kind = options.get("judgment_kind")
-    if kind not in JUDGMENT_KINDS:
-        raise PoolError(f"--judgment-kind must be one of {', '.join(JUDGMENT_KINDS)}, not {kind!r}")
-    inst = options.judgment_instruction_field or options.get("prompt_id_field" if prompts else "instruction_field")
-    model, value = options.get("judgment_model_field"), options.get("judgment_value_field")
-    ref_field = options.get("judgment_reference_field")
-    parts, refs, has_ref = [], set(), False
-    for f in data_files(path, "--judgments"):
-        df = _read_rows(f)
-        where = str(f)
-        if df.empty:
-            continue
-        rows = np.arange(len(df)) + 1
-        key_values = _field(df, where, "--judgment-instruction-field", inst)
-        _require(df, where, {"--judgment-model-field": model, "--judgment-value-field": value})
-        keys = _ids(key_values, where, inst, rows) if prompts else _strings(key_values, where, inst, rows)
-        values = _field(df, where, "--judgment-value-field", value)
-        parts.append(pd.DataFrame({
-            "instruction": [prompts.text.get(k) for k in keys] if prompts else keys, "key": keys,
-            "model": [names.get(m, m) for m in _strings(_field(df, where, "--judgment-model-field", model), where, model, rows)],
-            "label": _numbers(_pairwise_values(values) if kind == "pairwise" else values, where, value, rows),
-            "file": where, "row": rows}))
-        if kind == "pairwise" and ref_field in df.columns:
-            has_ref = True
-            refs |= {str(r) for r in df[ref_field].tolist()}
-    if not parts:
-        raise PoolError(f"{path}: no judgment rows")
-    out = pd.concat(parts, ignore_index=True)
-    if kind == "pairwise":
-        if len(refs) > 1:
-            raise PoolError(f"{path}: judgments against {len(refs)} references {sorted(refs)[:4]}; "
-                            "labels against different references do not compare: split the file")
-        if has_ref:
-            report["judgment_reference"] = sorted(refs)[0] if refs else None
-        lab = out["label"].to_numpy()
-        draw0 = lab == 0  # AlpacaEval's older code for a draw (alpaca_eval.metrics.pairwise_to_winrate)
-        lab = np.where(draw0, 1.5, lab)
-        bad = ~np.isnan(lab) & ((lab < 1) | (lab > 2))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise PoolError(f"{out['file'].iloc[i]}: row {out['row'].iloc[i]}: {value} {lab[i]} is outside [1, 2] "
-                            "(1 = reference better, 2 = response better); use --judgment-kind score for plain scores")
-        out["label"] = lab
-        report["judgment_draws_coded_0"] = int(draw0.sum())
-        report["judgment_draws"] = int((lab == 1.5).sum())
-    copies = out.duplicated(["key", "model", "label"])
-    report["judgment_rows"] = int(len(out))
-    report["judgment_duplicate_copies"] = int(copies.sum())
-    out = out[~copies]
-    clash = out.duplicated(["key", "model"], keep=False)
-    if clash.any():
-        first = _first_clash(out, clash, "key")
-        raise PoolError(f"{_rows_where(first)} judge {first['model'].iloc[0]!r} on one prompt "
-                        f"with different values {first['label'].tolist()}")
-    report["judge_failures"] = int(out["label"].isna().sum())
-    return out
-
-
 def _rows_where(two: pd.DataFrame) -> str:
     """`FILE: rows [a, b]`, or `FILE1 row a and FILE2 row b` for two rows of two files."""
     files, rows = two["file"].tolist(), [int(r) for r in two["row"]]
@@ -582,60 +589,390 @@ def _check_options(options: PoolOptions) -> None:
 
 # --------------------------------------------------------------------------- the pool
 
+CHUNK_ROWS = 65536  # rows read and checked at once (a file's chunk): the bound on rows held while reading
+PART_PROMPTS = 8192  # prompts per on-disk partition: the bound on prompts held while converting
+_CACHE_VERSION = 1  # bump when the conversion changes: every pool is converted again
+_POOL_SCHEMA = pa.schema([("instruction", pa.string()), ("pool_model", pa.string()), ("model", pa.string()),
+                          ("response", pa.string()), ("source", pa.string()), ("label", pa.float64()),
+                          ("file", pa.int32()), ("row", pa.int64()), ("ordinal", pa.int64())])
+_JUDGED_SCHEMA = pa.schema([("instruction", pa.string()), ("key", pa.string()), ("model", pa.string()),
+                            ("label", pa.float64()), ("file", pa.int32()), ("row", pa.int64()), ("ordinal", pa.int64())])
+# the report's keys in the order a meta shows them
+_REPORT_ORDER = ("files", "options", "prompt_rows", "prompt_duplicate_copies", "rows", "responses_without_prompt",
+                 "prompts_without_responses", "unmapped_model_names", "duplicate_row_copies", "judgment_reference",
+                 "judgment_draws_coded_0", "judgment_draws", "judgment_rows", "judgment_duplicate_copies",
+                 "judge_failures", "unmatched_judgments_skipped", "dropped_unjudged", "dropped_by_draw")
 
-def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int | None = None) -> Pool:
+
+def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int | None = None,
+              chunk_rows: int = CHUNK_ROWS, part_prompts: int = PART_PROMPTS) -> Pool:
     """Read a long-format pool; return it in the UltraFeedback schema and a report of counts.
 
     `limit` keeps the first N prompts (in order of first appearance) after the draw, which is
     per prompt, so the kept prompts' responses are the same with or without it.
+
+    The converted pool is cached, as `datasets` caches UltraFeedback rows, in a folder keyed on
+    the input files' bytes (zebra.data's content key) and paths and on the options; a later run
+    reads the Arrow file (memory-mapped) and the report instead of converting again. Converting
+    holds at most `chunk_rows` rows of a file, then `part_prompts` prompts, at a time (`convert`).
     """
     import datasets
 
     options = options or PoolOptions()
     files, options = resolve(source, options)
     _check_options(options)
-    inst, model, resp = options.get("instruction_field"), options.get("model_field"), options.get("response_field")
-    src, score = options.get("source_field"), options.score_field
-    names = read_model_names(options.model_names) if options.model_names else {}
-    report: dict[str, Any] = {"files": [str(f) for f in files], "options": asdict(options)}
+    cache = _cache_folder(files, options)
+    if not (cache / "pool.arrow").is_file():
+        _convert_into(cache, files, options, chunk_rows, part_prompts)
+    report = read_json(cache / "report.json", "pool cache report")
+    ds = datasets.Dataset.from_file(str(cache / "pool.arrow"))
+    if limit is not None and limit < len(ds):
+        ds = ds.select(range(limit))
+    labelled = bool(options.judgments or options.score_field)
+    report.update(_summary(ds.with_format("arrow")[:], labelled))
+    _log(source, report, labelled)
+    return Pool(ds, report)
 
-    prompts = read_prompts(options.prompts, options, report) if options.prompts else None
-    pid = options.get("prompt_id_field")
-    parts = []
-    for f in files:
-        df = _read_rows(f)
-        where = str(f)
-        if df.empty:
-            raise PoolError(f"{where}: no rows")
-        rows = np.arange(len(df)) + 1
-        if prompts is None:
-            keys = _strings(_field(df, where, "--instruction-field", inst), where, inst, rows)
-        else:  # the prompt is a key into --prompts: text after the join below
-            keys = _ids(_field(df, where, "--prompt-id-field", pid), where, pid, rows)
-        _require(df, where, {"--model-field": model, "--response-field": resp, **({"--score-field": score} if score else {})})
-        found = _field(df, where, "--source-field", src, required=False)
-        part = pd.DataFrame({
-            "instruction": keys,
-            "pool_model": _strings(_field(df, where, "--model-field", model), where, model, rows),
-            "response": ["" if v is None else v
-                         for v in _strings(_field(df, where, "--response-field", resp), where, resp, rows, allow_null=True)],
-            "source": _sources(found, where, src, rows) if found is not None else None,
-            "label": _numbers(_field(df, where, "--score-field", score), where, score, rows) if score else np.nan,
-            "file": where, "row": rows,
-        })
-        parts.append(part)
-    pool = pd.concat(parts, ignore_index=True)
-    report["rows"] = int(len(pool))
-    if prompts is not None:
-        pool = _join_prompts(pool, prompts, report)
-    pool["model"] = [names.get(m, m) for m in pool["pool_model"]]
-    unmapped = Counter(m for m in pool["pool_model"] if m not in names) if names else Counter()
-    report["unmapped_model_names"] = dict(unmapped.most_common())
+
+def _inputs(files: list[Path], options: PoolOptions) -> list[Path]:
+    """Every file the conversion reads."""
+    extra = [Path(f) for f in (options.model_names, options.prompts) if f]
+    return [*files, *extra, *(data_files(Path(options.judgments), "--judgments") if options.judgments else [])]
+
+
+def _cache_folder(files: list[Path], options: PoolOptions) -> Path:
+    from zebra.data import _content_cache
+
+    inputs = _inputs(files, options)
+    for f in inputs:
+        if not f.is_file():
+            raise PoolError(f"{f}: no such file")
+    key = json.dumps([_CACHE_VERSION, [str(f) for f in inputs], asdict(options)], sort_keys=True, default=str)
+    return Path(_content_cache(inputs)) / f"zebra-pool-v{_CACHE_VERSION}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
+def _convert_into(cache: Path, files: list[Path], options: PoolOptions, chunk_rows: int, part_prompts: int) -> None:
+    """Convert the pool into `cache` (pool.arrow, report.json), whole or not at all: it is built in a
+    temporary folder beside it and renamed."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
+    try:
+        report = convert(files, options, work / "pool.arrow", work / "spill", chunk_rows, part_prompts)
+        (work / "report.json").write_text(json.dumps(report), encoding="utf-8")
+        try:
+            work.rename(cache)
+        except OSError:  # another run converted the same pool meanwhile: keep its folder
+            if not (cache / "pool.arrow").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _log(source, report: dict, labelled: bool) -> None:
+    """What a conversion found, said on every load (a cached one too)."""
+    unmapped = report.get("unmapped_model_names") or {}
     if unmapped:
         log.info("pool: %d model name(s) not in --model-names, kept as spelled: %s", len(unmapped),
-                 ", ".join(f"{m} ({c})" for m, c in unmapped.most_common()))
+                 ", ".join(f"{m} ({c})" for m, c in unmapped.items()))
+    if report.get("responses_without_prompt"):
+        log.warning("pool: %d response(s) whose prompt id --prompts does not hold dropped (e.g. %s)",
+                    report["responses_without_prompt"], ", ".join(map(repr, report.get("ids_without_prompt", []))))
+    if report.get("unmatched_judgments_skipped"):
+        log.warning("pool: %d judgment(s) of responses the pool does not hold skipped (--skip-unmatched-judgments)",
+                    report["unmatched_judgments_skipped"])
+    log.info("pool %s: %d prompts, %d responses%s", source, report["prompts"], report["responses"],
+             f", {report['labelled_responses']} labelled" if labelled else "")
 
-    pool = _drop_copies(pool, report, score)
+
+def _summary(table: pa.Table, labelled: bool) -> dict:
+    """prompts, responses, labelled responses and responses per model (most first; ties in order of
+    first appearance, as Counter.most_common) of UltraFeedback-schema rows."""
+    comp = pa.concat_arrays([c.flatten() for c in table.column("completions").chunks]) \
+        if table.num_rows else pa.array([], pa.struct([("model", pa.string())]))
+    codes = pc.dictionary_encode(comp.field("model")) if len(comp) else None
+    models = {}
+    if codes is not None:
+        counts = np.bincount(codes.indices.to_numpy(zero_copy_only=False), minlength=len(codes.dictionary))
+        order = sorted(range(len(counts)), key=lambda i: -counts[i])  # stable: first appearance breaks ties
+        names = codes.dictionary.to_pylist()
+        models = {names[i]: int(counts[i]) for i in order}
+    return {"prompts": table.num_rows, "responses": len(comp),
+            "labelled_responses": int(len(comp) - comp.field("overall_score").null_count) if labelled and len(comp) else 0,
+            "models": models}
+
+
+class _Spill:
+    """Rows written to disk by prompt: a prompt's ordinal is its order of first appearance, and
+    partition p holds the prompts with ordinals [p·part_prompts, (p+1)·part_prompts), so reading
+    the partitions in order gives the prompts in order, each whole (its responses, its judgments)."""
+
+    def __init__(self, folder: Path, part_prompts: int):
+        folder.mkdir()
+        self.folder, self.part_prompts = folder, part_prompts
+        self.ordinal: dict[bytes, int] = {}
+        self.writers: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
+
+    @staticmethod
+    def digest(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+    def ordinals(self, texts: np.ndarray, add: bool = True) -> np.ndarray:
+        """Each text's prompt ordinal (new ones numbered in order, when `add`; else -1)."""
+        codes, uniques = pd.factorize(texts)
+        found = np.empty(len(uniques), dtype=np.int64)
+        for i, text in enumerate(uniques.tolist()):
+            key = self.digest(text)
+            number = self.ordinal.get(key)
+            if number is None:
+                if not add:
+                    number = -1
+                else:
+                    number = self.ordinal[key] = len(self.ordinal)
+            found[i] = number
+        return found[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+    def write(self, kind: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
+        part = frame["ordinal"].to_numpy() // self.part_prompts
+        for p in np.unique(part).tolist():
+            table = pa.Table.from_pandas(frame[part == p], schema=schema, preserve_index=False)
+            writer = self.writers.get((kind, p))
+            if writer is None:
+                writer = self.writers[(kind, p)] = pa.ipc.new_stream(str(self.folder / f"{kind}-{p}.arrow"), schema)
+            writer.write_table(table)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+    def parts(self) -> int:
+        return -(-len(self.ordinal) // self.part_prompts)
+
+    def read(self, kind: str, p: int, files: list[str]) -> pd.DataFrame | None:
+        path = self.folder / f"{kind}-{p}.arrow"
+        if not path.is_file():
+            return None
+        with pa.OSFile(str(path)) as fh:  # plain reads, not a memory map (whose pages would stay resident)
+            frame = pa.ipc.open_stream(fh).read_all().to_pandas().astype(object)
+        frame = frame.where(frame.notna(), None)
+        frame["label"] = frame["label"].astype(float)
+        frame["file"] = [files[i] for i in frame["file"].tolist()]
+        return frame
+
+
+def convert(files: list[Path], options: PoolOptions, output: Path, spill: Path, chunk_rows: int = CHUNK_ROWS,
+            part_prompts: int = PART_PROMPTS, stats: dict | None = None) -> dict:
+    """Write the pool's UltraFeedback-schema rows to `output` (an Arrow stream) and return the report.
+
+    Two passes, memory bounded by the rows held at once, not by the pool: (1) each file is read
+    `chunk_rows` records at a time, checked, and spilled to disk by prompt (_Spill), then the
+    judgments likewise; (2) each partition of `part_prompts` prompts is read back and gets every
+    per-prompt rule of the module docstring (copies, clashes, labels, --judged-only, the draw), in
+    order of first appearance. The rules are per prompt, so the rows are those of one pass over the
+    whole pool. `stats`, when given, receives the largest chunk and partition held (for tests)."""
+    inst, model, resp = options.get("instruction_field"), options.get("model_field"), options.get("response_field")
+    src, score, pid = options.get("source_field"), options.score_field, options.get("prompt_id_field")
+    names = read_model_names(options.model_names) if options.model_names else {}
+    report: dict[str, Any] = {"files": [str(f) for f in files], "options": asdict(options)}
+    stats = stats if stats is not None else {}
+    stats.update(chunk_rows=0, part_prompts=0, part_rows=0)
+    prompts = read_prompts(options.prompts, options, report) if options.prompts else None
+    where_of = [str(f) for f in files]
+    spilled = _Spill(spill, part_prompts)
+    unmapped: Counter = Counter()
+    seen_ids: set[str] = set()
+    missing_ids: Counter = Counter()
+    report["rows"] = 0
+    try:
+        for index, f in enumerate(files):
+            where = str(f)
+            fields = _Fields(where)
+            count = 0
+            for df, start in _read_chunks(f, chunk_rows):
+                stats["chunk_rows"] = max(stats["chunk_rows"], len(df))
+                rows = np.arange(len(df)) + start
+                if prompts is None:
+                    keys = _strings(fields.get(df, "--instruction-field", inst, nullable=False), where, inst, rows)
+                else:  # the prompt is a key into --prompts: the text after the join below
+                    keys = _ids(fields.get(df, "--prompt-id-field", pid, nullable=False), where, pid, rows)
+                pool_model = _strings(fields.get(df, "--model-field", model, nullable=False), where, model, rows)
+                response = ["" if v is None else v
+                            for v in _strings(fields.get(df, "--response-field", resp), where, resp, rows, allow_null=True)]
+                labels = _numbers(fields.get(df, "--score-field", score), where, score, rows) if score else np.nan
+                found = _field(df, where, "--source-field", src, required=False)
+                part = pd.DataFrame({
+                    "instruction": keys, "pool_model": pool_model, "response": response,
+                    "source": _sources(found, where, src, rows) if found is not None else None,
+                    "label": labels, "file": index, "row": rows})
+                count += len(part)
+                if prompts is not None:
+                    part = _join_chunk(part, prompts, seen_ids, missing_ids)
+                part["model"] = [names.get(m, m) for m in part["pool_model"]]
+                if names:
+                    unmapped.update(m for m in part["pool_model"] if m not in names)
+                part["ordinal"] = spilled.ordinals(part["instruction"].to_numpy(dtype=object))
+                spilled.write("pool", part, _POOL_SCHEMA)
+            if not count:
+                raise PoolError(f"{where}: no rows")
+            fields.finish()
+            report["rows"] += count
+        if prompts is not None:
+            report["responses_without_prompt"] = sum(missing_ids.values())
+            report["ids_without_prompt"] = list(missing_ids)[:3]
+            if not spilled.ordinal:
+                raise PoolError(f"{where_of[0]}: no response's prompt id is in --prompts (e.g. "
+                                f"{next(iter(missing_ids), None)!r}; --prompts has e.g. {next(iter(prompts.text))!r}); "
+                                "is --prompt-id-field right?")
+            report["prompts_without_responses"] = len(set(prompts.text) - seen_ids)
+        report["unmapped_model_names"] = dict(unmapped.most_common())
+        if options.judgments:
+            _spill_judgments(Path(options.judgments), options, names, prompts, spilled, report, chunk_rows)
+        spilled.close()
+        _convert_parts(spilled, options, names, where_of, report, output, stats)
+    finally:
+        spilled.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    return {k: report[k] for k in (*_REPORT_ORDER, *report) if k in report}
+
+
+def _join_chunk(part: pd.DataFrame, prompts: Prompts, seen: set, missing: Counter) -> pd.DataFrame:
+    """Prompt ids → prompt texts (and the prompts file's sources, when it has the source field).
+    Ids on one side only are counted, not an error: a pool of some models' answers to part of a
+    benchmark is usual (responses whose id --prompts lacks are dropped)."""
+    ids = part["instruction"]
+    known = ids.isin(prompts.text.keys()).to_numpy()
+    missing.update(ids[~known].tolist())
+    part = part[known].reset_index(drop=True)
+    seen.update(part["instruction"].tolist())
+    if prompts.has_source:
+        part["source"] = [prompts.source[k] for k in part["instruction"]]
+    part["instruction"] = part["instruction"].map(prompts.text)
+    return part
+
+
+def _spill_judgments(path: Path, options: PoolOptions, names: dict[str, str], prompts: Prompts | None,
+                     spilled: _Spill, report: dict, chunk_rows: int) -> None:
+    """Read the judgments a chunk at a time, check them and spill each to its prompt's partition.
+    A judgment of a prompt the pool does not hold is an error, or with skip_unmatched_judgments
+    counted (they are held in memory, checked for copies and clashes like the others)."""
+    kind = options.get("judgment_kind")
+    if kind not in JUDGMENT_KINDS:
+        raise PoolError(f"--judgment-kind must be one of {', '.join(JUDGMENT_KINDS)}, not {kind!r}")
+    inst = options.judgment_instruction_field or options.get("prompt_id_field" if prompts else "instruction_field")
+    model, value = options.get("judgment_model_field"), options.get("judgment_value_field")
+    ref_field = options.get("judgment_reference_field")
+    judgment_files = data_files(path, "--judgments")
+    refs, has_ref, total, orphans = set(), False, 0, []
+    draws0 = draws = 0
+    for index, f in enumerate(judgment_files):
+        where = str(f)
+        fields = _Fields(where)
+        for df, start in _read_chunks(f, chunk_rows):
+            rows = np.arange(len(df)) + start
+            key_values = fields.get(df, "--judgment-instruction-field", inst, nullable=False)
+            models = fields.get(df, "--judgment-model-field", model, nullable=False)
+            values = fields.get(df, "--judgment-value-field", value)
+            keys = _ids(key_values, where, inst, rows) if prompts else _strings(key_values, where, inst, rows)
+            out = pd.DataFrame({
+                "instruction": [prompts.text.get(k) for k in keys] if prompts else keys, "key": keys,
+                "model": [names.get(m, m) for m in _strings(models, where, model, rows)],
+                "label": _numbers(_pairwise_values(values) if kind == "pairwise" else values, where, value, rows),
+                "file": index, "row": rows})
+            if kind == "pairwise":
+                if ref_field in df.columns:
+                    has_ref = True
+                    refs |= {str(r) for r in df[ref_field].tolist()}
+                lab = out["label"].to_numpy()
+                draw0 = lab == 0  # AlpacaEval's older code for a draw (alpaca_eval.metrics.pairwise_to_winrate)
+                lab = np.where(draw0, 1.5, lab)
+                bad = ~np.isnan(lab) & ((lab < 1) | (lab > 2))
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise PoolError(f"{where}: row {out['row'].iloc[i]}: {value} {lab[i]} is outside [1, 2] (1 = "
+                                    "reference better, 2 = response better); use --judgment-kind score for plain scores")
+                out["label"] = lab
+                draws0 += int(draw0.sum())
+                draws += int((lab == 1.5).sum())
+            total += len(out)
+            texts = out["instruction"].to_numpy(dtype=object)
+            known = np.array([t is not None for t in texts], dtype=bool)
+            ordinals = np.full(len(out), -1, dtype=np.int64)
+            if known.any():
+                ordinals[known] = spilled.ordinals(texts[known], add=False)
+            out["ordinal"] = ordinals
+            if (ordinals < 0).any():
+                stray = out[ordinals < 0]
+                if not options.skip_unmatched_judgments:
+                    _orphan_error(stray.iloc[0], where, prompts)
+                orphans.append(stray.assign(file=where))
+            spilled.write("judged", out[ordinals >= 0], _JUDGED_SCHEMA)
+        fields.finish()
+    if not total:
+        raise PoolError(f"{path}: no judgment rows")
+    if kind == "pairwise":
+        if len(refs) > 1:
+            raise PoolError(f"{path}: judgments against {len(refs)} references {sorted(refs)[:4]}; "
+                            "labels against different references do not compare: split the file")
+        if has_ref:
+            report["judgment_reference"] = sorted(refs)[0] if refs else None
+        report["judgment_draws_coded_0"], report["judgment_draws"] = draws0, draws
+    report["judgment_rows"] = total
+    report["judgment_duplicate_copies"] = report["judge_failures"] = 0
+    report["judgment_files"] = [str(f) for f in judgment_files]
+    stray = pd.concat(orphans, ignore_index=True) if orphans else None
+    if stray is not None:
+        stray = _judgment_labels(stray, report)
+    if options.skip_unmatched_judgments:
+        report["unmatched_judgments_skipped"] = 0 if stray is None else len(stray)
+
+
+def _orphan_error(j: pd.Series, where: str, prompts: Prompts | None) -> None:
+    what = (f"prompt id {j['key']!r}, which --prompts does not hold" if not isinstance(j["instruction"], str)
+            else f"a prompt the pool has no response of it for ({j['instruction'][:60]!r})")
+    raise PoolError(f"{where}: row {j['row']} judges model {j['model']!r} on {what}; is it the judgments "
+                    "of this pool? (--skip-unmatched-judgments skips and counts such judgments)")
+
+
+def _judgment_labels(out: pd.DataFrame, report: dict) -> pd.DataFrame:
+    """One label per (prompt, model): identical copies dropped and counted, two values an error."""
+    copies = out.duplicated(["key", "model", "label"])
+    report["judgment_duplicate_copies"] += int(copies.sum())
+    out = out[~copies]
+    clash = out.duplicated(["key", "model"], keep=False)
+    if clash.any():
+        first = _first_clash(out, clash, "key")
+        raise PoolError(f"{_rows_where(first)} judge {first['model'].iloc[0]!r} on one prompt "
+                        f"with different values {first['label'].tolist()}")
+    report["judge_failures"] += int(out["label"].isna().sum())
+    return out
+
+
+def _convert_parts(spilled: _Spill, options: PoolOptions, names: dict[str, str], where_of: list[str], report: dict,
+                   output: Path, stats: dict) -> None:
+    """Pass 2: each partition's prompts, in order, through every per-prompt rule, into `output`."""
+    score = options.score_field
+    labelled = bool(options.judgments or score)
+    judgment_files = report.get("judgment_files", [])
+    for key in ("duplicate_row_copies", *(("dropped_unjudged",) if options.judged_only else ()),
+                *(("dropped_by_draw",) if options.models_per_prompt is not None else ())):
+        report[key] = 0
+    if options.judged_only and not labelled:
+        raise PoolError("--judged-only needs labels: give --judgments or --score-field")
+    schema = _to_arrow(pd.DataFrame(columns=["prompt", "model", "response", "label", "source", "instruction"]),
+                       labelled).schema
+    with pa.OSFile(str(output), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for p in range(spilled.parts()):
+            pool = spilled.read("pool", p, where_of)
+            stats["part_rows"] = max(stats["part_rows"], len(pool))
+            stats["part_prompts"] = max(stats["part_prompts"], pool["ordinal"].nunique())
+            pool = _one_part(pool, spilled.read("judged", p, judgment_files), options, names, report)
+            writer.write_table(_to_arrow(pool, labelled).cast(schema))
+    report.pop("judgment_files", None)
+
+
+def _one_part(pool: pd.DataFrame, judged: pd.DataFrame | None, options: PoolOptions, names: dict[str, str],
+              report: dict) -> pd.DataFrame:
+    """Every per-prompt rule on whole prompts: copies, clashes, labels, --judged-only, the draw."""
+    pool = _drop_copies(pool, report, options.score_field)
     clash = pool.duplicated(["instruction", "model"], keep=False)
     if clash.any():
         a = _first_clash(pool, clash)
@@ -648,72 +985,30 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
                             f"({a['instruction'].iloc[0][:60]!r}); give them different names in --model-names")
         raise PoolError(f"{_rows_where(a)}: model {a['model'].iloc[0]!r} answers "
                         f"one prompt twice with different text ({a['instruction'].iloc[0][:60]!r}); keep one")
-
-    if options.judgments:
-        judged = _judgments(Path(options.judgments), options, names, report, prompts)
+    if judged is not None:
+        judged = _judgment_labels(judged, report)
         merged = judged.merge(pool[["instruction", "model"]].reset_index(), on=["instruction", "model"], how="left")
         orphan = merged["index"].isna()
-        if orphan.any() and not options.skip_unmatched_judgments:
-            j = merged[orphan].iloc[0]
-            what = (f"prompt id {j['key']!r}, which --prompts does not hold" if not isinstance(j["instruction"], str)
-                    else f"a prompt the pool has no response of it for ({j['instruction'][:60]!r})")
-            raise PoolError(f"{j['file']}: row {j['row']} judges model {j['model']!r} on {what}; is it the judgments "
-                            "of this pool? (--skip-unmatched-judgments skips and counts such judgments)")
-        if options.skip_unmatched_judgments:
-            report["unmatched_judgments_skipped"] = int(orphan.sum())
-            if orphan.any():
-                log.warning("pool: %d judgment(s) of responses the pool does not hold skipped (--skip-unmatched-judgments)",
-                            int(orphan.sum()))
+        if orphan.any():
+            if not options.skip_unmatched_judgments:
+                j = merged[orphan].iloc[0]
+                _orphan_error(j, j["file"], None)
+            report["unmatched_judgments_skipped"] += int(orphan.sum())
             merged = merged[~orphan]
         pool.loc[merged["index"].astype(int).to_numpy(), "label"] = merged["label"].to_numpy()
         pool["label"] = pool["label"].astype(float)
-    labelled = bool(options.judgments or score)
     if options.judged_only:
-        if not labelled:
-            raise PoolError("--judged-only needs labels: give --judgments or --score-field")
-        report["dropped_unjudged"] = int(pool["label"].isna().sum())
+        report["dropped_unjudged"] += int(pool["label"].isna().sum())
         pool = pool[pool["label"].notna()].reset_index(drop=True)
-
     # prompts in order of first appearance; responses in file order inside a prompt
-    pool["prompt"] = pd.factorize(pool["instruction"])[0]
-    pool = pool.sort_values(["prompt"], kind="stable").reset_index(drop=True)
+    pool = pool.sort_values(["ordinal"], kind="stable").reset_index(drop=True)
+    pool["prompt"] = pool["ordinal"]
     k = options.models_per_prompt
     if k is not None:
         pool["key"] = draw_keys(options.seed, pool["instruction"].to_numpy(), pool["model"].to_numpy())
         rank = pool.groupby("prompt")["key"].rank(method="first")
-        report["dropped_by_draw"] = int((rank > k).sum())
+        report["dropped_by_draw"] += int((rank > k).sum())
         pool = pool[(rank <= k).to_numpy()].reset_index(drop=True)
-    if limit is not None:
-        pool = pool[pool["prompt"] < limit].reset_index(drop=True)
-    ds = datasets.Dataset(_to_arrow(pool, labelled))
-    report["prompts"] = len(ds)
-    report["responses"] = int(len(pool))
-    report["labelled_responses"] = int(pool["label"].notna().sum()) if labelled else 0
-    report["models"] = dict(Counter(pool["model"]).most_common())
-    log.info("pool %s: %d prompts, %d responses%s", source, report["prompts"], report["responses"],
-             f", {report['labelled_responses']} labelled" if labelled else "")
-    return Pool(ds, report)
-
-
-def _join_prompts(pool: pd.DataFrame, prompts: Prompts, report: dict) -> pd.DataFrame:
-    """Prompt ids → prompt texts (and the prompts file's sources, when it has the source field).
-    Ids on one side only are counted, not an error: a pool of some models' answers to part of a
-    benchmark is usual (responses whose id --prompts lacks are dropped)."""
-    ids = pool["instruction"]
-    known = ids.isin(prompts.text.keys()).to_numpy()
-    report["responses_without_prompt"] = int((~known).sum())
-    if not known.all():
-        missing = Counter(ids[~known])
-        log.warning("pool: %d response(s) whose prompt id --prompts does not hold dropped (%d id(s), e.g. %s)",
-                    int((~known).sum()), len(missing), ", ".join(repr(k) for k in list(missing)[:3]))
-    if not known.any():
-        raise PoolError(f"{pool['file'].iloc[0]}: no response's prompt id is in --prompts (first: "
-                        f"{ids.iloc[0]!r}; --prompts has e.g. {next(iter(prompts.text))!r}); is --prompt-id-field right?")
-    pool = pool[known].reset_index(drop=True)
-    report["prompts_without_responses"] = len(set(prompts.text) - set(pool["instruction"]))
-    pool["instruction"] = pool["instruction"].map(prompts.text)
-    if prompts.has_source:
-        pool["source"] = [prompts.source[k] for k in ids[known]]
     return pool
 
 
@@ -771,7 +1066,9 @@ def _to_arrow(pool: pd.DataFrame, labelled: bool) -> pa.Table:
     completions = pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(parts, names=names))
     models = pa.ListArray.from_arrays(offsets, model)
     first = pool.iloc[starts] if len(pool) else pool
-    source = first["source"].tolist() if "source" in first and first["source"].notna().any() else [None] * len(starts)
+    # a prompt without a source beside one with it: groupby's "first" gave it NaN, which was a crash here
+    source = [v if isinstance(v, str) else None for v in first["source"].tolist()] \
+        if "source" in first and first["source"].notna().any() else [None] * len(starts)
     return pa.table({"source": pa.array(source, pa.string()),
                      "instruction": pa.array(first["instruction"].tolist(), pa.string()),
                      "models": models, "completions": completions})
