@@ -589,8 +589,8 @@ def _check_options(options: PoolOptions) -> None:
 
 # --------------------------------------------------------------------------- the pool
 
-CHUNK_ROWS = 65536  # rows read and checked at once (a file's chunk): the bound on rows held while reading
-PART_PROMPTS = 8192  # prompts per on-disk partition: the bound on prompts held while converting
+CHUNK_ROWS = 16384  # rows read and checked at once (a file's chunk): the bound on rows held while reading
+PART_PROMPTS = 4096  # prompts per on-disk partition: the bound on prompts held while converting
 _CACHE_VERSION = 1  # bump when the conversion changes: every pool is converted again
 _POOL_SCHEMA = pa.schema([("instruction", pa.string()), ("pool_model", pa.string()), ("model", pa.string()),
                           ("response", pa.string()), ("source", pa.string()), ("label", pa.float64()),
@@ -686,19 +686,23 @@ def _log(source, report: dict, labelled: bool) -> None:
 
 def _summary(table: pa.Table, labelled: bool) -> dict:
     """prompts, responses, labelled responses and responses per model (most first; ties in order of
-    first appearance, as Counter.most_common) of UltraFeedback-schema rows."""
-    comp = pa.concat_arrays([c.flatten() for c in table.column("completions").chunks]) \
-        if table.num_rows else pa.array([], pa.struct([("model", pa.string())]))
-    codes = pc.dictionary_encode(comp.field("model")) if len(comp) else None
-    models = {}
-    if codes is not None:
-        counts = np.bincount(codes.indices.to_numpy(zero_copy_only=False), minlength=len(codes.dictionary))
-        order = sorted(range(len(counts)), key=lambda i: -counts[i])  # stable: first appearance breaks ties
-        names = codes.dictionary.to_pylist()
-        models = {names[i]: int(counts[i]) for i in order}
-    return {"prompts": table.num_rows, "responses": len(comp),
-            "labelled_responses": int(len(comp) - comp.field("overall_score").null_count) if labelled and len(comp) else 0,
-            "models": models}
+    first appearance, as Counter.most_common) of UltraFeedback-schema rows. Reads the completions'
+    model and score children only: the responses stay on disk."""
+    chunks = [c.flatten() for c in table.column("completions").chunks]
+    models = pa.chunked_array([c.field("model") for c in chunks], pa.string())
+    responses = len(models)
+    labelled_count = sum(len(c) - c.field("overall_score").null_count for c in chunks) if labelled and responses else 0
+    counts: dict[str, int] = {}
+    if responses:
+        codes = pc.dictionary_encode(models)
+        indices = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in codes.chunks])
+        names = codes.chunks[0].dictionary.to_pylist()  # one dictionary for every chunk, in order of first appearance
+        found = np.bincount(indices, minlength=len(names))
+        for i in sorted(range(len(found)), key=lambda i: -found[i]):  # stable: first appearance breaks ties
+            if found[i]:
+                counts[names[i]] = int(found[i])
+    return {"prompts": table.num_rows, "responses": responses, "labelled_responses": int(labelled_count),
+            "models": counts}
 
 
 class _Spill:
