@@ -154,3 +154,18 @@ def test_a_prompt_without_a_source_beside_one_with_it(tmp_path):
     data = write_jsonl(tmp_path / "pool.jsonl", [{"instruction": "a", "generator": "m", "output": "x"},
                                                  {"instruction": "b", "generator": "m", "output": "y", "dataset": "s"}])
     assert [row["source"] for row in load_pool(data).dataset] == [None, "s"]
+
+
+def test_the_long_pool_benchmark_runs_and_finds_the_same_pairs(tmp_path):
+    """benchmarks/long_pool_speed.py at a tiny size: both forms, cold and warm, the same pairs."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks.long_pool_speed", "--rows", "300", "--response-words", "10",
+                           "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "long_pool_speed.partial.json").read_text(encoding="utf-8"))
+    size = result["sizes"][0]
+    assert size["same_pairs"]["same"] and size["same_pairs"]["pairs"] > 250
+    assert set(size["runs"]) == {"ultrafeedback cold", "ultrafeedback warm", "long cold", "long warm"}
+    assert all(run["peak_rss_mb"] > 0 and run["cpu_seconds"] > 0 for run in size["runs"].values())

@@ -636,7 +636,12 @@ def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int
 
 def _inputs(files: list[Path], options: PoolOptions) -> list[Path]:
     """Every file the conversion reads."""
-    extra = [Path(f) for f in (options.model_names, options.prompts) if f]
+    extra = []
+    for flag, name in (("--model-names", options.model_names), ("--prompts", options.prompts)):
+        if name:
+            if not Path(name).is_file():
+                raise PoolError(f"{name}: no such {flag} file")
+            extra.append(Path(name))
     return [*files, *extra, *(data_files(Path(options.judgments), "--judgments") if options.judgments else [])]
 
 
@@ -644,9 +649,6 @@ def _cache_folder(files: list[Path], options: PoolOptions) -> Path:
     from zebra.data import _content_cache
 
     inputs = _inputs(files, options)
-    for f in inputs:
-        if not f.is_file():
-            raise PoolError(f"{f}: no such file")
     key = json.dumps([_CACHE_VERSION, [str(f) for f in inputs], asdict(options)], sort_keys=True, default=str)
     return Path(_content_cache(inputs)) / f"zebra-pool-v{_CACHE_VERSION}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
