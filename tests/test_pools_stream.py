@@ -169,3 +169,15 @@ def test_the_long_pool_benchmark_runs_and_finds_the_same_pairs(tmp_path):
     assert size["same_pairs"]["same"] and size["same_pairs"]["pairs"] > 250
     assert set(size["runs"]) == {"ultrafeedback cold", "ultrafeedback warm", "long cold", "long warm"}
     assert all(run["peak_rss_mb"] > 0 and run["cpu_seconds"] > 0 for run in size["runs"].values())
+
+
+def test_a_killed_conversions_folder_is_removed_by_the_next(tmp_path):
+    data = write_jsonl(tmp_path / "pool.jsonl", [{"instruction": "p", "generator": m, "output": m} for m in ("a", "b")])
+    files, options = resolve(data, PoolOptions())
+    cache = pools._cache_folder(files, options)
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    stale = cache.parent / f".{cache.name}-999999999-abcd"  # no such process
+    (stale / "spill").mkdir(parents=True)
+    load_pool(data)
+    assert not stale.exists() and (cache / "pool.arrow").is_file()

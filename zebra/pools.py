@@ -99,6 +99,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -656,8 +657,14 @@ def _cache_folder(files: list[Path], options: PoolOptions) -> Path:
 def _convert_into(cache: Path, files: list[Path], options: PoolOptions, chunk_rows: int, part_prompts: int) -> None:
     """Convert the pool into `cache` (pool.arrow, report.json), whole or not at all: it is built in a
     temporary folder beside it and renamed."""
+    from zebra.records import _alive  # the one liveness test of the package's temporary files
+
     cache.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
+    for stale in cache.parent.glob(".zebra-pool-*"):  # left by a run that was killed (SIGKILL cannot clean up)
+        pid = stale.name.split("-")[-2]
+        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{cache.name}-{os.getpid()}-", dir=cache.parent))
     try:
         report = convert(files, options, work / "pool.arrow", work / "spill", chunk_rows, part_prompts)
         (work / "report.json").write_text(json.dumps(report), encoding="utf-8")
