@@ -304,7 +304,7 @@ def _read_chunks(path: Path, rows: int | None) -> Iterator[tuple[pd.DataFrame, i
         return
     start = 1
     for chunk in iter_json_record_chunks(path, "pool file", size, allow_empty=True):
-        df = pd.DataFrame.from_records([record for _, record in chunk]).astype(object)
+        df = pd.DataFrame([record for _, record in chunk], dtype=object)
         yield df.where(df.notna(), None), start  # a key missing from some records: None, not NaN
         start += len(df)
 
