@@ -275,7 +275,7 @@ def remove_stale_stages(folder: Path) -> None:
 
 def run_inputs(args: argparse.Namespace) -> list[str]:
     """Every file or folder the run reads: an output may be none of them (zebra.settings)."""
-    inputs = [args.behaviour_table, args.binarized, args.judgments, args.model_names, args.parameter_counts]
+    inputs = [args.behaviour_table, args.binarized, args.judgments, args.model_names, args.prompts, args.parameter_counts]
     if args.data is not None and Path(args.data).exists():
         inputs.append(args.data)
         try:
@@ -283,7 +283,7 @@ def run_inputs(args: argparse.Namespace) -> list[str]:
             from zebra.pools import resolve
 
             files, options = resolve(args.data, pool_options(args))  # the pool.json's responses, names and judgments
-            inputs += [*map(str, files), options.judgments, options.model_names]
+            inputs += [*map(str, files), options.judgments, options.model_names, options.prompts]
         except ZebraError:  # a bad pool.json: loading --data says so in its own words
             pass
     return [i for i in inputs if i is not None]

@@ -120,7 +120,8 @@ def test_score_judgments_file(tmp_path):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("model_twice", "rows [1, 3]: model 'gpt-4' (pool names ['a', 'b'] map to it) answers one prompt twice"),
+    ("model_twice", "rows [1, 3]: a collision of model names: pool names 'a' → 'gpt-4' by --model-names and 'b' → "
+                    "'gpt-4' by --model-names are both model 'gpt-4'"),
     ("name_mapped_twice", "names.csv:3: 'a' is mapped twice ('gpt-4' on line 2 and 'alpaca-7b')"),
     ("judgment_without_response", "row 1 judges model 'alpaca-7b' on a prompt the pool has no response of it for"),
     ("judgment_clash", "rows [1, 2] judge 'gpt-4' on one prompt with different values [2.0, 1.0]"),
@@ -252,7 +253,7 @@ def test_two_pool_names_mapped_to_one_model_name_the_rows_that_clash(tmp_path):
     names.write_text("pool,table\na,gpt-4\nb,gpt-4\n")
     with pytest.raises(PoolError) as err:
         load_pool(data, PoolOptions(model_names=str(names)))
-    assert "rows [1, 3]: model 'gpt-4' (pool names ['a', 'b'] map to it) answers one prompt twice" in str(err.value)
+    assert "rows [1, 3]: a collision of model names: pool names 'a' → 'gpt-4'" in str(err.value)
     assert "'p1'" in str(err.value)
 
 

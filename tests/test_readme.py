@@ -77,7 +77,8 @@ def _local_data(cmd: list[str]) -> bool:
 
 
 SAMPLE_RUNS = [c for c in COMMANDS if c[1].startswith("binarize_") and _local_data(c)]
-PROMPTS = {"data/alpaca_eval": 403, "data/ultrafeedback_sample.jsonl": 300}  # rows each source holds
+PROMPTS = {"data/alpaca_eval": 403, "data/ultrafeedback_sample.jsonl": 300,  # rows each source holds
+           "tests/data/arena_hard/model_answer": 5}
 STRATEGY = {"binarize_score.py": "sup", "binarize_similarity.py": "sim", "binarize_combined.py": "sup_sim",
             "binarize_baseline.py": "baseline"}
 

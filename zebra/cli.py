@@ -112,8 +112,10 @@ def add_sharding_flags(ap: argparse.ArgumentParser) -> None:
 
 
 POOL_FLAGS = ("format", "instruction_field", "model_field", "response_field", "source_field", "score_field",
+              "prompts", "prompt_id_field", "prompt_field",
               "model_names", "judgments", "judgment_kind", "judgment_instruction_field", "judgment_model_field",
               "judgment_value_field")
+POOL_SWITCHES = ("skip_unmatched_judgments", "judged_only")
 
 
 def add_pool_flags(ap: argparse.ArgumentParser, several_k: bool = False) -> None:
@@ -125,14 +127,25 @@ def add_pool_flags(ap: argparse.ArgumentParser, several_k: bool = False) -> None
     g.add_argument("--format", default="auto", choices=["auto", "ultrafeedback", "long"], help="auto: long when the "
                    "folder has a pool.json or the first record has the model and response fields (default: %(default)s)")
     for name, default in (("instruction", "instruction"), ("model", "generator"), ("response", "output"), ("source", "dataset")):
-        g.add_argument(f"--{name}-field", default=None, help=f"pool field of the {name} (default: {default})")
+        g.add_argument(f"--{name}-field", default=None, help=f"pool field of the {name} (default: {default}); "
+                       "a.0.b is a field path (key a, its first item, its key b)")
+    g.add_argument("--prompts", default=None, help="prompts in a file of their own, keyed by --prompt-id-field, which the "
+                   "responses (and judgments) carry instead of the prompt text (Arena-Hard, MT-bench) (default: none)")
+    g.add_argument("--prompt-id-field", default=None, help="field of the prompt id in --prompts, the responses and the "
+                   "judgments (default: question_id)")
+    g.add_argument("--prompt-field", default=None, help="--prompts field of the text; MT-bench and Arena-Hard: "
+                   "turns.0.content (the first turn) (default: prompt)")
     g.add_argument("--score-field", default=None, help="a per-response score column of the pool, larger = better (default: none)")
     g.add_argument("--model-names", default=None, help="CSV: pool name,behaviour-table name, header row; a name mapped twice is an error (default: none, or the pool.json's)")
     g.add_argument("--judgments", default=None, help="per-response labels: pairwise vs a reference (AlpacaEval's annotations) or scores (default: none, or the pool.json's)")
     g.add_argument("--judgment-kind", default=None, choices=["pairwise", "score"], help="pairwise: value in [1, 2] (0 = draw); score: any number (default: pairwise)")
-    g.add_argument("--judgment-instruction-field", default=None, help="judgments field of the prompt (default: as the pool's)")
+    g.add_argument("--judgment-instruction-field", default=None, help="judgments field of the prompt, of its id with "
+                   "--prompts (default: as the pool's)")
     g.add_argument("--judgment-model-field", default=None, help="judgments field of the judged model (default: generator_2)")
-    g.add_argument("--judgment-value-field", default=None, help="judgments field of the value (default: preference)")
+    g.add_argument("--judgment-value-field", default=None, help="judgments field of the value; pairwise values may be "
+                   "verdicts A>>B … B>>A, A = the reference (Arena-Hard: games.0.score) (default: preference)")
+    g.add_argument("--skip-unmatched-judgments", action="store_true", help="skip and count judgments of responses the "
+                   "pool lacks (default: such a judgment is an error)")
     g.add_argument("--judged-only", action="store_true", help="keep only responses that have a label")
     if several_k:
         g.add_argument("--models-per-prompt", nargs="+", default=["all"], metavar="K",
@@ -148,7 +161,7 @@ def pool_flag_args(args: argparse.Namespace) -> list[str]:
     for name in POOL_FLAGS[1:]:
         if getattr(args, name) is not None:
             out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    return out + (["--judged-only"] if args.judged_only else [])
+    return out + [f"--{name.replace('_', '-')}" for name in POOL_SWITCHES if getattr(args, name)]
 
 
 def pool_options(args: argparse.Namespace):
@@ -157,6 +170,8 @@ def pool_options(args: argparse.Namespace):
 
     return PoolOptions(format=args.format, instruction_field=args.instruction_field, model_field=args.model_field,
                        response_field=args.response_field, source_field=args.source_field, score_field=args.score_field,
+                       prompts=args.prompts, prompt_id_field=args.prompt_id_field, prompt_field=args.prompt_field,
+                       skip_unmatched_judgments=args.skip_unmatched_judgments,
                        model_names=args.model_names, judgments=args.judgments, judgment_kind=args.judgment_kind,
                        judgment_instruction_field=args.judgment_instruction_field,
                        judgment_model_field=args.judgment_model_field, judgment_value_field=args.judgment_value_field,

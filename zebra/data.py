@@ -82,7 +82,7 @@ def locate(source: str | Path | None = None, pool=None) -> DataSource:
     most a pool.json and a file's first record, so a run can check its output against every
     input before any work.
     """
-    from zebra.pools import PoolOptions, is_long, resolve
+    from zebra.pools import PoolOptions, data_files, is_long, resolve
 
     source = DEFAULT_DATA if source is None else source
     options = pool or PoolOptions()
@@ -94,7 +94,9 @@ def locate(source: str | Path | None = None, pool=None) -> DataSource:
     if long:
         files, resolved = resolve(source, options)
         extra = [path / "pool.json"] if (path / "pool.json").is_file() else []
-        extra += [Path(f) for f in (resolved.model_names, resolved.judgments) if f is not None]
+        extra += [Path(f) for f in (resolved.model_names, resolved.prompts) if f is not None]
+        if resolved.judgments is not None:  # a file, or a folder of them (Arena-Hard: one per model)
+            extra += data_files(Path(resolved.judgments), "--judgments")
         return DataSource(str(source), "pool", tuple(extra + files), resolved)
     if path.is_file():
         files: list[Path] = [path]
@@ -377,6 +379,17 @@ def read_parquet(path: Path) -> pa.Table:
         raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
 
 
+def iter_parquet_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
+    """A Parquet file `rows` rows at a time (memory: one batch); read_parquet's one-line errors."""
+    import pyarrow.parquet as pq
+
+    check_parquet(path)
+    try:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
+    except (OSError, pa.ArrowException) as err:
+        raise DataError(f"{path}: cannot be read as Parquet ({_first_line(err)})") from None
+
+
 def _first_char(path: Path) -> str | None:
     """The first character that is not whitespace (or a BOM), reading no more than needed."""
     with open(path, "rb") as fh:
@@ -455,7 +468,11 @@ def check_schema(features, source: str) -> None:
     """Fail early, naming the missing field, instead of deep inside the selection."""
     for name in ("instruction", "completions"):
         if name not in features:
-            raise DataError(f"{source}: no {name!r} field; expected the UltraFeedback schema (SPEC §3)")
+            raise DataError(f"{source}: no {name!r} field, so neither layout the scripts read: UltraFeedback rows need "
+                            "'instruction' and 'completions'; a pool of one row per response is read with --format long "
+                            "and --instruction-field, --model-field, --response-field naming its fields (with the "
+                            "prompts in a file of their own: --prompts FILE --prompt-id-field --prompt-field); "
+                            f"its fields are {list(features)[:12]}")
     comp = features["completions"]
     inner = getattr(comp, "feature", comp[0] if isinstance(comp, list) else comp)
     if _is_json_feature(comp) or _is_json_feature(inner):

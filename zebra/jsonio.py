@@ -504,11 +504,78 @@ def read_json_records(path: str | Path, what: str = "records file", allow_empty:
     return [value for _, value in iter_json_records(path, what, allow_empty)]
 
 
-def _lines(text: str, path) -> Iterator[tuple[int, dict]]:
+def iter_json_record_chunks(path: str | Path, what: str = "records file", rows: int = 65536, allow_empty: bool = False,
+                            block: int = _CHUNK) -> Iterator[list[tuple[int, dict]]]:
+    """`iter_json_records` in lists of at most `rows` records: the same records, line numbers and
+    errors, but a JSON-lines file is read `block` bytes at a time (memory: one block, or the longest
+    line, and the records of one list) instead of whole. A JSON list is parsed whole, as
+    `iter_json_records` (and `datasets`) does."""
+    path = Path(path)
+    try:
+        fh = open(path, "rb")
+    except OSError as err:
+        raise FileAccessError(_open_failure(path, what, err)) from None
+    with fh:
+        head = fh.read(_HEAD)
+        skip = len(_BOM) if head.startswith(_BOM) else 0
+        first = head[skip:].lstrip(b" \t\r\n")[:1]
+        if not head or binary_kind(head) or first in (b"[", b""):  # its errors, a list, or blank so far: whole
+            yield from _batched(iter_json_records(path, what, allow_empty), rows)
+            return
+        fh.seek(skip)
+        line, offset, count, held, batch = 1, skip, 0, b"", []
+        while True:
+            got = fh.read(block)
+            data = held + got
+            cut = data.rfind(b"\n") + 1 if got else len(data)
+            if got and not cut:  # a line longer than a block
+                held = data
+                continue
+            part, held = data[:cut], data[cut:]
+            try:
+                text = part.decode("utf-8")
+            except UnicodeDecodeError as err:  # a line break never sits inside a UTF-8 sequence
+                raise ReadError(*_not_utf8(path, line + part.count(b"\n", 0, err.start), offset + err.start,
+                                           err.reason)) from None
+            try:
+                for item in _lines(text, path, line, at_start=offset == skip):
+                    batch.append(item)
+                    if len(batch) == rows:
+                        count += len(batch)
+                        yield batch
+                        batch = []
+            except NotJsonError:
+                if offset == skip and not count:  # maybe one object over several lines: the whole-file reader says so
+                    for _ in iter_json_records(path, what, allow_empty):
+                        pass
+                raise
+            line += text.count("\n")
+            offset += cut
+            if not got:
+                break
+    if batch:
+        count += len(batch)
+        yield batch
+    if not count and not allow_empty:
+        raise ReadError(f"{path}: no records (only blank lines)")
+
+
+def _batched(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _lines(text: str, path, first_line: int = 1, at_start: bool = True) -> Iterator[tuple[int, dict]]:
     # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON keeps
     # unescaped inside strings (MMLU-Pro's test split has them)
     start = 0
-    number = 0
+    number = first_line - 1
     while start < len(text):
         stop = text.find("\n", start)
         stop = len(text) if stop < 0 else stop
@@ -517,7 +584,7 @@ def _lines(text: str, path) -> Iterator[tuple[int, dict]]:
             try:
                 value, _ = _parse(text[start:stop], path, first_line=number, unit="line")
             except NotJsonError:
-                if not text[:start].strip():
+                if at_start and not text[:start].strip():
                     _one_document(text, path)  # a pretty-printed object is not a records file: say so
                 raise
             if not isinstance(value, dict):

@@ -134,13 +134,14 @@ def _name_part(name: str, value: Any) -> str:
 
 
 def _pool_parts(cfg: BinarizeConfig) -> list[str]:
-    """A long-format pool's options that change the pairs: another name map, other labels, keeping
-    only judged responses, and the K-of-a-prompt draw with its seed (the seed matters only then)."""
+    """A long-format pool's options that change the pairs: another prompts file or name map, other
+    labels, keeping only judged responses, and the K-of-a-prompt draw with its seed (the seed matters
+    only then)."""
     pool = cfg.pool
     if pool is None:
         return []
     parts = [_name_part(name, _stem(getattr(pool, name)))
-             for name in ("model_names", "judgments", "score_field") if getattr(pool, name) is not None]
+             for name in ("prompts", "model_names", "judgments", "score_field") if getattr(pool, name) is not None]
     if pool.judged_only:
         parts.append("judged_only")
     if pool.models_per_prompt is not None:

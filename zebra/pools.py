@@ -20,6 +20,8 @@ API (what the scripts and other helpers call):
     is_long(source, options) -> bool   does `source` hold a long-format pool? (see "Detection")
     load_pool(source, options, limit)  -> Pool(dataset, report): report is a JSON-able dict of
                                        counts (rows, duplicates, unmapped names, judge errors, …)
+    convert(files, options, output, spill, chunk_rows, part_prompts)
+                                       the conversion itself, into an Arrow file (load_pool caches it)
     read_model_names(path) -> dict     pool name -> behaviour-table name
 
 Fields (defaults read AlpacaEval's files; `--instruction-field`, `--model-field`,
@@ -28,26 +30,45 @@ Fields (defaults read AlpacaEval's files; `--instruction-field`, `--model-field`
 an error; names the CSV does not list keep their pool spelling, so the binarize run counts and
 names them as models not in the behaviour table, as it does for UltraFeedback.
 
+Prompts keyed by an id (Arena-Hard, MT-bench, FastChat's llm_judge): `--prompts FILE` holds one row
+per prompt (`--prompt-id-field`, default `question_id`; `--prompt-field`, default `prompt`); the
+response files, and a judgments file, carry the id instead of the text (`--judgment-instruction-field`
+then names the judgments' id field; default: `--prompt-id-field`). Ids are text; an integer id is
+its decimal text (MT-bench's 81 matches a CSV's "81"). Ids on one side only are counted, not errors:
+responses whose id the prompts lack are dropped (`responses_without_prompt`), prompts no response
+answers are counted (`prompts_without_responses`). The prompts file's source field, when it has one,
+is the prompts' source. One id with two texts, or two ids with one text (pairs are keyed by the
+text), is an error naming the rows.
+
+Field paths: a field name with dots that is not a field of the file is a path into nested values,
+keys and 0-based list indices: `turns.0.content` (a question's first turn; later turns are not read),
+`choices.0.turns.0.content` (an MT-bench/Arena-Hard answer), `games.0.score` (Arena-Hard's first
+judgment game). A path that finds a value in no row is an error (a misspelt step).
+
 Instance labels, optional, by one of:
 - `--judgments FILE`, `--judgment-kind pairwise` (default): one row per judged response, each
   against a fixed reference (AlpacaEval: `instruction`, `generator_1` = the reference,
   `generator_2` = the judged model, `preference`). The value is kept as is: 1 = the reference
   won, 2 = the response won, in between = a probability-weighted preference (the weighted
   judge), 1.5 = a draw. 0 is AlpacaEval's older code for a draw and becomes 1.5, as AlpacaEval's
-  own `pairwise_to_winrate` does; null is a judge failure: no label, counted
+  own `pairwise_to_winrate` does; a verdict string `A>>B` … `B>>A` (A = the reference, as in
+  Arena-Hard's first game) is read by `verdict_value`; null is a judge failure: no label, counted
   (`judge_failures`). Any other value outside [1, 2] is an error. More than one reference in a
   file is an error (labels against two references do not compare).
 - `--judgments FILE --judgment-kind score`: plain per-response scores (any finite number,
   larger = better; null = no label, counted).
 - `--score-field NAME`: a per-response score column in the pool file itself.
-A judgments file names its fields with `--judgment-instruction-field` (default: the pool's
-instruction field), `--judgment-model-field` and `--judgment-value-field`. Judgment rows are matched to responses by exact prompt text and (mapped) model name. Identical
-copies of a judgment row (AlpacaEval ships falcon-40b-instruct's twice) are dropped and counted;
-two different values for one response, or a judgment for a response the pool does not hold, is
-an error naming the file and row.
+A judgments file (or a folder of them, Arena-Hard's one per model) names its fields with
+`--judgment-instruction-field` (default: the pool's instruction field), `--judgment-model-field` and
+`--judgment-value-field`. Judgment rows are matched to responses by exact prompt text (or id) and
+(mapped) model name. Identical copies of a judgment row (AlpacaEval ships falcon-40b-instruct's
+twice) are dropped and counted; two different values for one response is an error naming the file
+and rows; so is a judgment for a response the pool does not hold, unless
+`skip_unmatched_judgments` (a trimmed pool) skips and counts them (`unmatched_judgments_skipped`).
 
 Bad or ambiguous rows: a model answering one prompt twice with different text is an error
-(which one would be the model's?); an exact copy of a row is dropped and counted. A missing or
+(which one would be the model's?); so is a collision of names, two pool names that are one model
+after --model-names (an unmapped `gpt-4` beside `gpt-4-0314 → gpt-4`), said as such; an exact copy of a row is dropped and counted. A missing or
 non-string prompt/model is an error naming the row; a null response becomes an empty one, which
 the binarize run counts as `empty`.
 
@@ -57,9 +78,18 @@ stay. The draw depends on nothing else, so it is the same whatever `--limit`, ba
 order; prompts with at most K responses keep them all. `judged_only` first keeps only the
 responses that have a label (the agreement study's sub-pool: pairs GPT-4 can decide).
 
+Memory and cache: a pool is converted once per content and options, then read from a cache
+folder beside `datasets`' own (zebra.data's content key of every input file, their paths and the
+options), memory-mapped as UltraFeedback rows are. Converting holds at most CHUNK_ROWS records of a
+file (JSON lines and Parquet are read a chunk at a time; a JSON list or a CSV is read whole, as
+`datasets` does) and then PART_PROMPTS prompts at a time: rows are spilled to disk by prompt and
+every rule above is per prompt, so the rows are those of one pass over the whole pool. With
+several faults in one pool, which one is named first may differ from a whole-file read.
+
 Detection: `--format long` / `ultrafeedback` decides; `auto` (default) calls a source long when
-it is a folder with a `pool.json`, or a .json/.jsonl/.parquet/.csv file (or a folder of them)
-whose first record has the response and model fields and no `completions`.
+it is a folder with a `pool.json`, or --prompts is given, or a .json/.jsonl/.parquet/.csv file (or
+a folder of them) whose first record has the response and model fields (a path's first step) and no
+`completions`.
 """
 
 from __future__ import annotations
@@ -67,18 +97,24 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
+import os
+import re
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from zebra.errors import ZebraError
-from zebra.jsonio import first_json_record, read_json, read_json_records, read_text
+from zebra.jsonio import first_json_record, iter_json_record_chunks, read_json, read_text
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +127,8 @@ _EXTS = (".jsonl", ".json", ".parquet", ".csv")
 SHIPPED_POOL = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval"
 DEFAULTS = {
     "instruction_field": "instruction",
+    "prompt_id_field": "question_id",  # Arena-Hard's, MT-bench's and FastChat llm_judge's
+    "prompt_field": "prompt",
     "model_field": "generator",
     "response_field": "output",
     "source_field": "dataset",
@@ -114,6 +152,9 @@ class PoolOptions:
     model_field: str | None = None
     response_field: str | None = None
     source_field: str | None = None  # optional in the data; becomes UltraFeedback's `source`
+    prompts: str | None = None  # a file of prompts keyed by id; the responses (and judgments) carry the id
+    prompt_id_field: str | None = None  # the id's field in the prompts, responses and judgments files
+    prompt_field: str | None = None  # the prompts file's text field (a field path: turns.0.content)
     score_field: str | None = None  # a per-response score column in the pool file itself
     model_names: str | None = None  # CSV: pool name, behaviour-table name
     judgments: str | None = None
@@ -122,6 +163,7 @@ class PoolOptions:
     judgment_model_field: str | None = None
     judgment_value_field: str | None = None
     judgment_reference_field: str | None = None  # pairwise only; absent from the file = not checked
+    skip_unmatched_judgments: bool = False  # a judgment of a response the pool lacks: skipped and counted
     judged_only: bool = False
     models_per_prompt: int | None = None  # None: keep every response
     seed: int = 42  # of the models_per_prompt draw; the binarize scripts pass their --seed
@@ -165,7 +207,7 @@ def resolve(source: str | Path, options: PoolOptions) -> tuple[list[Path], PoolO
         for key, value in manifest.items():
             if key == "responses":
                 continue
-            if key in ("model_names", "judgments") and value is not None:
+            if key in ("model_names", "judgments", "prompts") and value is not None:
                 value = str(path / value)
             if given.get(key) in (None, False, "auto"):
                 merged[key] = value
@@ -204,7 +246,7 @@ def is_long(source: str | Path | None, options: PoolOptions | None = None) -> bo
         raise PoolError(f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
     if source is None or options.format == "ultrafeedback":
         return False
-    if options.format == "long":
+    if options.format == "long" or options.prompts is not None:  # prompts in a file of their own: a pool's layout
         return True
     path = Path(source)
     if _manifest(path) is not None:
@@ -218,7 +260,12 @@ def is_long(source: str | Path | None, options: PoolOptions | None = None) -> bo
         return False
     first = _first_record(path)
     return (first is not None and "completions" not in first
-            and options.get("response_field") in first and options.get("model_field") in first)
+            and _in_record(first, options.get("response_field")) and _in_record(first, options.get("model_field")))
+
+
+def _in_record(record: dict, name: str) -> bool:
+    """Does `record` have field `name`, or the first step of it when it is a field path?"""
+    return name in record or name.split(".")[0] in record
 
 
 # --------------------------------------------------------------------------- reading
@@ -226,28 +273,132 @@ def is_long(source: str | Path | None, options: PoolOptions | None = None) -> bo
 
 def _read_rows(path: Path) -> pd.DataFrame:
     """Every record of one file as a DataFrame of Python objects (no dtype guessing)."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        from zebra.data import read_parquet
+    frames = [df for df, _ in _read_chunks(path, None)]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else pd.DataFrame())
 
-        df = read_parquet(path).to_pandas().astype(object)
-        return df.where(df.notna(), None)
+
+def _read_chunks(path: Path, rows: int | None) -> Iterator[tuple[pd.DataFrame, int]]:
+    """(records, 1-based number of the first) of one file, at most `rows` records at a time (None:
+    all at once), as DataFrames of Python objects (no dtype guessing; a missing key is None). JSON
+    lines and Parquet are read a chunk at a time; a JSON list or a CSV is read whole, then cut."""
+    suffix = path.suffix.lower()
+    size = rows or (1 << 62)
+    if suffix == ".parquet":
+        from zebra.data import iter_parquet_batches
+
+        start = 1
+        for batch in iter_parquet_batches(path, size):
+            df = batch.to_pandas().astype(object)
+            yield df.where(df.notna(), None), start
+            start += len(df)
+        return
     if suffix == ".csv":
         try:
-            return pd.read_csv(io.StringIO(read_text(path, "CSV file")), dtype=str, keep_default_na=False).astype(object)
+            df = pd.read_csv(io.StringIO(read_text(path, "CSV file")), dtype=str, keep_default_na=False).astype(object)
         except pd.errors.EmptyDataError:
-            return pd.DataFrame()
+            return
         except pd.errors.ParserError as err:
             raise PoolError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
-    records = read_json_records(path, "pool file", allow_empty=True)
-    df = pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
-    return df.where(df.notna(), None)  # a key missing from some records: None, not NaN
+        for start in range(0, len(df), size):
+            yield df.iloc[start:start + size].reset_index(drop=True), start + 1
+        return
+    start = 1
+    for chunk in iter_json_record_chunks(path, "pool file", size, allow_empty=True):
+        df = pd.DataFrame([record for _, record in chunk], dtype=object)
+        yield df.where(df.notna(), None), start  # a key missing from some records: None, not NaN
+        start += len(df)
 
 
-def _require(df: pd.DataFrame, where: str, names: dict[str, str]) -> None:
-    for flag, name in names.items():
-        if name not in df.columns:
-            raise PoolError(f"{where}: no field {name!r} (set {flag}); its fields are {list(df.columns)}")
+class _Fields:
+    """The fields of one file read in chunks, checked as `_field` checks a whole file. A chunk
+    without a field has None there. A field no chunk has is `_field`'s error, said once the file
+    is read (`finish`), or at once for a field no row may lack (the prompt, the model); so is a
+    field path that finds a value in no row of the file."""
+
+    def __init__(self, where: str):
+        self.where, self.columns = where, None
+        self.flags: dict[str, str] = {}  # field -> its flag, for the messages
+        self.seen: set[str] = set()  # fields some chunk has (a path: its first step)
+        self.found: set[str] = set()  # fields with a value in some row
+        self.first: dict[str, str] = {}  # a path's first step in the first row, for its message
+
+    def get(self, df: pd.DataFrame, flag: str, name: str, nullable: bool = True) -> pd.Series:
+        if self.columns is None:
+            self.columns = list(df.columns)
+        self.flags.setdefault(name, flag)
+        head, *steps = name.split(".")
+        if name in df.columns:
+            self.seen.add(name)
+            self.found.add(name)
+            return df[name]
+        if steps and head in df.columns:
+            self.seen.add(name)
+            self.first.setdefault(name, str(df[head].iloc[0])[:120] if len(df) else "")
+            values = pd.Series([_follow(v, steps) for v in df[head].tolist()], index=df.index, dtype=object)
+            if name not in self.found and values.notna().any():
+                self.found.add(name)
+            return values
+        if not nullable and name not in self.seen:
+            raise PoolError(f"{self.where}: no field {name!r} (set {flag}); its fields are {self.columns}")
+        return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+    def finish(self) -> None:
+        for name, flag in self.flags.items():
+            if name not in self.seen:
+                raise PoolError(f"{self.where}: no field {name!r} (set {flag}); its fields are {self.columns or []}")
+            if name not in self.found:
+                raise PoolError(f"{self.where}: the field path {name!r} ({flag}) finds a value in no row; "
+                                f"the first row's {name.split('.')[0]!r} is {self.first.get(name)}")
+
+
+def _follow(value: Any, steps: list[str]) -> Any:
+    """One value's field path: a key of an object, or a 0-based index of a list; None where it ends."""
+    for step in steps:
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, (list, tuple, np.ndarray)) and step.isdigit():
+            value = value[int(step)] if int(step) < len(value) else None
+        else:
+            return None
+        if value is None:
+            return None
+    return value
+
+
+def _field(df: pd.DataFrame, where: str, flag: str, name: str, required: bool = True) -> pd.Series | None:
+    """The values of field `name`: a column, or a field path into nested values when the file has no
+    column of that name (`choices.0.turns.0.content`: key `choices`, its first item, ... as MT-bench and
+    Arena-Hard keep an answer). A row where the path ends early has None. A missing field, or a path
+    that finds a value in no row (a misspelt step), is an error naming the flag; None if not `required`."""
+    if name in df.columns:
+        return df[name]
+    head, *steps = name.split(".")
+    if steps and head in df.columns:
+        values = pd.Series([_follow(v, steps) for v in df[head].tolist()], index=df.index, dtype=object)
+        if len(values) and values.isna().all():
+            first = str(df[head].iloc[0])[:120]
+            raise PoolError(f"{where}: the field path {name!r} ({flag}) finds a value in no row; "
+                            f"the first row's {head!r} is {first}")
+        return values
+    if not required:
+        return None
+    raise PoolError(f"{where}: no field {name!r} (set {flag}); its fields are {list(df.columns)}")
+
+
+def _ids(values: pd.Series, where: str, what: str, rows: np.ndarray) -> np.ndarray:
+    """Prompt ids as text: a string, or an integer (MT-bench's 81..160; 81.0 from a Parquet column with
+    nulls is 81); anything else (null, 1.5, an object) is an error naming its row."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values.to_numpy(dtype=object)):
+        if isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer():
+            v = int(v)
+        if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            out[i] = str(int(v))
+        elif isinstance(v, str) and v.strip():
+            out[i] = v
+        else:
+            raise PoolError(f"{where}: row {rows[i]}: {what} must be a string or an integer id, got {str(v)[:60]!r}")
+    return out
 
 
 def _strings(values: pd.Series, where: str, what: str, rows: np.ndarray, allow_null: bool = False) -> np.ndarray:
@@ -310,57 +461,104 @@ def read_model_names(path: str | Path) -> dict[str, str]:
     return mapping
 
 
-def _judgments(path: Path, options: PoolOptions, names: dict[str, str], report: dict) -> pd.DataFrame:
-    """(instruction, model, label) of a judgments file, deduplicated, 0 → 1.5 (pairwise)."""
-    kind = options.get("judgment_kind")
-    if kind not in JUDGMENT_KINDS:
-        raise PoolError(f"--judgment-kind must be one of {', '.join(JUDGMENT_KINDS)}, not {kind!r}")
+_VERDICT = re.compile(r"^\s*\[*\s*([AB])\s*(>>|>|=|<<|<)\s*([AB])\s*\]*\s*$")
+
+
+def verdict_value(text: str) -> float | None:
+    """A pairwise verdict string (Arena-Hard's and MT-bench's `A>>B`, `A>B`, `A=B`, `B>A`, `B>>A`,
+    brackets or `<` allowed) as a pairwise value, A being the reference: 1 = the reference much
+    better, 1.25 better, 1.5 a tie, 1.75 the response better, 2 much better; None if not a verdict.
+    Arena-Hard's first game (`games.0.score`) has its baseline as A. The steps are ours: only their
+    order counts in the agreement study (and the --min-gap cut, in these units)."""
+    found = _VERDICT.match(text)
+    if not found or found[1] == found[3]:
+        return None
+    left, op, right = found.groups()
+    if op == "=":
+        return 1.5
+    winner = left if op.startswith(">") else right
+    step = 0.5 if len(op) == 2 else 0.25
+    return 1.5 + step if winner == "B" else 1.5 - step
+
+
+def _pairwise_values(values: pd.Series) -> pd.Series:
+    """Verdict strings as their values (verdict_value); every other value as it is."""
+    out = values.to_numpy(dtype=object).copy()
+    for i, v in enumerate(out):
+        if isinstance(v, str) and (found := verdict_value(v)) is not None:
+            out[i] = found
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def data_files(path: Path, what: str) -> list[Path]:
+    """A file, or a folder's .json/.jsonl/.parquet/.csv files (Arena-Hard keeps one per model)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _EXTS and p.is_file())
+        if not files:
+            raise PoolError(f"{path}: {what} folder with no .json/.jsonl/.parquet/.csv files")
+        return files
+    if not path.is_file():
+        raise PoolError(f"{path}: no such file ({what})")
+    return [path]
+
+
+@dataclass
+class Prompts:
+    """A prompts file keyed by id (--prompts): id -> text and id -> source (None where it has none)."""
+
+    text: dict[str, str]
+    source: dict[str, str | None]
+    has_source: bool
+
+
+def read_prompts(path: str | Path, options: PoolOptions, report: dict) -> Prompts:
+    """The prompts of --prompts, one row per id. An exact copy of a row is dropped and counted; one id
+    with two texts, or two ids with one text (the pairs are keyed by the text), is an error naming rows."""
+    path = Path(path)
     df = _read_rows(path)
     where = str(path)
-    inst = options.judgment_instruction_field or options.get("instruction_field")
-    model, value = options.get("judgment_model_field"), options.get("judgment_value_field")
-    _require(df, where, {"--judgment-instruction-field": inst, "--judgment-model-field": model, "--judgment-value-field": value})
+    if df.empty:
+        raise PoolError(f"{where}: no rows")
+    pid, text, src = options.get("prompt_id_field"), options.get("prompt_field"), options.get("source_field")
+    if text not in df.columns and text.split(".")[0] not in df.columns and "turns" in df.columns:
+        raise PoolError(f"{where}: no field {text!r} (set --prompt-field); its fields are {list(df.columns)}: "
+                        "MT-bench and Arena-Hard keep the prompt as --prompt-field turns.0.content")
     rows = np.arange(len(df)) + 1
-    out = pd.DataFrame({"instruction": _strings(df[inst], where, inst, rows),
-                        "model": [names.get(m, m) for m in _strings(df[model], where, model, rows)],
-                        "label": _numbers(df[value], where, value, rows), "row": rows})
-    if kind == "pairwise":
-        ref_field = options.get("judgment_reference_field")
-        if ref_field in df.columns:
-            refs = sorted({str(r) for r in df[ref_field].tolist()})
-            if len(refs) > 1:
-                raise PoolError(f"{where}: judgments against {len(refs)} references {refs[:4]}; "
-                                "labels against different references do not compare: split the file")
-            report["judgment_reference"] = refs[0] if refs else None
-        lab = out["label"].to_numpy()
-        draw0 = lab == 0  # AlpacaEval's older code for a draw (alpaca_eval.metrics.pairwise_to_winrate)
-        lab = np.where(draw0, 1.5, lab)
-        bad = ~np.isnan(lab) & ((lab < 1) | (lab > 2))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise PoolError(f"{where}: row {rows[i]}: {value} {lab[i]} is outside [1, 2] (1 = reference better, "
-                            "2 = response better); use --judgment-kind score for plain scores")
-        out["label"] = lab
-        report["judgment_draws_coded_0"] = int(draw0.sum())
-        report["judgment_draws"] = int((lab == 1.5).sum())
-    copies = out.duplicated(["instruction", "model", "label"])
-    report["judgment_rows"] = int(len(out))
-    report["judgment_duplicate_copies"] = int(copies.sum())
-    out = out[~copies]
-    clash = out.duplicated(["instruction", "model"], keep=False)
-    if clash.any():
-        first = _first_clash(out, clash)
-        raise PoolError(f"{where}: rows {first['row'].tolist()} judge {first['model'].iloc[0]!r} on one prompt "
-                        f"with different values {first['label'].tolist()}")
-    report["judge_failures"] = int(out["label"].isna().sum())
+    ids = _ids(_field(df, where, "--prompt-id-field", pid), where, pid, rows)
+    texts = _strings(_field(df, where, "--prompt-field", text), where, text, rows)
+    found = _field(df, where, "--source-field", src, required=False)
+    sources = _sources(found, where, src, rows) if found is not None else [None] * len(df)
+    out = Prompts({}, {}, found is not None)
+    row_of: dict[str, int] = {}
+    id_of: dict[str, str] = {}
+    copies = 0
+    for i, (key, body, source) in enumerate(zip(ids.tolist(), texts.tolist(), sources)):
+        if key in out.text:
+            if (out.text[key], out.source[key]) != (body, source):
+                raise PoolError(f"{where}: rows {[row_of[key], int(rows[i])]}: {pid} {key!r} has two different "
+                                f"prompts (or sources); keep one")
+            copies += 1
+            continue
+        if body in id_of:
+            raise PoolError(f"{where}: rows {[row_of[id_of[body]], int(rows[i])]}: {pid}s {id_of[body]!r} and {key!r} "
+                            f"have one prompt text ({body[:60]!r}); pairs are keyed by the text: keep one")
+        out.text[key], out.source[key], row_of[key], id_of[body] = body, source, int(rows[i]), key
+    report["prompt_rows"] = int(len(df))
+    report["prompt_duplicate_copies"] = copies
     return out
 
 
-def _first_clash(df: pd.DataFrame, clash: pd.Series) -> pd.DataFrame:
-    """The first two rows that clash on (instruction, model) with each other, not merely the
+def _rows_where(two: pd.DataFrame) -> str:
+    """`FILE: rows [a, b]`, or `FILE1 row a and FILE2 row b` for two rows of two files."""
+    files, rows = two["file"].tolist(), [int(r) for r in two["row"]]
+    return f"{files[0]}: rows {rows}" if files[0] == files[1] else f"{files[0]} row {rows[0]} and {files[1]} row {rows[1]}"
+
+
+def _first_clash(df: pd.DataFrame, clash: pd.Series, prompt: str = "instruction") -> pd.DataFrame:
+    """The first two rows that clash on (prompt, model) with each other, not merely the
     first two rows that clash with some row (those can be on different prompts)."""
     first = df[clash].iloc[0]
-    same = clash & (df["instruction"] == first["instruction"]) & (df["model"] == first["model"])
+    same = clash & (df[prompt] == first[prompt]) & (df["model"] == first["model"])
     return df[same].iloc[:2]
 
 
@@ -392,97 +590,439 @@ def _check_options(options: PoolOptions) -> None:
 
 # --------------------------------------------------------------------------- the pool
 
+CHUNK_ROWS = 16384  # rows read and checked at once (a file's chunk): the bound on rows held while reading
+PART_PROMPTS = 4096  # prompts per on-disk partition: the bound on prompts held while converting
+_CACHE_VERSION = 1  # bump when the conversion changes: every pool is converted again
+_POOL_SCHEMA = pa.schema([("instruction", pa.string()), ("pool_model", pa.string()), ("model", pa.string()),
+                          ("response", pa.string()), ("source", pa.string()), ("label", pa.float64()),
+                          ("file", pa.int32()), ("row", pa.int64()), ("ordinal", pa.int64())])
+_JUDGED_SCHEMA = pa.schema([("instruction", pa.string()), ("key", pa.string()), ("model", pa.string()),
+                            ("label", pa.float64()), ("file", pa.int32()), ("row", pa.int64()), ("ordinal", pa.int64())])
+# the report's keys in the order a meta shows them
+_REPORT_ORDER = ("files", "options", "prompt_rows", "prompt_duplicate_copies", "rows", "responses_without_prompt",
+                 "prompts_without_responses", "unmapped_model_names", "duplicate_row_copies", "judgment_reference",
+                 "judgment_draws_coded_0", "judgment_draws", "judgment_rows", "judgment_duplicate_copies",
+                 "judge_failures", "unmatched_judgments_skipped", "dropped_unjudged", "dropped_by_draw")
 
-def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int | None = None) -> Pool:
+
+def load_pool(source: str | Path, options: PoolOptions | None = None, limit: int | None = None,
+              chunk_rows: int = CHUNK_ROWS, part_prompts: int = PART_PROMPTS) -> Pool:
     """Read a long-format pool; return it in the UltraFeedback schema and a report of counts.
 
     `limit` keeps the first N prompts (in order of first appearance) after the draw, which is
     per prompt, so the kept prompts' responses are the same with or without it.
+
+    The converted pool is cached, as `datasets` caches UltraFeedback rows, in a folder keyed on
+    the input files' bytes (zebra.data's content key) and paths and on the options; a later run
+    reads the Arrow file (memory-mapped) and the report instead of converting again. Converting
+    holds at most `chunk_rows` rows of a file, then `part_prompts` prompts, at a time (`convert`).
     """
     import datasets
 
     options = options or PoolOptions()
     files, options = resolve(source, options)
     _check_options(options)
-    inst, model, resp = options.get("instruction_field"), options.get("model_field"), options.get("response_field")
-    src, score = options.get("source_field"), options.score_field
-    names = read_model_names(options.model_names) if options.model_names else {}
-    report: dict[str, Any] = {"files": [str(f) for f in files], "options": asdict(options)}
+    cache = _cache_folder(files, options)
+    if not (cache / "pool.arrow").is_file():
+        _convert_into(cache, files, options, chunk_rows, part_prompts)
+    report = read_json(cache / "report.json", "pool cache report")
+    ds = datasets.Dataset.from_file(str(cache / "pool.arrow"))
+    if limit is not None and limit < len(ds):
+        ds = ds.select(range(limit))
+    labelled = bool(options.judgments or options.score_field)
+    report.update(_summary(ds.with_format("arrow")[:], labelled))
+    _log(source, report, labelled)
+    return Pool(ds, report)
 
-    parts = []
-    for f in files:
-        df = _read_rows(f)
-        where = str(f)
-        if df.empty:
-            raise PoolError(f"{where}: no rows")
-        _require(df, where, {"--instruction-field": inst, "--model-field": model, "--response-field": resp,
-                             **({"--score-field": score} if score else {})})
-        rows = np.arange(len(df)) + 1
-        part = pd.DataFrame({
-            "instruction": _strings(df[inst], where, inst, rows),
-            "pool_model": _strings(df[model], where, model, rows),
-            "response": ["" if v is None else v for v in _strings(df[resp], where, resp, rows, allow_null=True)],
-            "source": _sources(df[src], where, src, rows) if src in df.columns else None,
-            "label": _numbers(df[score], where, score, rows) if score else np.nan,
-            "file": where, "row": rows,
-        })
-        parts.append(part)
-    pool = pd.concat(parts, ignore_index=True)
-    report["rows"] = int(len(pool))
-    pool["model"] = [names.get(m, m) for m in pool["pool_model"]]
-    unmapped = Counter(m for m in pool["pool_model"] if m not in names) if names else Counter()
-    report["unmapped_model_names"] = dict(unmapped.most_common())
+
+def _inputs(files: list[Path], options: PoolOptions) -> list[Path]:
+    """Every file the conversion reads."""
+    extra = []
+    for flag, name in (("--model-names", options.model_names), ("--prompts", options.prompts)):
+        if name:
+            if not Path(name).is_file():
+                raise PoolError(f"{name}: no such {flag} file")
+            extra.append(Path(name))
+    return [*files, *extra, *(data_files(Path(options.judgments), "--judgments") if options.judgments else [])]
+
+
+def _cache_folder(files: list[Path], options: PoolOptions) -> Path:
+    from zebra.data import _content_cache
+
+    inputs = _inputs(files, options)
+    key = json.dumps([_CACHE_VERSION, [str(f) for f in inputs], asdict(options)], sort_keys=True, default=str)
+    return Path(_content_cache(inputs)) / f"zebra-pool-v{_CACHE_VERSION}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
+def _convert_into(cache: Path, files: list[Path], options: PoolOptions, chunk_rows: int, part_prompts: int) -> None:
+    """Convert the pool into `cache` (pool.arrow, report.json), whole or not at all: it is built in a
+    temporary folder beside it and renamed."""
+    from zebra.records import _alive  # the one liveness test of the package's temporary files
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    for stale in cache.parent.glob(".zebra-pool-*"):  # left by a run that was killed (SIGKILL cannot clean up)
+        pid = stale.name.split("-")[-2]
+        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{cache.name}-{os.getpid()}-", dir=cache.parent))
+    try:
+        report = convert(files, options, work / "pool.arrow", work / "spill", chunk_rows, part_prompts)
+        (work / "report.json").write_text(json.dumps(report), encoding="utf-8")
+        try:
+            work.rename(cache)
+        except OSError:  # another run converted the same pool meanwhile: keep its folder
+            if not (cache / "pool.arrow").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _log(source, report: dict, labelled: bool) -> None:
+    """What a conversion found, said on every load (a cached one too)."""
+    unmapped = report.get("unmapped_model_names") or {}
     if unmapped:
         log.info("pool: %d model name(s) not in --model-names, kept as spelled: %s", len(unmapped),
-                 ", ".join(f"{m} ({c})" for m, c in unmapped.most_common()))
+                 ", ".join(f"{m} ({c})" for m, c in unmapped.items()))
+    if report.get("responses_without_prompt"):
+        log.warning("pool: %d response(s) whose prompt id --prompts does not hold dropped (e.g. %s)",
+                    report["responses_without_prompt"], ", ".join(map(repr, report.get("ids_without_prompt", []))))
+    if report.get("unmatched_judgments_skipped"):
+        log.warning("pool: %d judgment(s) of responses the pool does not hold skipped (--skip-unmatched-judgments)",
+                    report["unmatched_judgments_skipped"])
+    log.info("pool %s: %d prompts, %d responses%s", source, report["prompts"], report["responses"],
+             f", {report['labelled_responses']} labelled" if labelled else "")
 
-    pool = _drop_copies(pool, report, score)
+
+def _summary(table: pa.Table, labelled: bool) -> dict:
+    """prompts, responses, labelled responses and responses per model (most first; ties in order of
+    first appearance, as Counter.most_common) of UltraFeedback-schema rows. Reads the completions'
+    model and score children only: the responses stay on disk."""
+    chunks = [c.flatten() for c in table.column("completions").chunks]
+    models = pa.chunked_array([c.field("model") for c in chunks], pa.string())
+    responses = len(models)
+    labelled_count = sum(len(c) - c.field("overall_score").null_count for c in chunks) if labelled and responses else 0
+    counts: dict[str, int] = {}
+    if responses:
+        codes = pc.dictionary_encode(models)
+        indices = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in codes.chunks])
+        names = codes.chunks[0].dictionary.to_pylist()  # one dictionary for every chunk, in order of first appearance
+        found = np.bincount(indices, minlength=len(names))
+        for i in sorted(range(len(found)), key=lambda i: -found[i]):  # stable: first appearance breaks ties
+            if found[i]:
+                counts[names[i]] = int(found[i])
+    return {"prompts": table.num_rows, "responses": responses, "labelled_responses": int(labelled_count),
+            "models": counts}
+
+
+class _Spill:
+    """Rows written to disk by prompt: a prompt's ordinal is its order of first appearance, and
+    partition p holds the prompts with ordinals [p·part_prompts, (p+1)·part_prompts), so reading
+    the partitions in order gives the prompts in order, each whole (its responses, its judgments)."""
+
+    def __init__(self, folder: Path, part_prompts: int):
+        folder.mkdir()
+        self.folder, self.part_prompts = folder, part_prompts
+        self.ordinal: dict[bytes, int] = {}
+        self.writers: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
+
+    @staticmethod
+    def digest(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+    def ordinals(self, texts: np.ndarray, add: bool = True) -> np.ndarray:
+        """Each text's prompt ordinal (new ones numbered in order, when `add`; else -1)."""
+        codes, uniques = pd.factorize(texts)
+        found = np.empty(len(uniques), dtype=np.int64)
+        for i, text in enumerate(uniques.tolist()):
+            key = self.digest(text)
+            number = self.ordinal.get(key)
+            if number is None:
+                if not add:
+                    number = -1
+                else:
+                    number = self.ordinal[key] = len(self.ordinal)
+            found[i] = number
+        return found[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+    def write(self, kind: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
+        part = frame["ordinal"].to_numpy() // self.part_prompts
+        for p in np.unique(part).tolist():
+            table = pa.Table.from_pandas(frame[part == p], schema=schema, preserve_index=False)
+            writer = self.writers.get((kind, p))
+            if writer is None:
+                writer = self.writers[(kind, p)] = pa.ipc.new_stream(str(self.folder / f"{kind}-{p}.arrow"), schema)
+            writer.write_table(table)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+    def parts(self) -> int:
+        return -(-len(self.ordinal) // self.part_prompts)
+
+    def read(self, kind: str, p: int, files: list[str]) -> pd.DataFrame | None:
+        path = self.folder / f"{kind}-{p}.arrow"
+        if not path.is_file():
+            return None
+        with pa.OSFile(str(path)) as fh:  # plain reads, not a memory map (whose pages would stay resident)
+            frame = pa.ipc.open_stream(fh).read_all().to_pandas().astype(object)
+        frame = frame.where(frame.notna(), None)
+        frame["label"] = frame["label"].astype(float)
+        frame["file"] = [files[i] for i in frame["file"].tolist()]
+        return frame
+
+
+def convert(files: list[Path], options: PoolOptions, output: Path, spill: Path, chunk_rows: int = CHUNK_ROWS,
+            part_prompts: int = PART_PROMPTS, stats: dict | None = None) -> dict:
+    """Write the pool's UltraFeedback-schema rows to `output` (an Arrow stream) and return the report.
+
+    Two passes, memory bounded by the rows held at once, not by the pool: (1) each file is read
+    `chunk_rows` records at a time, checked, and spilled to disk by prompt (_Spill), then the
+    judgments likewise; (2) each partition of `part_prompts` prompts is read back and gets every
+    per-prompt rule of the module docstring (copies, clashes, labels, --judged-only, the draw), in
+    order of first appearance. The rules are per prompt, so the rows are those of one pass over the
+    whole pool. `stats`, when given, receives the largest chunk and partition held (for tests)."""
+    inst, model, resp = options.get("instruction_field"), options.get("model_field"), options.get("response_field")
+    src, score, pid = options.get("source_field"), options.score_field, options.get("prompt_id_field")
+    names = read_model_names(options.model_names) if options.model_names else {}
+    report: dict[str, Any] = {"files": [str(f) for f in files], "options": asdict(options)}
+    stats = stats if stats is not None else {}
+    stats.update(chunk_rows=0, part_prompts=0, part_rows=0)
+    prompts = read_prompts(options.prompts, options, report) if options.prompts else None
+    where_of = [str(f) for f in files]
+    spilled = _Spill(spill, part_prompts)
+    unmapped: Counter = Counter()
+    seen_ids: set[str] = set()
+    missing_ids: Counter = Counter()
+    report["rows"] = 0
+    try:
+        for index, f in enumerate(files):
+            where = str(f)
+            fields = _Fields(where)
+            count = 0
+            for df, start in _read_chunks(f, chunk_rows):
+                stats["chunk_rows"] = max(stats["chunk_rows"], len(df))
+                rows = np.arange(len(df)) + start
+                if prompts is None:
+                    keys = _strings(fields.get(df, "--instruction-field", inst, nullable=False), where, inst, rows)
+                else:  # the prompt is a key into --prompts: the text after the join below
+                    keys = _ids(fields.get(df, "--prompt-id-field", pid, nullable=False), where, pid, rows)
+                pool_model = _strings(fields.get(df, "--model-field", model, nullable=False), where, model, rows)
+                response = ["" if v is None else v
+                            for v in _strings(fields.get(df, "--response-field", resp), where, resp, rows, allow_null=True)]
+                labels = _numbers(fields.get(df, "--score-field", score), where, score, rows) if score else np.nan
+                found = _field(df, where, "--source-field", src, required=False)
+                part = pd.DataFrame({
+                    "instruction": keys, "pool_model": pool_model, "response": response,
+                    "source": _sources(found, where, src, rows) if found is not None else None,
+                    "label": labels, "file": index, "row": rows})
+                count += len(part)
+                if prompts is not None:
+                    part = _join_chunk(part, prompts, seen_ids, missing_ids)
+                part["model"] = [names.get(m, m) for m in part["pool_model"]]
+                if names:
+                    unmapped.update(m for m in part["pool_model"] if m not in names)
+                part["ordinal"] = spilled.ordinals(part["instruction"].to_numpy(dtype=object))
+                spilled.write("pool", part, _POOL_SCHEMA)
+            if not count:
+                raise PoolError(f"{where}: no rows")
+            fields.finish()
+            report["rows"] += count
+        if prompts is not None:
+            report["responses_without_prompt"] = sum(missing_ids.values())
+            report["ids_without_prompt"] = list(missing_ids)[:3]
+            if not spilled.ordinal:
+                raise PoolError(f"{where_of[0]}: no response's prompt id is in --prompts (e.g. "
+                                f"{next(iter(missing_ids), None)!r}; --prompts has e.g. {next(iter(prompts.text))!r}); "
+                                "is --prompt-id-field right?")
+            report["prompts_without_responses"] = len(set(prompts.text) - seen_ids)
+        report["unmapped_model_names"] = dict(unmapped.most_common())
+        if options.judgments:
+            _spill_judgments(Path(options.judgments), options, names, prompts, spilled, report, chunk_rows)
+        spilled.close()
+        _convert_parts(spilled, options, names, where_of, report, output, stats)
+    finally:
+        spilled.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    return {k: report[k] for k in (*_REPORT_ORDER, *report) if k in report}
+
+
+def _join_chunk(part: pd.DataFrame, prompts: Prompts, seen: set, missing: Counter) -> pd.DataFrame:
+    """Prompt ids → prompt texts (and the prompts file's sources, when it has the source field).
+    Ids on one side only are counted, not an error: a pool of some models' answers to part of a
+    benchmark is usual (responses whose id --prompts lacks are dropped)."""
+    ids = part["instruction"]
+    known = ids.isin(prompts.text.keys()).to_numpy()
+    missing.update(ids[~known].tolist())
+    part = part[known].reset_index(drop=True)
+    seen.update(part["instruction"].tolist())
+    if prompts.has_source:
+        part["source"] = [prompts.source[k] for k in part["instruction"]]
+    part["instruction"] = part["instruction"].map(prompts.text)
+    return part
+
+
+def _spill_judgments(path: Path, options: PoolOptions, names: dict[str, str], prompts: Prompts | None,
+                     spilled: _Spill, report: dict, chunk_rows: int) -> None:
+    """Read the judgments a chunk at a time, check them and spill each to its prompt's partition.
+    A judgment of a prompt the pool does not hold is an error, or with skip_unmatched_judgments
+    counted (they are held in memory, checked for copies and clashes like the others)."""
+    kind = options.get("judgment_kind")
+    if kind not in JUDGMENT_KINDS:
+        raise PoolError(f"--judgment-kind must be one of {', '.join(JUDGMENT_KINDS)}, not {kind!r}")
+    inst = options.judgment_instruction_field or options.get("prompt_id_field" if prompts else "instruction_field")
+    model, value = options.get("judgment_model_field"), options.get("judgment_value_field")
+    ref_field = options.get("judgment_reference_field")
+    judgment_files = data_files(path, "--judgments")
+    refs, has_ref, total, orphans = set(), False, 0, []
+    draws0 = draws = 0
+    for index, f in enumerate(judgment_files):
+        where = str(f)
+        fields = _Fields(where)
+        for df, start in _read_chunks(f, chunk_rows):
+            rows = np.arange(len(df)) + start
+            key_values = fields.get(df, "--judgment-instruction-field", inst, nullable=False)
+            models = fields.get(df, "--judgment-model-field", model, nullable=False)
+            values = fields.get(df, "--judgment-value-field", value)
+            keys = _ids(key_values, where, inst, rows) if prompts else _strings(key_values, where, inst, rows)
+            out = pd.DataFrame({
+                "instruction": [prompts.text.get(k) for k in keys] if prompts else keys, "key": keys,
+                "model": [names.get(m, m) for m in _strings(models, where, model, rows)],
+                "label": _numbers(_pairwise_values(values) if kind == "pairwise" else values, where, value, rows),
+                "file": index, "row": rows})
+            if kind == "pairwise":
+                if ref_field in df.columns:
+                    has_ref = True
+                    refs |= {str(r) for r in df[ref_field].tolist()}
+                lab = out["label"].to_numpy()
+                draw0 = lab == 0  # AlpacaEval's older code for a draw (alpaca_eval.metrics.pairwise_to_winrate)
+                lab = np.where(draw0, 1.5, lab)
+                bad = ~np.isnan(lab) & ((lab < 1) | (lab > 2))
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise PoolError(f"{where}: row {out['row'].iloc[i]}: {value} {lab[i]} is outside [1, 2] (1 = "
+                                    "reference better, 2 = response better); use --judgment-kind score for plain scores")
+                out["label"] = lab
+                draws0 += int(draw0.sum())
+                draws += int((lab == 1.5).sum())
+            total += len(out)
+            texts = out["instruction"].to_numpy(dtype=object)
+            known = np.array([t is not None for t in texts], dtype=bool)
+            ordinals = np.full(len(out), -1, dtype=np.int64)
+            if known.any():
+                ordinals[known] = spilled.ordinals(texts[known], add=False)
+            out["ordinal"] = ordinals
+            if (ordinals < 0).any():
+                stray = out[ordinals < 0]
+                if not options.skip_unmatched_judgments:
+                    _orphan_error(stray.iloc[0], where, prompts)
+                orphans.append(stray.assign(file=where))
+            spilled.write("judged", out[ordinals >= 0], _JUDGED_SCHEMA)
+        fields.finish()
+    if not total:
+        raise PoolError(f"{path}: no judgment rows")
+    if kind == "pairwise":
+        if len(refs) > 1:
+            raise PoolError(f"{path}: judgments against {len(refs)} references {sorted(refs)[:4]}; "
+                            "labels against different references do not compare: split the file")
+        if has_ref:
+            report["judgment_reference"] = sorted(refs)[0] if refs else None
+        report["judgment_draws_coded_0"], report["judgment_draws"] = draws0, draws
+    report["judgment_rows"] = total
+    report["judgment_duplicate_copies"] = report["judge_failures"] = 0
+    report["judgment_files"] = [str(f) for f in judgment_files]
+    stray = pd.concat(orphans, ignore_index=True) if orphans else None
+    if stray is not None:
+        stray = _judgment_labels(stray, report)
+    if options.skip_unmatched_judgments:
+        report["unmatched_judgments_skipped"] = 0 if stray is None else len(stray)
+
+
+def _orphan_error(j: pd.Series, where: str, prompts: Prompts | None) -> None:
+    what = (f"prompt id {j['key']!r}, which --prompts does not hold" if not isinstance(j["instruction"], str)
+            else f"a prompt the pool has no response of it for ({j['instruction'][:60]!r})")
+    raise PoolError(f"{where}: row {j['row']} judges model {j['model']!r} on {what}; is it the judgments "
+                    "of this pool? (--skip-unmatched-judgments skips and counts such judgments)")
+
+
+def _judgment_labels(out: pd.DataFrame, report: dict) -> pd.DataFrame:
+    """One label per (prompt, model): identical copies dropped and counted, two values an error."""
+    copies = out.duplicated(["key", "model", "label"])
+    report["judgment_duplicate_copies"] += int(copies.sum())
+    out = out[~copies]
+    clash = out.duplicated(["key", "model"], keep=False)
+    if clash.any():
+        first = _first_clash(out, clash, "key")
+        raise PoolError(f"{_rows_where(first)} judge {first['model'].iloc[0]!r} on one prompt "
+                        f"with different values {first['label'].tolist()}")
+    report["judge_failures"] += int(out["label"].isna().sum())
+    return out
+
+
+def _convert_parts(spilled: _Spill, options: PoolOptions, names: dict[str, str], where_of: list[str], report: dict,
+                   output: Path, stats: dict) -> None:
+    """Pass 2: each partition's prompts, in order, through every per-prompt rule, into `output`."""
+    score = options.score_field
+    labelled = bool(options.judgments or score)
+    judgment_files = report.get("judgment_files", [])
+    for key in ("duplicate_row_copies", *(("dropped_unjudged",) if options.judged_only else ()),
+                *(("dropped_by_draw",) if options.models_per_prompt is not None else ())):
+        report[key] = 0
+    if options.judged_only and not labelled:
+        raise PoolError("--judged-only needs labels: give --judgments or --score-field")
+    schema = _to_arrow(pd.DataFrame(columns=["prompt", "model", "response", "label", "source", "instruction"]),
+                       labelled).schema
+    with pa.OSFile(str(output), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for p in range(spilled.parts()):
+            pool = spilled.read("pool", p, where_of)
+            stats["part_rows"] = max(stats["part_rows"], len(pool))
+            stats["part_prompts"] = max(stats["part_prompts"], pool["ordinal"].nunique())
+            pool = _one_part(pool, spilled.read("judged", p, judgment_files), options, names, report)
+            writer.write_table(_to_arrow(pool, labelled).cast(schema))
+    report.pop("judgment_files", None)
+
+
+def _one_part(pool: pd.DataFrame, judged: pd.DataFrame | None, options: PoolOptions, names: dict[str, str],
+              report: dict) -> pd.DataFrame:
+    """Every per-prompt rule on whole prompts: copies, clashes, labels, --judged-only, the draw."""
+    pool = _drop_copies(pool, report, options.score_field)
     clash = pool.duplicated(["instruction", "model"], keep=False)
     if clash.any():
         a = _first_clash(pool, clash)
-        via = f" (pool names {a['pool_model'].tolist()} map to it)" if a["pool_model"].nunique() > 1 else ""
-        files = a["file"].tolist()
-        where = (f"{files[0]}: rows {a['row'].tolist()}" if files[0] == files[1]
-                 else f"{files[0]} row {a['row'].iloc[0]} and {files[1]} row {a['row'].iloc[1]}")
-        raise PoolError(f"{where}: model {a['model'].iloc[0]!r}{via} answers "
+        pool_names = a["pool_model"].tolist()
+        if pool_names[0] != pool_names[1]:
+            how = [f"{n!r} → {names[n]!r} by --model-names" if n in names else f"{n!r} (not in --model-names, kept as spelled)"
+                   for n in pool_names]
+            raise PoolError(f"{_rows_where(a)}: a collision of model names: pool names {how[0]} and {how[1]} are both "
+                            f"model {a['model'].iloc[0]!r}, with different answers to one prompt "
+                            f"({a['instruction'].iloc[0][:60]!r}); give them different names in --model-names")
+        raise PoolError(f"{_rows_where(a)}: model {a['model'].iloc[0]!r} answers "
                         f"one prompt twice with different text ({a['instruction'].iloc[0][:60]!r}); keep one")
-
-    if options.judgments:
-        judged = _judgments(Path(options.judgments), options, names, report)
+    if judged is not None:
+        judged = _judgment_labels(judged, report)
         merged = judged.merge(pool[["instruction", "model"]].reset_index(), on=["instruction", "model"], how="left")
         orphan = merged["index"].isna()
         if orphan.any():
-            j = merged[orphan].iloc[0]
-            raise PoolError(f"{options.judgments}: row {j['row']} judges model {j['model']!r} on a prompt the pool has "
-                            f"no response of it for ({j['instruction'][:60]!r}); is it the judgments of this pool?")
+            if not options.skip_unmatched_judgments:
+                j = merged[orphan].iloc[0]
+                _orphan_error(j, j["file"], None)
+            report["unmatched_judgments_skipped"] += int(orphan.sum())
+            merged = merged[~orphan]
         pool.loc[merged["index"].astype(int).to_numpy(), "label"] = merged["label"].to_numpy()
         pool["label"] = pool["label"].astype(float)
-    labelled = bool(options.judgments or score)
     if options.judged_only:
-        if not labelled:
-            raise PoolError("--judged-only needs labels: give --judgments or --score-field")
-        report["dropped_unjudged"] = int(pool["label"].isna().sum())
+        report["dropped_unjudged"] += int(pool["label"].isna().sum())
         pool = pool[pool["label"].notna()].reset_index(drop=True)
-
     # prompts in order of first appearance; responses in file order inside a prompt
-    pool["prompt"] = pd.factorize(pool["instruction"])[0]
-    pool = pool.sort_values(["prompt"], kind="stable").reset_index(drop=True)
+    pool = pool.sort_values(["ordinal"], kind="stable").reset_index(drop=True)
+    pool["prompt"] = pool["ordinal"]
     k = options.models_per_prompt
     if k is not None:
         pool["key"] = draw_keys(options.seed, pool["instruction"].to_numpy(), pool["model"].to_numpy())
         rank = pool.groupby("prompt")["key"].rank(method="first")
-        report["dropped_by_draw"] = int((rank > k).sum())
+        report["dropped_by_draw"] += int((rank > k).sum())
         pool = pool[(rank <= k).to_numpy()].reset_index(drop=True)
-    if limit is not None:
-        pool = pool[pool["prompt"] < limit].reset_index(drop=True)
-    ds = datasets.Dataset(_to_arrow(pool, labelled))
-    report["prompts"] = len(ds)
-    report["responses"] = int(len(pool))
-    report["labelled_responses"] = int(pool["label"].notna().sum()) if labelled else 0
-    report["models"] = dict(Counter(pool["model"]).most_common())
-    log.info("pool %s: %d prompts, %d responses%s", source, report["prompts"], report["responses"],
-             f", {report['labelled_responses']} labelled" if labelled else "")
-    return Pool(ds, report)
+    return pool
 
 
 def _two_rows(group: pd.DataFrame, column: str) -> tuple[list[int], list]:
@@ -539,7 +1079,9 @@ def _to_arrow(pool: pd.DataFrame, labelled: bool) -> pa.Table:
     completions = pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(parts, names=names))
     models = pa.ListArray.from_arrays(offsets, model)
     first = pool.iloc[starts] if len(pool) else pool
-    source = first["source"].tolist() if "source" in first and first["source"].notna().any() else [None] * len(starts)
+    # a prompt without a source beside one with it: groupby's "first" gave it NaN, which was a crash here
+    source = [v if isinstance(v, str) else None for v in first["source"].tolist()] \
+        if "source" in first and first["source"].notna().any() else [None] * len(starts)
     return pa.table({"source": pa.array(source, pa.string()),
                      "instruction": pa.array(first["instruction"].tolist(), pa.string()),
                      "models": models, "completions": completions})

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zebra.cli import POOL_FLAGS, POOL_SWITCHES
 from zebra.errors import ZebraError
 from zebra.jsonio import ReadError, read_json
 
@@ -342,12 +343,10 @@ def binarize_command(meta: dict) -> str:
     pool = s.get("pool") or {}
     if pool.get("format") not in (None, "auto"):
         args += ["--format", pool["format"]]
-    for key in ("instruction_field", "model_field", "response_field", "source_field", "score_field", "model_names",
-                "judgments", "judgment_kind", "judgment_instruction_field", "judgment_model_field", "judgment_value_field"):
+    for key in POOL_FLAGS[1:]:
         if pool.get(key) is not None:
             args += [f"--{key.replace('_', '-')}", str(pool[key])]
-    if pool.get("judged_only"):
-        args.append("--judged-only")
+    args += [f"--{key.replace('_', '-')}" for key in POOL_SWITCHES if pool.get(key)]
     if pool.get("models_per_prompt") is not None:
         args += ["--models-per-prompt", str(pool["models_per_prompt"])]
         if s["strategy"] != "baseline":  # the draw's seed; the baseline's --seed is already there
