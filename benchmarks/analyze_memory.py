@@ -35,7 +35,7 @@ SCALES = (1, 10)
 RESPONSE_WORDS = 220  # ~1,300 characters a response, like UltraFeedback's
 ANALYSES = ("frequency", "tfidf", "agreement")  # kinship reads what frequency reads
 N_BOOT = 20
-DATA_DIR = "out/bench_analyze"  # generated data, caches, outputs: git-ignored
+WORK_DIR = "out/bench_analyze"  # generated data, caches, outputs: git-ignored
 OUTPUT = "benchmarks/results/analyze_memory.json"
 
 
@@ -64,11 +64,11 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples (default: %(default)s)")
     ap.add_argument("--before", default=None, help="another checkout whose analyze.py runs too (the code before a change)")
     ap.add_argument("--before-label", default=None, help="what --before is, recorded in the result (e.g. main@125608a)")
-    ap.add_argument("--data-dir", default=DATA_DIR, help="data, caches and outputs (default: %(default)s)")
+    ap.add_argument("--work-dir", default=WORK_DIR, help="data, caches and outputs (default: %(default)s)")
     ap.add_argument("--output", default=OUTPUT, help="result JSON (default: %(default)s)")
     args = ap.parse_args()
 
-    data_dir = (ROOT / args.data_dir).resolve()
+    data_dir = (ROOT / args.work_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_DATASETS_CACHE": str(data_dir / "hf_cache"), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}

@@ -37,7 +37,7 @@ from benchmarks.binarize_speed import machine, versions
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = (16_000, 64_000)  # prompts of each size (63,967: UltraFeedback's); ~4 responses each
 RESPONSE_WORDS = 220  # ~1,300 characters a response, as binarize_speed
-DATA_DIR = "out/bench_long"
+WORK_DIR = "out/bench_long"
 OUTPUT = "benchmarks/results/long_pool_speed.json"  # tracked: the default run only
 
 
@@ -108,7 +108,7 @@ def child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str,
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    folder = ROOT / args.data_dir
+    folder = ROOT / args.work_dir
     folder.mkdir(parents=True, exist_ok=True)
     sizes = []
     for rows in args.rows:
@@ -145,7 +145,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=list(ROWS), help="prompts of each size (default: %(default)s)")
     ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS, help="(default: %(default)s)")
-    ap.add_argument("--data-dir", default=DATA_DIR, help="generated data, caches, outputs (default: %(default)s)")
+    ap.add_argument("--work-dir", default=WORK_DIR, help="generated data, caches, outputs (default: %(default)s)")
     ap.add_argument("--worker", choices=["prepare", "sup", "same_pairs"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--uf", help=argparse.SUPPRESS)
@@ -162,7 +162,7 @@ def main() -> None:
     results = run(args)
     results["wall_seconds"] = round(time.perf_counter() - t0, 1)
     default = args.rows == list(ROWS) and args.response_words == RESPONSE_WORDS
-    target = ROOT / OUTPUT if default else ROOT / args.data_dir / "long_pool_speed.partial.json"
+    target = ROOT / OUTPUT if default else ROOT / args.work_dir / "long_pool_speed.partial.json"
     from zebra.records import write_json_atomic
 
     write_json_atomic(target, results)

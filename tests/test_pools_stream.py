@@ -162,7 +162,7 @@ def test_the_long_pool_benchmark_runs_and_finds_the_same_pairs(tmp_path):
     import sys
 
     done = subprocess.run([sys.executable, "-m", "benchmarks.long_pool_speed", "--rows", "300", "--response-words", "10",
-                           "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--work-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "long_pool_speed.partial.json").read_text(encoding="utf-8"))
     size = result["sizes"][0]
