@@ -185,3 +185,20 @@ def test_the_prompts_file_is_part_of_the_default_output_name():
     names = {default_output("out/sup.json", BinarizeConfig("sup", "out/sup.json", data=str(AH / "model_answer"),
                                                           pool=PoolOptions(prompts=q))) for q in ("a/q1.jsonl", "a/q2.jsonl")}
     assert len(names) == 2 and all("prompts-q" in n for n in names)
+
+
+def test_a_folder_as_prompts_or_model_names_file_is_named_as_a_folder(tmp_path):
+    """A folder exists: "no such file" sent the user looking for a typo (seen before the fix)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    arena = root / "tests" / "data" / "arena_hard"
+    for flag in ("--prompts", "--model-names"):
+        args = ["--data", str(arena / "model_answer"), "--prompts", str(arena / "question.jsonl"),
+                "--prompt-field", "turns.0.content", "--model-field", "model_id",
+                "--response-field", "choices.0.turns.0.content", flag, str(arena / "model_answer")]
+        proc = subprocess.run([sys.executable, "binarize_score.py", *args, "--output", str(tmp_path / "o.json")],
+                              cwd=root, capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+        assert proc.returncode == 1 and f"{flag} takes one file, not a folder" in proc.stderr, proc.stderr
+        assert not (tmp_path / "o.json").exists()

@@ -640,6 +640,8 @@ def _inputs(files: list[Path], options: PoolOptions) -> list[Path]:
     extra = []
     for flag, name in (("--model-names", options.model_names), ("--prompts", options.prompts)):
         if name:
+            if Path(name).is_dir():  # exists, so "no such file" would mislead
+                raise PoolError(f"{name}: {flag} takes one file, not a folder")
             if not Path(name).is_file():
                 raise PoolError(f"{name}: no such {flag} file")
             extra.append(Path(name))
