@@ -181,3 +181,98 @@ def test_a_killed_conversions_folder_is_removed_by_the_next(tmp_path):
     (stale / "spill").mkdir(parents=True)
     load_pool(data)
     assert not stale.exists() and (cache / "pool.arrow").is_file()
+
+
+# ---------------------------------------------------------------- pyarrow's reader (_ArrowLines)
+# A cold conversion of JSON lines is read by pyarrow while its values are the strict reader's; at
+# the first doubt the strict reader reads on. Whichever reads, the records and messages are the same.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+_values = st.one_of(st.none(), _texts, st.integers(-2**70, 2**70), st.booleans(),
+                    st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(), max_size=2),
+                    st.dictionaries(st.sampled_from("xy"), st.integers(), max_size=2))
+_KINDS = {"text": _texts, "int": st.integers(-2**70, 2**70), "float": st.floats(allow_nan=True, allow_infinity=True),
+          "number": st.one_of(st.integers(-2**70, 2**70), st.floats()), "bool": st.booleans(),
+          "any": st.one_of(_texts, _values)}
+
+
+@st.composite
+def _records(draw):
+    """Rows whose fields mostly keep one type each (what pyarrow reads), some fields of any type
+    (where it must hand over), keys missing or null at random."""
+    keys = ["instruction", "generator", "output", "dataset", "score", "n"]
+    kinds = {k: draw(st.sampled_from(list(_KINDS) + ["text"] * 3)) for k in keys}
+    row = st.fixed_dictionaries({}, optional={k: st.one_of(st.none(), _KINDS[kinds[k]]) for k in keys})
+    return draw(st.lists(row, min_size=1, max_size=30))
+
+
+def chunks(path: Path, rows: int, fast: bool) -> list[tuple[list[dict], int]]:
+    """_read_chunks as (records without the keys a row lacks or holds null, first row number)."""
+    out = []
+    for df, start in pools._read_chunks(path, rows, fast):
+        out.append(([{k: v for k, v in r.items() if v is not None} for r in df.to_dict("records")], start))
+    return out
+
+
+def outcome(path: Path, rows: int, fast: bool):
+    try:
+        got = chunks(path, rows, fast)
+    except ReadError as err:
+        return "error", str(err)
+    return "rows", [(json.dumps(r, sort_keys=True), start) for c, start in got for r in c]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=_records(), rows=st.integers(1, 7), block=st.sampled_from([64, 256, 1 << 16]))
+def test_pyarrows_reader_gives_the_strict_readers_records_and_errors(tmp_path, monkeypatch, records, rows, block):
+    monkeypatch.setattr(pools._ArrowLines, "BLOCK", block)
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")  # json.dumps: NaN as NaN
+    assert outcome(path, rows, True) == outcome(path, rows, False)
+
+
+def test_pyarrows_reader_reads_the_shipped_pool_whole(tmp_path, monkeypatch):
+    """The fast reader must be what reads a plain pool: the test above passes if it never runs."""
+    made = []
+    real = pools._ArrowLines
+
+    class Spy(real):
+        def __iter__(self):
+            yield from super().__iter__()
+            made.append(self.complete)
+
+    monkeypatch.setattr(pools, "_ArrowLines", Spy)
+    path = POOL / "model_outputs.jsonl"
+    fast = chunks(path, 1000, True)
+    assert made == [True]
+    assert fast == chunks(path, 1000, False)
+
+
+@pytest.mark.parametrize("late", [
+    {"instruction": 5, "generator": "m", "output": "r"},  # a text field that is a number: strict message
+    {"instruction": "p", "generator": "m", "output": "r", "n": float("nan")},  # NaN: not JSON
+    {"instruction": "p", "generator": "m", "output": "r", "n": 10**20},  # pyarrow: a float; JSON: an integer
+    {"instruction": "p", "generator": "m", "output": "r", "n": 5},  # in a column of floats: 5.0 to pyarrow
+    {"instruction": "p", "generator": "m", "output": "r", "n": {"deep": 1}},  # a type pyarrow would not keep
+    {"instruction": "p", "generator": "m", "output": "r", "output2": "new"},  # a field the first block lacks
+], ids=["number", "nan", "huge-int", "int-among-floats", "nested", "new-field"])
+def test_a_doubt_after_the_first_block_hands_over_to_the_strict_reader(tmp_path, monkeypatch, late):
+    monkeypatch.setattr(pools._ArrowLines, "BLOCK", 4096)
+    rows = [{"instruction": f"p{i}", "generator": "m", "output": "x" * 50, "n": i + 0.5} for i in range(300)] + [late]
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    seen = []
+    real_iter = pools._ArrowLines.__iter__
+
+    def spy(self):
+        for df in real_iter(self):
+            seen.append(len(df))
+            yield df
+
+    monkeypatch.setattr(pools._ArrowLines, "__iter__", spy)
+    fast = outcome(path, 64, True)
+    assert seen and sum(seen) < len(rows)  # pyarrow gave the first rows, the strict reader the rest
+    assert fast == outcome(path, 64, False)

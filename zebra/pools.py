@@ -97,6 +97,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -277,10 +278,13 @@ def _read_rows(path: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else pd.DataFrame())
 
 
-def _read_chunks(path: Path, rows: int | None) -> Iterator[tuple[pd.DataFrame, int]]:
+def _read_chunks(path: Path, rows: int | None, fast: bool = True) -> Iterator[tuple[pd.DataFrame, int]]:
     """(records, 1-based number of the first) of one file, at most `rows` records at a time (None:
     all at once), as DataFrames of Python objects (no dtype guessing; a missing key is None). JSON
-    lines and Parquet are read a chunk at a time; a JSON list or a CSV is read whole, then cut."""
+    lines and Parquet are read a chunk at a time; a JSON list or a CSV is read whole, then cut.
+
+    JSON lines are read by pyarrow while that gives the records the strict reader would
+    (_ArrowLines), and strictly from the first record where it might not (all of them: not `fast`)."""
     suffix = path.suffix.lower()
     size = rows or (1 << 62)
     if suffix == ".parquet":
@@ -303,10 +307,102 @@ def _read_chunks(path: Path, rows: int | None) -> Iterator[tuple[pd.DataFrame, i
             yield df.iloc[start:start + size].reset_index(drop=True), start + 1
         return
     start = 1
-    for chunk in iter_json_record_chunks(path, "pool file", size, allow_empty=True):
-        df = pd.DataFrame([record for _, record in chunk], dtype=object)
+    if fast:
+        arrow = _ArrowLines(path, size)
+        for df in arrow:
+            yield df, start
+            start += len(df)
+        if arrow.complete:
+            return
+    records = (record for chunk in iter_json_record_chunks(path, "pool file", size, allow_empty=True)
+               for _, record in chunk)
+    records = itertools.islice(records, start - 1, None)  # the records pyarrow gave, if any, are given
+    while batch := list(itertools.islice(records, size)):
+        df = pd.DataFrame(batch, dtype=object)
         yield df.where(df.notna(), None), start  # a key missing from some records: None, not NaN
         start += len(df)
+
+
+class _ArrowLines:
+    """The records of a JSON-lines file read by pyarrow's JSON reader, in DataFrames of `rows`, for
+    as long as they are exactly what the strict reader (zebra.jsonio) would give: the strict parse
+    is three quarters of a cold long-pool conversion, pyarrow's a fifth of it (issue 23).
+
+    pyarrow itself refuses duplicate keys, lone surrogates, bad JSON and a field that changes type;
+    zebra.jsonio.check_json_data first refuses what it would crash on or copy in unchecked (deep
+    nesting, bytes that are not UTF-8). What pyarrow might read other than the strict reader is
+    looked for batch by batch: a float column holding NaN or Infinity (not JSON: the strict reader
+    refuses it) or a whole number (pyarrow reads a huge integer, or `5` beside `5.5`, as a float),
+    a nested column (pyarrow fills the keys a nested object lacks), rows of `{}`. At the first doubt
+    the iteration ends with `complete` False, and _read_chunks reads on strictly from there, so
+    every error message is the strict reader's. Text, integers, booleans and null are the same."""
+
+    BLOCK = 16 << 20  # bytes pyarrow parses at once
+
+    def __init__(self, path: Path, rows: int):
+        self.path, self.rows = path, rows
+        self.complete = False
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        import pyarrow.json as pj
+
+        from zebra.jsonio import ReadError, check_json_data
+
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(1 << 16)
+            if not head.lstrip(b" \t\r\n").startswith(b"{"):  # a list, a BOM, blank: the strict reader's case
+                return
+            check_json_data(self.path)
+            reader = pj.open_json(self.path, read_options=pj.ReadOptions(block_size=self.BLOCK, use_threads=False))
+        except (ReadError, OSError, pa.ArrowException):
+            return
+        held: list[pa.RecordBatch] = []
+        count = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowException:
+                return
+            if not self._exact(batch):
+                return
+            held.append(batch)
+            count += len(batch)
+            while count >= self.rows:
+                table = pa.Table.from_batches(held)
+                yield self._frame(table.slice(0, self.rows))
+                rest = table.slice(self.rows)
+                held, count = rest.to_batches(), len(rest)
+        if count:
+            yield self._frame(pa.Table.from_batches(held))
+        self.complete = True
+
+    def _exact(self, batch: pa.RecordBatch) -> bool:
+        if not batch.num_columns:  # rows of `{}`: a table without columns cannot be cut into chunks
+            return False
+        for field, column in zip(batch.schema, batch.columns):
+            kind = field.type
+            if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+                continue
+            if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+                continue
+            if pa.types.is_floating(kind) and pc.all(pc.is_finite(column)).as_py() is not False \
+                    and not pc.any(pc.equal(pc.floor(column), column)).as_py():
+                continue  # no NaN or Infinity, and no whole number (`5` and a huge integer are ints in JSON)
+            return False
+        return True
+
+    @staticmethod
+    def _frame(table: pa.Table) -> pd.DataFrame:
+        columns = {}
+        for name, column in zip(table.column_names, table.columns):
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                columns[name] = column.to_numpy()  # Python str, None for null
+            else:
+                columns[name] = np.array(column.to_pylist() + [None], dtype=object)[:-1]  # ints stay ints
+        return pd.DataFrame(columns, dtype=object, index=pd.RangeIndex(len(table)))
 
 
 class _Fields:
