@@ -278,13 +278,16 @@ def _read_rows(path: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else pd.DataFrame())
 
 
-def _read_chunks(path: Path, rows: int | None, fast: bool = True) -> Iterator[tuple[pd.DataFrame, int]]:
+def _read_chunks(path: Path, rows: int | None, fast: bool = True, arrow: frozenset[str] = frozenset()
+                 ) -> Iterator[tuple[pd.DataFrame, int]]:
     """(records, 1-based number of the first) of one file, at most `rows` records at a time (None:
     all at once), as DataFrames of Python objects (no dtype guessing; a missing key is None). JSON
     lines and Parquet are read a chunk at a time; a JSON list or a CSV is read whole, then cut.
 
     JSON lines are read by pyarrow while that gives the records the strict reader would
-    (_ArrowLines), and strictly from the first record where it might not (all of them: not `fast`)."""
+    (_ArrowLines), and strictly from the first record where it might not (all of them: not `fast`).
+    Text columns named in `arrow` are then left in Arrow (pd.ArrowDtype: nulls are pd.NA), for the
+    caller that only passes them on (a pool's responses: _response_texts)."""
     suffix = path.suffix.lower()
     size = rows or (1 << 62)
     if suffix == ".parquet":
@@ -308,11 +311,11 @@ def _read_chunks(path: Path, rows: int | None, fast: bool = True) -> Iterator[tu
         return
     start = 1
     if fast:
-        arrow = _ArrowLines(path, size)
-        for df in arrow:
+        reader = _ArrowLines(path, size, arrow)
+        for df in reader:
             yield df, start
             start += len(df)
-        if arrow.complete:
+        if reader.complete:
             return
     records = (record for chunk in iter_json_record_chunks(path, "pool file", size, allow_empty=True)
                for _, record in chunk)
@@ -339,8 +342,8 @@ class _ArrowLines:
 
     BLOCK = 16 << 20  # bytes pyarrow parses at once
 
-    def __init__(self, path: Path, rows: int):
-        self.path, self.rows = path, rows
+    def __init__(self, path: Path, rows: int, arrow: frozenset[str] = frozenset()):
+        self.path, self.rows, self.arrow = path, rows, arrow
         self.complete = False
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
@@ -394,15 +397,19 @@ class _ArrowLines:
             return False
         return True
 
-    @staticmethod
-    def _frame(table: pa.Table) -> pd.DataFrame:
-        columns = {}
+    def _frame(self, table: pa.Table) -> pd.DataFrame:
+        columns, kept = {}, {}
         for name, column in zip(table.column_names, table.columns):
             if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                columns[name] = column.to_numpy()  # Python str, None for null
+                if name in self.arrow:
+                    kept[name] = pd.arrays.ArrowExtensionArray(column)
+                columns[name] = None if name in self.arrow else column.to_numpy()  # Python str, None for null
             else:
                 columns[name] = np.array(column.to_pylist() + [None], dtype=object)[:-1]  # ints stay ints
-        return pd.DataFrame(columns, dtype=object, index=pd.RangeIndex(len(table)))
+        frame = pd.DataFrame(columns, dtype=object, index=pd.RangeIndex(len(table)))
+        for name, values in kept.items():
+            frame[name] = values
+        return frame
 
 
 class _Fields:
@@ -506,6 +513,18 @@ def _strings(values: pd.Series, where: str, what: str, rows: np.ndarray, allow_n
         i = int(np.flatnonzero(bad)[0])
         raise PoolError(f"{where}: row {rows[i]}: {what} must be a non-empty string, got {arr[i]!r}")
     return arr
+
+
+def _response_texts(values: pd.Series, where: str, what: str, rows: np.ndarray) -> pd.arrays.ArrowExtensionArray:
+    """The response field as Arrow text, "" for null (a model may answer nothing). Text that
+    pyarrow read (_read_chunks's `arrow`) is text already: it is not checked value by value."""
+    if isinstance(values.dtype, pd.ArrowDtype) and (pa.types.is_string(values.dtype.pyarrow_dtype)
+                                                    or pa.types.is_large_string(values.dtype.pyarrow_dtype)):
+        texts = pc.fill_null(values.array.__arrow_array__(), "").cast(pa.string())
+    else:
+        texts = pa.array(["" if v is None else v for v in _strings(values, where, what, rows, allow_null=True)],
+                         pa.string())
+    return pd.arrays.ArrowExtensionArray(texts)
 
 
 def _sources(values: pd.Series, where: str, what: str, rows: np.ndarray) -> list:
@@ -863,7 +882,23 @@ class _Spill:
         if not path.is_file():
             return None
         with pa.OSFile(str(path)) as fh:  # plain reads, not a memory map (whose pages would stay resident)
-            frame = pa.ipc.open_stream(fh).read_all().to_pandas().astype(object)
+            return self._frame(pa.ipc.open_stream(fh).read_all(), files)
+
+    def read_pool(self, p: int, files: list[str]) -> tuple[pd.DataFrame, pa.Array]:
+        """Partition p's responses with their texts left in Arrow, where they came from and go to:
+        the frame's `response` is a code (equal texts, equal codes: all the rules compare) and `text`
+        the row of its text in the array returned beside it (_to_arrow takes them from there)."""
+        with pa.OSFile(str(self.folder / f"pool-{p}.arrow")) as fh:
+            table = pa.ipc.open_stream(fh).read_all()
+        texts = table.column("response").combine_chunks()
+        table = table.set_column(table.schema.get_field_index("response"), "response",
+                                 pc.dictionary_encode(texts).indices)
+        table = table.append_column("text", pa.array(np.arange(len(table), dtype=np.int64)))
+        return self._frame(table, files), texts
+
+    @staticmethod
+    def _frame(table: pa.Table, files: list[str]) -> pd.DataFrame:
+        frame = table.to_pandas().astype(object)
         frame = frame.where(frame.notna(), None)
         frame["label"] = frame["label"].astype(float)
         frame["file"] = [files[i] for i in frame["file"].tolist()]
@@ -893,12 +928,14 @@ def convert(files: list[Path], options: PoolOptions, output: Path, spill: Path, 
     seen_ids: set[str] = set()
     missing_ids: Counter = Counter()
     report["rows"] = 0
+    # the responses are only passed on (to the spill, then the output): their text need not become Python's
+    in_arrow = frozenset({resp} - {inst, pid, model, src, score})
     try:
         for index, f in enumerate(files):
             where = str(f)
             fields = _Fields(where)
             count = 0
-            for df, start in _read_chunks(f, chunk_rows):
+            for df, start in _read_chunks(f, chunk_rows, arrow=in_arrow):
                 stats["chunk_rows"] = max(stats["chunk_rows"], len(df))
                 rows = np.arange(len(df)) + start
                 if prompts is None:
@@ -906,8 +943,7 @@ def convert(files: list[Path], options: PoolOptions, output: Path, spill: Path, 
                 else:  # the prompt is a key into --prompts: the text after the join below
                     keys = _ids(fields.get(df, "--prompt-id-field", pid, nullable=False), where, pid, rows)
                 pool_model = _strings(fields.get(df, "--model-field", model, nullable=False), where, model, rows)
-                response = ["" if v is None else v
-                            for v in _strings(fields.get(df, "--response-field", resp), where, resp, rows, allow_null=True)]
+                response = _response_texts(fields.get(df, "--response-field", resp), where, resp, rows)
                 labels = _numbers(fields.get(df, "--score-field", score), where, score, rows) if score else np.nan
                 found = _field(df, where, "--source-field", src, required=False)
                 part = pd.DataFrame({
@@ -917,9 +953,11 @@ def convert(files: list[Path], options: PoolOptions, output: Path, spill: Path, 
                 count += len(part)
                 if prompts is not None:
                     part = _join_chunk(part, prompts, seen_ids, missing_ids)
-                part["model"] = [names.get(m, m) for m in part["pool_model"]]
+                codes, spelled = pd.factorize(part["pool_model"])  # a few models, many rows: map each name once
+                part["model"] = np.array([names.get(m, m) for m in spelled] + [None], dtype=object)[codes]
                 if names:
-                    unmapped.update(m for m in part["pool_model"] if m not in names)
+                    unmapped.update({m: int(n) for m, n in zip(spelled, np.bincount(codes, minlength=len(spelled)))
+                                     if m not in names})
                 part["ordinal"] = spilled.ordinals(part["instruction"].to_numpy(dtype=object))
                 spilled.write("pool", part, _POOL_SCHEMA)
             if not count:
@@ -1072,11 +1110,11 @@ def _convert_parts(spilled: _Spill, options: PoolOptions, names: dict[str, str],
                        labelled).schema
     with pa.OSFile(str(output), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for p in range(spilled.parts()):
-            pool = spilled.read("pool", p, where_of)
+            pool, texts = spilled.read_pool(p, where_of)
             stats["part_rows"] = max(stats["part_rows"], len(pool))
             stats["part_prompts"] = max(stats["part_prompts"], pool["ordinal"].nunique())
             pool = _one_part(pool, spilled.read("judged", p, judgment_files), options, names, report)
-            writer.write_table(_to_arrow(pool, labelled).cast(schema))
+            writer.write_table(_to_arrow(pool, labelled, texts).cast(schema))
     report.pop("judgment_files", None)
 
 
@@ -1162,13 +1200,16 @@ def _drop_copies(pool: pd.DataFrame, report: dict, score: str | None) -> pd.Data
     return pool[~copies].reset_index(drop=True)
 
 
-def _to_arrow(pool: pd.DataFrame, labelled: bool) -> pa.Table:
-    """UltraFeedback-schema rows from the sorted long frame: one list of completions per prompt."""
+def _to_arrow(pool: pd.DataFrame, labelled: bool, texts: pa.Array | None = None) -> pa.Table:
+    """UltraFeedback-schema rows from the sorted long frame: one list of completions per prompt.
+    The responses are the frame's, or with `texts` (_Spill.read_pool) texts[frame.text]."""
     starts = np.flatnonzero(np.r_[True, pool["prompt"].to_numpy()[1:] != pool["prompt"].to_numpy()[:-1]]) \
         if len(pool) else np.zeros(0, dtype=int)
     offsets = pa.array(np.r_[starts, len(pool)].astype(np.int32))
     model = pa.array(pool["model"].tolist(), pa.string())
-    parts = [model, pa.array(pool["response"].tolist(), pa.string())]
+    response = pa.array(pool["response"].tolist(), pa.string()) if texts is None else \
+        texts.take(pa.array(pool["text"].to_numpy(dtype=np.int64)))
+    parts = [model, response]
     names = ["model", "response"]
     if labelled:
         label = pool["label"].to_numpy(dtype=float)
