@@ -276,3 +276,15 @@ def test_a_doubt_after_the_first_block_hands_over_to_the_strict_reader(tmp_path,
     fast = outcome(path, 64, True)
     assert seen and sum(seen) < len(rows)  # pyarrow gave the first rows, the strict reader the rest
     assert fast == outcome(path, 64, False)
+
+
+@pytest.mark.parametrize("options", [
+    PoolOptions(),
+    PoolOptions(judged_only=True, models_per_prompt=4, seed=3),
+], ids=["plain", "judged-k4"])
+def test_a_pool_converted_through_pyarrows_reader_is_the_strict_readers(tmp_path, monkeypatch, options):
+    (tmp_path / "fast").mkdir(), (tmp_path / "strict").mkdir()
+    fast = converted(tmp_path / "fast", POOL, options, 97, 5)
+    monkeypatch.setattr(pools._ArrowLines, "__iter__", lambda self: iter(()))  # never complete: strict throughout
+    strict = converted(tmp_path / "strict", POOL, options, 97, 5)
+    assert fast[0] == strict[0] and fast[1] == strict[1]
