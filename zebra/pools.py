@@ -863,12 +863,13 @@ class _Spill:
 
     def write(self, kind: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
         part = frame["ordinal"].to_numpy() // self.part_prompts
-        for p in np.unique(part).tolist():
-            table = pa.Table.from_pandas(frame[part == p], schema=schema, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)  # once; cut in Arrow
+        parts = np.unique(part).tolist()
+        for p in parts:
             writer = self.writers.get((kind, p))
             if writer is None:
                 writer = self.writers[(kind, p)] = pa.ipc.new_stream(str(self.folder / f"{kind}-{p}.arrow"), schema)
-            writer.write_table(table)
+            writer.write_table(table if len(parts) == 1 else table.filter(pa.array(part == p)))
 
     def close(self) -> None:
         for writer in self.writers.values():
