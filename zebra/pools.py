@@ -84,7 +84,10 @@ options), memory-mapped as UltraFeedback rows are. Converting holds at most CHUN
 file (JSON lines and Parquet are read a chunk at a time; a JSON list or a CSV is read whole, as
 `datasets` does) and then PART_PROMPTS prompts at a time: rows are spilled to disk by prompt and
 every rule above is per prompt, so the rows are those of one pass over the whole pool. With
-several faults in one pool, which one is named first may differ from a whole-file read.
+several faults in one pool, which one is named first may differ from a whole-file read. JSON
+lines are parsed by pyarrow while its records are exactly the strict reader's, and by the strict
+reader (zebra.jsonio) from the first record where they might not be (_ArrowLines): the records
+and every message are the strict reader's, at a quarter of its parse time.
 
 Detection: `--format long` / `ultrafeedback` decides; `auto` (default) calls a source long when
 it is a folder with a `pool.json`, or --prompts is given, or a .json/.jsonl/.parquet/.csv file (or
