@@ -45,3 +45,29 @@ def test_quiet_flag_silences_the_bar(tmp_path, capfd):
     out = capfd.readouterr()
     assert BAR not in out.err
     assert "sup: wrote" in out.out  # the one-line summary stays
+
+
+# The same rule for every bar a library function draws when its caller asks for one (analyze.py's
+# TF-IDF fit, select_potential.py's log-probs): a `disable=` argument hides TQDM_DISABLE from tqdm.
+
+def test_tfidf_fit_bar_obeys_tqdm_disable(capfd, monkeypatch):
+    from zebra.analysis import tfidf_fit
+
+    tfidf_fit([["one text", "another text"]], progress=True)
+    assert "TF-IDF fit" in capfd.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    tfidf_fit([["one text", "another text"]], progress=True)
+    assert "TF-IDF fit" not in capfd.readouterr().err
+
+
+def test_implicit_margins_bar_obeys_tqdm_disable(tiny, capfd, monkeypatch):
+    from tests.test_potential import RECORDS
+    from zebra import potential
+    from zebra.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(tiny, dtype="float32")
+    potential.implicit_margins(model, tokenizer, RECORDS[:1], batch_size=4, progress=True)
+    assert "log-probs" in capfd.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    potential.implicit_margins(model, tokenizer, RECORDS[:1], batch_size=4, progress=True)
+    assert "log-probs" not in capfd.readouterr().err

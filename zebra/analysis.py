@@ -387,10 +387,12 @@ def tfidf_fit(batches: Iterable[Sequence[str]], progress: bool = False) -> tuple
     from sklearn.feature_extraction.text import TfidfVectorizer
     from tqdm.auto import tqdm
 
+    from zebra.progress import show_progress
+
     analyse = TfidfVectorizer().build_analyzer()
     df: Counter = Counter()
     n = 0
-    with tqdm(unit="text", desc="TF-IDF fit", disable=not progress, mininterval=1.0) as bar:
+    with tqdm(unit="text", desc="TF-IDF fit", disable=not show_progress(progress), mininterval=1.0) as bar:
         for texts in batches:
             for text in texts:
                 df.update(set(analyse(text)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import platform
 import re
 import time
@@ -29,6 +28,7 @@ from zebra.data import (DEFAULT_DATA, Batch, DataError, DataSource, ResponseCoun
                         locate, open_data, shard_rows, to_batch, usable_slots)
 from zebra.errors import ZebraError
 from zebra.pools import PoolOptions
+from zebra.progress import show_progress
 from zebra.records import RecordWriter, check_output
 from zebra.reliability import TEMPERATURE, PairReliability
 from zebra.reliability import check_settings as check_reliability_settings
@@ -346,12 +346,6 @@ def process_batch(batch: Batch, table: BehaviourTable, cfg: BinarizeConfig, coun
     counts.chosen.update(batch.model[rows, c_slot].tolist())
     counts.rejected.update(batch.model[rows, r_slot].tolist())
     return build_records(batch, rows, c_slot, r_slot, columns)
-
-
-def show_progress(progress: bool) -> bool:
-    """Whether a run draws its bar: `progress` (False: --quiet) unless TQDM_DISABLE is set. tqdm reads
-    TQDM_DISABLE only for arguments left unset, and a run sets `disable`, so it is read here."""
-    return progress and os.environ.get("TQDM_DISABLE", "").strip().lower() in ("", "0", "false", "no", "off")
 
 
 def file_sha256(path: str | Path) -> str | None:

@@ -236,13 +236,15 @@ def sequence_logprobs(model, sequences: list[tuple[list[int], int]], pad_id: int
     import torch
     from tqdm.auto import tqdm
 
+    from zebra.progress import show_progress
+
     device = next(model.parameters()).device
     n = len(sequences)
     total, count = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
     order = sorted(range(n), key=lambda i: -len(sequences[i][0]))
     model.eval()
     with torch.inference_mode():
-        for b in tqdm(range(0, n, batch_size), desc="log-probs", unit="batch", disable=not progress):
+        for b in tqdm(range(0, n, batch_size), desc="log-probs", unit="batch", disable=not show_progress(progress)):
             idx = order[b:b + batch_size]
             width = max(len(sequences[i][0]) for i in idx)
             ids = torch.full((len(idx), width), pad_id, dtype=torch.long)

@@ -274,7 +274,8 @@ def binarize_in_processes(cfg, rule=None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from zebra.data import CacheFiles, batch_source, open_data
-    from zebra.pipeline import check_config, show_progress
+    from zebra.pipeline import check_config
+    from zebra.progress import show_progress
     from zebra.records import make_parent
 
     started = time.perf_counter()
