@@ -826,7 +826,8 @@ def to_batch(table: pa.Table, rows: np.ndarray | None = None, prompt_ids: list[s
     n = len(counts)
     k = max(int(counts.max(initial=0)), 2)
     row_of = np.repeat(np.arange(n), counts)
-    slot_of = np.arange(int(counts.sum())) - np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])  # each (kept) row's first slot, laid end to end
+    slot_of = np.arange(int(counts.sum())) - np.repeat(starts, counts)
     at = np.repeat(first, counts) + slot_of  # each slot's completion in `flat`
     pos = np.full((n, k), -1, dtype=np.int64)
     pos[row_of, slot_of] = at

@@ -404,7 +404,7 @@ class _ArrowLines:
         columns, kept = {}, {}
         for name, column in zip(table.column_names, table.columns):
             if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                if name in self.arrow:
+                if name in self.arrow:  # set below, once the object columns are framed; None holds its place
                     kept[name] = pd.arrays.ArrowExtensionArray(column)
                 columns[name] = None if name in self.arrow else column.to_numpy()  # Python str, None for null
             else:
@@ -882,23 +882,26 @@ class _Spill:
         return -(-len(self.ordinal) // self.part_prompts)
 
     def read(self, kind: str, p: int, files: list[str]) -> pd.DataFrame | None:
-        path = self.folder / f"{kind}-{p}.arrow"
-        if not path.is_file():
-            return None
-        with pa.OSFile(str(path)) as fh:  # plain reads, not a memory map (whose pages would stay resident)
-            return self._frame(pa.ipc.open_stream(fh).read_all(), files)
+        table = self._table(kind, p)
+        return None if table is None else self._frame(table, files)
 
     def read_pool(self, p: int, files: list[str]) -> tuple[pd.DataFrame, pa.Array]:
         """Partition p's responses with their texts left in Arrow, where they came from and go to:
         the frame's `response` is a code (equal texts, equal codes: all the rules compare) and `text`
         the row of its text in the array returned beside it (_to_arrow takes them from there)."""
-        with pa.OSFile(str(self.folder / f"pool-{p}.arrow")) as fh:
-            table = pa.ipc.open_stream(fh).read_all()
+        table = self._table("pool", p)  # every partition holds responses: the prompts were numbered from them
         texts = table.column("response").combine_chunks()
         table = table.set_column(table.schema.get_field_index("response"), "response",
                                  pc.dictionary_encode(texts).indices)
         table = table.append_column("text", pa.array(np.arange(len(table), dtype=np.int64)))
         return self._frame(table, files), texts
+
+    def _table(self, kind: str, p: int) -> pa.Table | None:
+        path = self.folder / f"{kind}-{p}.arrow"
+        if not path.is_file():
+            return None
+        with pa.OSFile(str(path)) as fh:  # plain reads, not a memory map (whose pages would stay resident)
+            return pa.ipc.open_stream(fh).read_all()
 
     @staticmethod
     def _frame(table: pa.Table, files: list[str]) -> pd.DataFrame:
