@@ -200,5 +200,5 @@ def test_a_folder_as_prompts_or_model_names_file_is_named_as_a_folder(tmp_path):
                 "--response-field", "choices.0.turns.0.content", flag, str(arena / "model_answer")]
         proc = subprocess.run([sys.executable, "binarize_score.py", *args, "--output", str(tmp_path / "o.json")],
                               cwd=root, capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
-        assert proc.returncode == 1 and f"{flag} takes one file, not a folder" in proc.stderr, proc.stderr
+        assert proc.returncode == 1 and f"{arena / 'model_answer'}: is a folder, not a {flag} file" in proc.stderr, proc.stderr
         assert not (tmp_path / "o.json").exists()

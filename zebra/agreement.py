@@ -34,6 +34,7 @@ import pandas as pd
 
 from zebra.analysis import ASPECTS, INTERVAL, PAIR_NUMBERS, AnalysisError, bootstrap_ci
 from zebra.behaviour import BehaviourTable
+from zebra.jsonio import not_a_file
 from zebra.strategies import keep_min_mb_sup_gap
 
 log = logging.getLogger(__name__)
@@ -275,10 +276,10 @@ def read_parameter_counts(path: str | Path) -> dict[str, float]:
     """Model → parameters in billions from a CSV with columns model, parameters_billions, source;
     an empty size (an API model whose size is not published) is NaN. One-line errors name the row."""
     path = Path(path)
+    if problem := not_a_file(path):
+        raise AnalysisError(f"--parameter-counts {problem}")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except FileNotFoundError:
-        raise AnalysisError(f"--parameter-counts {path}: no such file") from None
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise AnalysisError(f"--parameter-counts {path}: not a readable CSV ({type(err).__name__})") from None
     need = ["model", "parameters_billions", "source"]

@@ -34,6 +34,7 @@ import pandas as pd
 
 from zebra.behaviour import BehaviourTable, mb_sim
 from zebra.errors import ZebraError
+from zebra.jsonio import not_a_file
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +212,8 @@ def load_records(path: str | Path) -> list[dict]:
     from zebra.records import read_records
 
     path = Path(path)
-    if not path.is_file():
-        raise AnalysisError(f"{path}: no such binarize output (run the binarize_*.py script or pass --binarized DIR)")
+    if problem := not_a_file(path, "binarize output"):
+        raise AnalysisError(f"{problem} (run the binarize_*.py script or pass --binarized DIR)")
     return read_records(path)  # a truncated or foreign file: its one-line ZebraError
 
 
@@ -318,8 +319,8 @@ def load_pairs(path: str | Path, batch_size: int = BATCH_SIZE,
     from zebra.records import iter_records
 
     path = Path(path)
-    if not path.is_file():
-        raise AnalysisError(f"{path}: no such binarize output (run the binarize_*.py script or pass --binarized DIR)")
+    if problem := not_a_file(path, "binarize output"):
+        raise AnalysisError(f"{problem} (run the binarize_*.py script or pass --binarized DIR)")
     parts, start = [], 0
     for records in iter_records(path, batch_size):
         parts.append(pair_numbers(pairs_frame(records, str(path), start), count_tokens))

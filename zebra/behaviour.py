@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from zebra.errors import ZebraError
-from zebra.jsonio import read_text
+from zebra.jsonio import not_a_file, read_text
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +271,8 @@ def _check_unique_columns(benchmarks: list[str], source: str) -> None:
 def read_benchmark(path: str | Path) -> BehaviourTable:
     """Read a benchmark CSV (a UTF-8 BOM is tolerated) into a BehaviourTable."""
     path = Path(path)
-    if not path.is_file():
-        raise BenchmarkTableError(f"{path}: no such benchmark table (pass --behaviour-table PATH)")
+    if problem := not_a_file(path, "benchmark table"):
+        raise BenchmarkTableError(f"{problem} (pass --behaviour-table PATH)")
     try:
         # read_text: the one reader's errors for non-UTF-8 or binary bytes, a BOM dropped
         text = read_text(path, "benchmark table")

@@ -102,6 +102,15 @@ def read_bytes(path: str | Path, what: str = "file") -> bytes:
         raise FileAccessError(_open_failure(path, what, err)) from None
 
 
+def not_a_file(path: str | Path, what: str = "file") -> str | None:
+    """None if `path` is a file; else the one-line reason, as a failed open would give it ("no such
+    {what}", or "is a folder, not a {what}"): for callers that check a path before reading it."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    return f"{path}: is a folder, not a {what}" if path.is_dir() else f"{path}: no such {what}"
+
+
 def _open_failure(path: Path, what: str, err: OSError) -> str:
     if isinstance(err, FileNotFoundError):
         return f"{path}: no such {what}"

@@ -118,7 +118,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zebra.errors import ZebraError
-from zebra.jsonio import first_json_record, iter_json_record_chunks, read_json, read_text
+from zebra.jsonio import first_json_record, iter_json_record_chunks, not_a_file, read_json, read_text
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +224,8 @@ def resolve(source: str | Path, options: PoolOptions) -> tuple[list[Path], PoolO
     else:
         files = [path]
     for f in files:
-        if not f.is_file():
-            raise PoolError(f"{f}: no such file" + (f" (named by {path / MANIFEST})" if manifest is not None else ""))
+        if problem := not_a_file(f):
+            raise PoolError(problem + (f" (named by {path / MANIFEST})" if manifest is not None else ""))
     return files, options
 
 
@@ -758,10 +758,8 @@ def _inputs(files: list[Path], options: PoolOptions) -> list[Path]:
     extra = []
     for flag, name in (("--model-names", options.model_names), ("--prompts", options.prompts)):
         if name:
-            if Path(name).is_dir():  # exists, so "no such file" would mislead
-                raise PoolError(f"{name}: {flag} takes one file, not a folder")
-            if not Path(name).is_file():
-                raise PoolError(f"{name}: no such {flag} file")
+            if problem := not_a_file(name, f"{flag} file"):
+                raise PoolError(problem)
             extra.append(Path(name))
     return [*files, *extra, *(data_files(Path(options.judgments), "--judgments") if options.judgments else [])]
 

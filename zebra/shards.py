@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from zebra.errors import ZebraError
+from zebra.jsonio import not_a_file
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ def read_shard_meta(path: str | Path) -> dict[str, Any]:
     from zebra.jsonio import read_json
 
     meta_path = Path(f"{path}.meta.json")
-    if not Path(path).is_file():
-        raise ShardError(f"{path}: no such shard output")
+    if problem := not_a_file(path, "shard output"):
+        raise ShardError(problem)
     meta = read_json(meta_path, "shard meta file", expect=dict)
     if not isinstance(meta.get("shard"), dict):
         raise ShardError(f"{meta_path}: not a shard's meta (no 'shard' block); write shards with "
