@@ -111,6 +111,14 @@ def not_a_file(path: str | Path, what: str = "file") -> str | None:
     return f"{path}: is a folder, not a {what}" if path.is_dir() else f"{path}: no such {what}"
 
 
+def not_a_folder(path: str | Path, what: str = "folder") -> str | None:
+    """None if `path` is a folder; else the one-line reason ("no such {what}", or "is a file, not a {what}")."""
+    path = Path(path)
+    if path.is_dir():
+        return None
+    return f"{path}: is a file, not a {what}" if path.exists() else f"{path}: no such {what}"
+
+
 def _open_failure(path: Path, what: str, err: OSError) -> str:
     if isinstance(err, FileNotFoundError):
         return f"{path}: no such {what}"

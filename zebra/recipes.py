@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zebra.errors import ZebraError
-from zebra.jsonio import read_yaml
+from zebra.jsonio import not_a_file, read_yaml
 
 RECIPE_KEYS = {"script", "accelerate_config", "data", "args"}
 SCRIPTS = {"train_sft.py": "sft", "train_dpo.py": "dpo"}
@@ -63,8 +63,8 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     for key in ("data", "accelerate_config"):
         if not isinstance(recipe[key], str) or not recipe[key]:
             raise ZebraError(f"{path}: {key} must be a file name, not {recipe[key]!r}")
-    if not Path(recipe["accelerate_config"]).is_file():
-        raise ZebraError(f"{path}: accelerate_config {recipe['accelerate_config']}: no such file here ({Path.cwd()}); "
+    if problem := not_a_file(recipe["accelerate_config"]):
+        raise ZebraError(f"{path}: accelerate_config {problem} here ({Path.cwd()}); "
                          "run the grid from the repository root, or fix the recipe")
     return {**recipe, "name": f"{path.parent.name}/{path.stem}", "path": str(path)}
 

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from zebra.errors import ZebraError
-from zebra.jsonio import FileAccessError, ReadError, iter_json_records, read_json
+from zebra.jsonio import FileAccessError, ReadError, iter_json_records, not_a_folder, read_json
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ def read_scores(path: Path) -> dict[str, float]:
 def read_run(run_dir: str | Path) -> dict[str, dict[str, float]]:
     """benchmark → {id: score} for every `<benchmark>.jsonl` in an evaluation folder."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such evaluation folder; pass the --output-dir of an evaluate.py run")
+    if problem := not_a_folder(run_dir, "evaluation folder"):
+        raise RunError(f"{problem}; pass the --output-dir of an evaluate.py run")
     files = sorted(p for p in run_dir.glob("*.jsonl"))
     if not files:
         raise RunError(f"{run_dir}: no <benchmark>.jsonl records; pass the --output-dir of an evaluate.py run")
@@ -310,8 +310,8 @@ def collect_runs(results_dir: str | Path) -> list[Run]:
     """Every finished `summary.json` under `results_dir` (any depth) with its run identity;
     unfinished runs are left out with a warning naming them."""
     results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise RunError(f"{results_dir}: no such folder; pass the folder that holds evaluate.py output folders")
+    if problem := not_a_folder(results_dir):
+        raise RunError(f"{problem}; pass the folder that holds evaluate.py output folders")
     runs = []
     for summary in sorted(results_dir.rglob("summary.json")):
         data = read_summary(summary)
