@@ -16,7 +16,9 @@ binarize_score.py) on one form, its CPU time (user + system) and peak RSS from t
 (`wait4`). Cold = an empty `datasets` cache (a fresh HF_DATASETS_CACHE: the UltraFeedback JSON is
 parsed into Arrow, the pool converted); warm = the cache filled by the cold run. Both forms must
 give the same pairs (checked in a child process: the same (prompt, chosen, rejected) texts).
-The ratios (long ÷ UltraFeedback) are within one run on one machine.
+The ratios (long ÷ UltraFeedback) are within one run on one machine: each form and mode runs
+`--repeat` times (3), the forms taking turns, and the run of median CPU time is reported with every
+run's CPU time beside it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from benchmarks.binarize_speed import machine, versions
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = (16_000, 64_000)  # prompts of each size (63,967: UltraFeedback's); ~4 responses each
 RESPONSE_WORDS = 220  # ~1,300 characters a response, as binarize_speed
+REPEAT = 3  # CPU times vary by about 10 % between runs on a shared 2-vCPU machine: the median of 3
 WORK_DIR = "out/bench_long"
 OUTPUT = "benchmarks/results/long_pool_speed.json"  # tracked: the default run only
 
@@ -107,6 +110,12 @@ def child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str,
                  "peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
+def median_run(tries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median CPU time (the upper one of two), with every run's CPU time beside it."""
+    ranked = sorted(tries, key=lambda t: t["cpu_seconds"])
+    return {**ranked[len(ranked) // 2], "cpu_seconds_each": [t["cpu_seconds"] for t in tries]}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = ROOT / args.work_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -120,31 +129,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         uf, long = folder / f"uf-{rows}.jsonl", folder / f"long-{rows}.jsonl"
         data, _ = child(["--worker", "prepare", "--data", str(raw), "--uf", str(uf), "--long", str(long)])
-        runs: dict[str, Any] = {}
-        for form, path in (("ultrafeedback", uf), ("long", long)):
-            cache = Path(tempfile.mkdtemp(prefix="zebra-bench-cache-", dir=folder))
-            try:
-                for mode in ("cold", "warm"):
-                    output = folder / f"sup-{form}-{rows}.jsonl"
-                    out, usage = child(["--worker", "sup", "--data", str(path), "--output", str(output)],
-                                       {"HF_DATASETS_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
-                    runs[f"{form} {mode}"] = {**usage, **out}
-                    print(f"{rows} prompts, {form} {mode}: {usage}", flush=True)
-            finally:
-                shutil.rmtree(cache, ignore_errors=True)
+        tries: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(args.repeat):  # the forms take turns, so a drift of the machine hits both alike
+            for form, path in (("ultrafeedback", uf), ("long", long)):
+                cache = Path(tempfile.mkdtemp(prefix="zebra-bench-cache-", dir=folder))
+                try:
+                    for mode in ("cold", "warm"):
+                        output = folder / f"sup-{form}-{rows}.jsonl"
+                        out, usage = child(["--worker", "sup", "--data", str(path), "--output", str(output)],
+                                           {"HF_DATASETS_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
+                        tries.setdefault(f"{form} {mode}", []).append({**usage, **out})
+                        print(f"{rows} prompts, {form} {mode}: {usage}", flush=True)
+                finally:
+                    shutil.rmtree(cache, ignore_errors=True)
+        runs = {name: median_run(found) for name, found in tries.items()}
         same, _ = child(["--worker", "same_pairs", "--data", str(folder / f"sup-ultrafeedback-{rows}.jsonl"),
                          "--uf", str(folder / f"sup-long-{rows}.jsonl")])
         ratios = {mode: {"cpu": round(runs[f"long {mode}"]["cpu_seconds"] / runs[f"ultrafeedback {mode}"]["cpu_seconds"], 2),
                          "peak_rss": round(runs[f"long {mode}"]["peak_rss_mb"] / runs[f"ultrafeedback {mode}"]["peak_rss_mb"], 2)}
                   for mode in ("cold", "warm")}
         sizes.append({"rows": rows, "data": data, "runs": runs, "long_over_ultrafeedback": ratios, "same_pairs": same})
-    return {"sizes": sizes, "response_words": args.response_words, "machine": machine(), "versions": versions()}
+    return {"sizes": sizes, "response_words": args.response_words, "repeat": args.repeat, "machine": machine(),
+            "versions": versions()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=list(ROWS), help="prompts of each size (default: %(default)s)")
     ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS, help="(default: %(default)s)")
+    ap.add_argument("--repeat", type=int, default=REPEAT,
+                    help="runs of each form and mode; the median run is reported (default: %(default)s)")
     ap.add_argument("--work-dir", default=WORK_DIR, help="generated data, caches, outputs (default: %(default)s)")
     ap.add_argument("--worker", choices=["prepare", "sup", "same_pairs"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -161,7 +175,9 @@ def main() -> None:
     t0 = time.perf_counter()
     results = run(args)
     results["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    default = args.rows == list(ROWS) and args.response_words == RESPONSE_WORDS
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1, not {args.repeat}")
+    default = args.rows == list(ROWS) and args.response_words == RESPONSE_WORDS and args.repeat == REPEAT
     target = ROOT / OUTPUT if default else ROOT / args.work_dir / "long_pool_speed.partial.json"
     from zebra.records import write_json_atomic
 

@@ -162,13 +162,16 @@ def test_the_long_pool_benchmark_runs_and_finds_the_same_pairs(tmp_path):
     import sys
 
     done = subprocess.run([sys.executable, "-m", "benchmarks.long_pool_speed", "--rows", "300", "--response-words", "10",
-                           "--work-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--repeat", "2", "--work-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "long_pool_speed.partial.json").read_text(encoding="utf-8"))
     size = result["sizes"][0]
     assert size["same_pairs"]["same"] and size["same_pairs"]["pairs"] > 250
     assert set(size["runs"]) == {"ultrafeedback cold", "ultrafeedback warm", "long cold", "long warm"}
     assert all(run["peak_rss_mb"] > 0 and run["cpu_seconds"] > 0 for run in size["runs"].values())
+    # two runs of each: the reported one is the slower (the median's upper one), both CPU times beside it
+    assert all(len(run["cpu_seconds_each"]) == 2 and run["cpu_seconds"] == max(run["cpu_seconds_each"])
+               for run in size["runs"].values())
 
 
 def test_a_killed_conversions_folder_is_removed_by_the_next(tmp_path):

@@ -87,7 +87,10 @@ every rule above is per prompt, so the rows are those of one pass over the whole
 several faults in one pool, which one is named first may differ from a whole-file read. JSON
 lines are parsed by pyarrow while its records are exactly the strict reader's, and by the strict
 reader (zebra.jsonio) from the first record where they might not be (_ArrowLines): the records
-and every message are the strict reader's, at a quarter of its parse time.
+and every message are the strict reader's, at a quarter of its parse time. Texts pyarrow read stay
+in Arrow: prompt and model names are checked on their distinct values, each distinct prompt is
+hashed once (its partition), and the per-prompt rules compare integer codes (_Part), so no
+response and no prompt becomes a Python string on the way to the converted rows.
 
 Detection: `--format long` / `ultrafeedback` decides; `auto` (default) calls a source long when
 it is a folder with a `pool.json`, or --prompts is given, or a .json/.jsonl/.parquet/.csv file (or
@@ -439,8 +442,8 @@ class _Fields:
             return df[name]
         if steps and head in df.columns:
             self.seen.add(name)
-            self.first.setdefault(name, str(df[head].iloc[0])[:120] if len(df) else "")
-            values = pd.Series([_follow(v, steps) for v in df[head].tolist()], index=df.index, dtype=object)
+            self.first.setdefault(name, str(_values(df[head].iloc[:1])[0])[:120] if len(df) else "")
+            values = pd.Series([_follow(v, steps) for v in _values(df[head])], index=df.index, dtype=object)
             if name not in self.found and values.notna().any():
                 self.found.add(name)
             return values
@@ -455,6 +458,12 @@ class _Fields:
             if name not in self.found:
                 raise PoolError(f"{self.where}: the field path {name!r} ({flag}) finds a value in no row; "
                                 f"the first row's {name.split('.')[0]!r} is {self.first.get(name)}")
+
+
+def _values(values: pd.Series) -> list:
+    """A column's values as Python's, None for null (a column left in Arrow has pd.NA there)."""
+    text = _arrow_text(values)
+    return values.tolist() if text is None else text.to_pylist()
 
 
 def _follow(value: Any, steps: list[str]) -> Any:
@@ -480,9 +489,9 @@ def _field(df: pd.DataFrame, where: str, flag: str, name: str, required: bool = 
         return df[name]
     head, *steps = name.split(".")
     if steps and head in df.columns:
-        values = pd.Series([_follow(v, steps) for v in df[head].tolist()], index=df.index, dtype=object)
+        values = pd.Series([_follow(v, steps) for v in _values(df[head])], index=df.index, dtype=object)
         if len(values) and values.isna().all():
-            first = str(df[head].iloc[0])[:120]
+            first = str(_values(df[head].iloc[:1])[0])[:120]
             raise PoolError(f"{where}: the field path {name!r} ({flag}) finds a value in no row; "
                             f"the first row's {head!r} is {first}")
         return values
@@ -507,9 +516,27 @@ def _ids(values: pd.Series, where: str, what: str, rows: np.ndarray) -> np.ndarr
     return out
 
 
-def _strings(values: pd.Series, where: str, what: str, rows: np.ndarray, allow_null: bool = False) -> np.ndarray:
-    """`values` as an object array of str; a bad row is an error naming it (1-based)."""
-    arr = values.to_numpy(dtype=object)
+def _arrow_text(values: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow text behind `values` when pyarrow read it (_read_chunks's `arrow`), else None."""
+    kind = getattr(values.dtype, "pyarrow_dtype", None)
+    if kind is None or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return None
+    return values.array.__arrow_array__()
+
+
+def _strings(values: pd.Series, where: str, what: str, rows: np.ndarray, allow_null: bool = False
+             ) -> np.ndarray | pd.arrays.ArrowExtensionArray:
+    """`values` as an object array of str, or as Arrow text when pyarrow read them (checked on the
+    distinct values: a prompt's text is on each of its responses); a bad row is an error naming it
+    (1-based)."""
+    if not allow_null and (text := _arrow_text(values)) is not None:
+        bad = pc.is_null(text)
+        if blank := [v for v in pc.unique(text).drop_null().to_pylist() if not v.strip()]:
+            bad = pc.or_(bad, pc.is_in(text, value_set=pa.array(blank, text.type)))
+        if not pc.any(bad).as_py():
+            return pd.arrays.ArrowExtensionArray(text.cast(pa.string()))
+        # else the row-by-row check below names the first bad row, as for any other column
+    arr = np.array(_values(values) + [None], dtype=object)[:-1]
     bad = np.array([(v is not None or not allow_null) and not (isinstance(v, str) and (allow_null or v.strip()))
                     for v in arr], dtype=bool)
     if bad.any():
@@ -530,9 +557,11 @@ def _response_texts(values: pd.Series, where: str, what: str, rows: np.ndarray) 
     return pd.arrays.ArrowExtensionArray(texts)
 
 
-def _sources(values: pd.Series, where: str, what: str, rows: np.ndarray) -> list:
+def _sources(values: pd.Series, where: str, what: str, rows: np.ndarray) -> list | pd.arrays.ArrowExtensionArray:
     """The source field: text or null; anything else (5, an object) is an error naming its row,
     since the source decides which prompts --drop-sources drops."""
+    if (text := _arrow_text(values)) is not None:
+        return pd.arrays.ArrowExtensionArray(text.cast(pa.string()))
     out = values.tolist()
     for i, v in enumerate(out):
         if v is not None and not isinstance(v, str) and not (isinstance(v, float) and np.isnan(v)):
@@ -710,7 +739,7 @@ def _check_options(options: PoolOptions) -> None:
 
 CHUNK_ROWS = 16384  # rows read and checked at once (a file's chunk): the bound on rows held while reading
 PART_PROMPTS = 4096  # prompts per on-disk partition: the bound on prompts held while converting
-_CACHE_VERSION = 1  # bump when the conversion changes: every pool is converted again
+_CACHE_VERSION = 2  # bump when the conversion changes: every pool is converted again
 _POOL_SCHEMA = pa.schema([("instruction", pa.string()), ("pool_model", pa.string()), ("model", pa.string()),
                           ("response", pa.string()), ("source", pa.string()), ("label", pa.float64()),
                           ("file", pa.int32()), ("row", pa.int64()), ("ordinal", pa.int64())])
@@ -843,34 +872,44 @@ class _Spill:
         self.ordinal: dict[bytes, int] = {}
         self.writers: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
 
-    @staticmethod
-    def digest(text: str) -> bytes:
-        return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
-    def ordinals(self, texts: np.ndarray, add: bool = True) -> np.ndarray:
-        """Each text's prompt ordinal (new ones numbered in order, when `add`; else -1)."""
-        codes, uniques = pd.factorize(texts)
-        found = np.empty(len(uniques), dtype=np.int64)
-        for i, text in enumerate(uniques.tolist()):
-            key = self.digest(text)
-            number = self.ordinal.get(key)
+    def ordinals(self, texts: pd.Series | np.ndarray, add: bool = True) -> np.ndarray:
+        """Each text's prompt ordinal (new ones numbered in order, when `add`; else -1). Only the
+        distinct texts are hashed (a prompt has several responses), Arrow text from its UTF-8
+        bytes without a Python string between."""
+        if isinstance(texts, pd.Series) and (text := _arrow_text(texts)) is not None:
+            coded = pc.dictionary_encode(text.combine_chunks())
+            codes = pc.fill_null(coded.indices, -1).to_numpy()
+            kind = pa.binary() if pa.types.is_string(coded.dictionary.type) else pa.large_binary()
+            raw = coded.dictionary.cast(kind).to_pylist()
+        else:
+            codes, uniques = pd.factorize(texts)
+            raw = [t.encode("utf-8") for t in uniques.tolist()]
+        blake2b, ordinal = hashlib.blake2b, self.ordinal
+        found = np.empty(len(raw), dtype=np.int64)
+        for i, key in enumerate([blake2b(b, digest_size=16).digest() for b in raw]):
+            number = ordinal.get(key)
             if number is None:
-                if not add:
-                    number = -1
-                else:
-                    number = self.ordinal[key] = len(self.ordinal)
+                number = -1 if not add else ordinal.setdefault(key, len(ordinal))
             found[i] = number
-        return found[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+        codes = np.asarray(codes)
+        # a missing text (factorize's -1) has no ordinal: found[-1] would be the last prompt's
+        return np.where(codes >= 0, found[codes], -1) if len(codes) else np.zeros(0, dtype=np.int64)
 
     def write(self, kind: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
         part = frame["ordinal"].to_numpy() // self.part_prompts
+        if not len(part):
+            return
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)  # once; cut in Arrow
-        parts = np.unique(part).tolist()
-        for p in parts:
+        if not (np.diff(part) >= 0).all():  # in partition order, so each is one slice, not a copy
+            order = np.argsort(part, kind="stable")
+            part, table = part[order], table.take(pa.array(order))
+        cuts = np.flatnonzero(np.diff(part)) + 1
+        for start, stop in zip([0, *cuts.tolist()], [*cuts.tolist(), len(part)]):
+            p = int(part[start])
             writer = self.writers.get((kind, p))
             if writer is None:
                 writer = self.writers[(kind, p)] = pa.ipc.new_stream(str(self.folder / f"{kind}-{p}.arrow"), schema)
-            writer.write_table(table if len(parts) == 1 else table.filter(pa.array(part == p)))
+            writer.write_table(table.slice(start, stop - start))
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -881,33 +920,69 @@ class _Spill:
 
     def read(self, kind: str, p: int, files: list[str]) -> pd.DataFrame | None:
         table = self._table(kind, p)
-        return None if table is None else self._frame(table, files)
+        return None if table is None else _texts(table, files)
 
-    def read_pool(self, p: int, files: list[str]) -> tuple[pd.DataFrame, pa.Array]:
-        """Partition p's responses with their texts left in Arrow, where they came from and go to:
-        the frame's `response` is a code (equal texts, equal codes: all the rules compare) and `text`
-        the row of its text in the array returned beside it (_to_arrow takes them from there)."""
-        table = self._table("pool", p)  # every partition holds responses: the prompts were numbered from them
-        texts = table.column("response").combine_chunks()
-        table = table.set_column(table.schema.get_field_index("response"), "response",
-                                 pc.dictionary_encode(texts).indices)
-        table = table.append_column("text", pa.array(np.arange(len(table), dtype=np.int64)))
-        return self._frame(table, files), texts
+    def read_pool(self, p: int, files: list[str]) -> _Part:
+        return _Part(self._table("pool", p), files)  # every partition holds responses: the prompts were numbered from them
 
     def _table(self, kind: str, p: int) -> pa.Table | None:
         path = self.folder / f"{kind}-{p}.arrow"
         if not path.is_file():
             return None
         with pa.OSFile(str(path)) as fh:  # plain reads, not a memory map (whose pages would stay resident)
-            return pa.ipc.open_stream(fh).read_all()
+            return pa.ipc.open_stream(fh).read_all().combine_chunks()
 
-    @staticmethod
-    def _frame(table: pa.Table, files: list[str]) -> pd.DataFrame:
-        frame = table.to_pandas().astype(object)
-        frame = frame.where(frame.notna(), None)
-        frame["label"] = frame["label"].astype(float)
-        frame["file"] = [files[i] for i in frame["file"].tolist()]
-        return frame
+
+def _texts(table: pa.Table, files: list[str]) -> pd.DataFrame:
+    """Spilled rows as Python objects (None for null), with their files' names: for judgments,
+    which carry no responses, and for the rows a message names."""
+    frame = table.to_pandas().astype(object)
+    frame = frame.where(frame.notna(), None)
+    frame["label"] = frame["label"].astype(float)
+    frame["ordinal"] = frame["ordinal"].astype(np.int64)
+    frame["file"] = [files[i] for i in frame["file"].tolist()]
+    return frame
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary codes of a column (equal values, equal codes; -1 for null) and the values."""
+    found = pc.dictionary_encode(column)
+    if isinstance(found, pa.ChunkedArray):
+        found = found.combine_chunks()
+    return pc.fill_null(found.indices, -1).to_numpy().astype(np.int64), found.dictionary
+
+
+class _Part:
+    """One partition's responses for the per-prompt rules: `rows` holds integer codes in place of
+    the texts (ordinal = the prompt; model and source: equal values, equal codes, -1 for a null
+    source; response: equal codes for equal texts of one model on one prompt, the only rows whose
+    texts a rule compares; `at` = the row in `table`), so every rule compares integers and no
+    response or prompt becomes a Python string; `table` holds the texts, for the output and the
+    messages (`texts`)."""
+
+    def __init__(self, table: pa.Table, files: list[str]):
+        self.table, self.files = table, files
+        model, self.models = _codes(table.column("model"))
+        source, self.sources = _codes(table.column("source"))
+        ordinal, at = table.column("ordinal").to_numpy(), np.arange(len(table))
+        self.rows = pd.DataFrame({"ordinal": ordinal, "model": model, "response": -1 - at, "source": source,
+                                  "label": table.column("label").to_numpy(zero_copy_only=False),
+                                  "row": table.column("row").to_numpy(), "at": at})
+        # Only a model's second row on a prompt can be a copy: the other responses keep a code of their
+        # own (-1 - at), and the texts are compared (hashed) for those rows alone, usually none.
+        twice = self.rows.duplicated(["ordinal", "model"], keep=False).to_numpy()
+        if twice.any():
+            self.rows.loc[twice, "response"], _ = _codes(table.column("response").take(pa.array(np.flatnonzero(twice))))
+
+    def texts(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """`rows` (some of self.rows) with their texts, for a message: a few rows, never the bulk."""
+        out = _texts(self.table.take(pa.array(rows["at"].to_numpy(), pa.int64())), self.files)
+        out["label"] = rows["label"].to_numpy()
+        out.index = rows.index
+        return out
+
+    def model_names(self, codes: np.ndarray) -> np.ndarray:
+        return np.array(self.models.to_pylist() + [None], dtype=object)[codes]
 
 
 def convert(files: list[Path], options: PoolOptions, output: Path, spill: Path, chunk_rows: int = CHUNK_ROWS,
@@ -934,7 +1009,8 @@ def convert(files: list[Path], options: PoolOptions, output: Path, spill: Path, 
     missing_ids: Counter = Counter()
     report["rows"] = 0
     # the responses are only passed on (to the spill, then the output): their text need not become Python's
-    in_arrow = frozenset({resp} - {inst, pid, model, src, score})
+    # nor need the prompts' (unless they are ids into --prompts), the models' and the sources', checked in Arrow
+    in_arrow = frozenset({resp, model, src, *([inst] if prompts is None else [])} - {score, *([pid] if prompts else [])})
     try:
         for index, f in enumerate(files):
             where = str(f)
@@ -959,11 +1035,13 @@ def convert(files: list[Path], options: PoolOptions, output: Path, spill: Path, 
                 if prompts is not None:
                     part = _join_chunk(part, prompts, seen_ids, missing_ids)
                 codes, spelled = pd.factorize(part["pool_model"])  # a few models, many rows: map each name once
-                part["model"] = np.array([names.get(m, m) for m in spelled] + [None], dtype=object)[codes]
+                spelled = list(spelled)
+                part["model"] = pd.arrays.ArrowExtensionArray(
+                    pa.array([names.get(m, m) for m in spelled], pa.string()).take(pa.array(codes)))
                 if names:
                     unmapped.update({m: int(n) for m, n in zip(spelled, np.bincount(codes, minlength=len(spelled)))
                                      if m not in names})
-                part["ordinal"] = spilled.ordinals(part["instruction"].to_numpy(dtype=object))
+                part["ordinal"] = spilled.ordinals(part["instruction"])
                 spilled.write("pool", part, _POOL_SCHEMA)
             if not count:
                 raise PoolError(f"{where}: no rows")
@@ -1048,7 +1126,7 @@ def _spill_judgments(path: Path, options: PoolOptions, names: dict[str, str], pr
                 draws += int((lab == 1.5).sum())
             total += len(out)
             texts = out["instruction"].to_numpy(dtype=object)
-            known = np.array([t is not None for t in texts], dtype=bool)
+            known = np.array([isinstance(t, str) for t in texts], dtype=bool)  # an id --prompts lacks: None or NaN
             ordinals = np.full(len(out), -1, dtype=np.int64)
             if known.any():
                 ordinals[known] = spilled.ordinals(texts[known], add=False)
@@ -1111,25 +1189,25 @@ def _convert_parts(spilled: _Spill, options: PoolOptions, names: dict[str, str],
         report[key] = 0
     if options.judged_only and not labelled:
         raise PoolError("--judged-only needs labels: give --judgments or --score-field")
-    schema = _to_arrow(pd.DataFrame(columns=["prompt", "model", "response", "label", "source", "instruction"]),
-                       labelled).schema
+    schema = _output_schema(labelled)
     with pa.OSFile(str(output), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for p in range(spilled.parts()):
-            pool, texts = spilled.read_pool(p, where_of)
-            stats["part_rows"] = max(stats["part_rows"], len(pool))
-            stats["part_prompts"] = max(stats["part_prompts"], pool["ordinal"].nunique())
-            pool = _one_part(pool, spilled.read("judged", p, judgment_files), options, names, report)
-            writer.write_table(_to_arrow(pool, labelled, texts).cast(schema))
+            part = spilled.read_pool(p, where_of)
+            stats["part_rows"] = max(stats["part_rows"], len(part.rows))
+            stats["part_prompts"] = max(stats["part_prompts"], part.rows["ordinal"].nunique())
+            rows = _one_part(part, spilled.read("judged", p, judgment_files), options, names, report)
+            writer.write_table(_to_arrow(part, rows, labelled).cast(schema))
     report.pop("judgment_files", None)
 
 
-def _one_part(pool: pd.DataFrame, judged: pd.DataFrame | None, options: PoolOptions, names: dict[str, str],
+def _one_part(part: _Part, judged: pd.DataFrame | None, options: PoolOptions, names: dict[str, str],
               report: dict) -> pd.DataFrame:
-    """Every per-prompt rule on whole prompts: copies, clashes, labels, --judged-only, the draw."""
-    pool = _drop_copies(pool, report, options.score_field)
-    clash = pool.duplicated(["instruction", "model"], keep=False)
+    """Every per-prompt rule on whole prompts: copies, clashes, labels, --judged-only, the draw.
+    Returns the rows kept (part.rows' codes), in output order."""
+    pool = _drop_copies(part, report, options.score_field)
+    clash = pool.duplicated(["ordinal", "model"], keep=False)
     if clash.any():
-        a = _first_clash(pool, clash)
+        a = part.texts(_first_clash(pool, clash, "ordinal"))
         pool_names = a["pool_model"].tolist()
         if pool_names[0] != pool_names[1]:
             how = [f"{n!r} → {names[n]!r} by --model-names" if n in names else f"{n!r} (not in --model-names, kept as spelled)"
@@ -1141,7 +1219,9 @@ def _one_part(pool: pd.DataFrame, judged: pd.DataFrame | None, options: PoolOpti
                         f"one prompt twice with different text ({a['instruction'].iloc[0][:60]!r}); keep one")
     if judged is not None:
         judged = _judgment_labels(judged, report)
-        merged = judged.merge(pool[["instruction", "model"]].reset_index(), on=["instruction", "model"], how="left")
+        # the prompt's ordinal stands for its text (one to one), as the spill numbered both from it
+        responses = pd.DataFrame({"ordinal": pool["ordinal"], "model": part.model_names(pool["model"].to_numpy())})
+        merged = judged.merge(responses.reset_index(), on=["ordinal", "model"], how="left")
         orphan = merged["index"].isna()
         if orphan.any():
             if not options.skip_unmatched_judgments:
@@ -1156,11 +1236,12 @@ def _one_part(pool: pd.DataFrame, judged: pd.DataFrame | None, options: PoolOpti
         pool = pool[pool["label"].notna()].reset_index(drop=True)
     # prompts in order of first appearance; responses in file order inside a prompt
     pool = pool.sort_values(["ordinal"], kind="stable").reset_index(drop=True)
-    pool["prompt"] = pool["ordinal"]
     k = options.models_per_prompt
     if k is not None:
-        pool["key"] = draw_keys(options.seed, pool["instruction"].to_numpy(), pool["model"].to_numpy())
-        rank = pool.groupby("prompt")["key"].rank(method="first")
+        prompt, texts = _codes(part.table.column("instruction").take(pa.array(pool["at"].to_numpy(), pa.int64())))
+        prompt_texts = np.array(texts.to_pylist(), dtype=object)  # each prompt once: draw_keys hashes it once
+        pool["key"] = draw_keys(options.seed, prompt_texts[prompt], part.model_names(pool["model"].to_numpy()))
+        rank = pool.groupby("ordinal")["key"].rank(method="first")
         report["dropped_by_draw"] += int((rank > k).sum())
         pool = pool[(rank <= k).to_numpy()].reset_index(drop=True)
     return pool
@@ -1175,46 +1256,54 @@ def _two_rows(group: pd.DataFrame, column: str) -> tuple[list[int], list]:
     return [int(r) for r, _ in pair], sorted(v for _, v in pair)
 
 
-def _drop_copies(pool: pd.DataFrame, report: dict, score: str | None) -> pd.DataFrame:
+def _drop_copies(part: _Part, report: dict, score: str | None) -> pd.DataFrame:
     """One row per (prompt, model, response), whatever the rows' order: exact copies are dropped and
     counted; copies that disagree on the score, or rows of one prompt that disagree on the source,
     are an error naming two rows (which would be right?). A null score or source is no disagreement."""
-    key = ["instruction", "model", "response"]
+    pool = part.rows.copy()
+    key = ["ordinal", "model", "response"]
     if score:
         values = pool.groupby(key, sort=False)["label"]
         clash = values.transform("nunique") > 1
         if clash.any():
             first = pool[clash].iloc[0]
-            rows, found = _two_rows(pool[clash & (pool["instruction"] == first["instruction"])
-                                         & (pool["model"] == first["model"]) & (pool["response"] == first["response"])],
-                                    "label")
+            rows, found = _two_rows(pool[clash & (pool["ordinal"] == first["ordinal"]) & (pool["model"] == first["model"])
+                                         & (pool["response"] == first["response"])], "label")
+            first = part.texts(pool[clash].iloc[:1]).iloc[0]
             raise PoolError(f"{first['file']}: rows {rows}: model {first['model']!r} gives one response on prompt "
                             f"{first['instruction'][:60]!r} two scores ({found[0]}, {found[1]}); keep one")
         pool["label"] = values.transform("max")  # a copy without a score takes its twin's
-    if pool["source"].notna().any():
-        sources = pool.groupby("instruction", sort=False)["source"]
+    if (pool["source"] >= 0).any():
+        sources = pool["source"].where(pool["source"] >= 0).groupby(pool["ordinal"], sort=False)  # null: NaN
         clash = sources.transform("nunique") > 1
         if clash.any():
             first = pool[clash].iloc[0]
-            rows, found = _two_rows(pool[pool["instruction"] == first["instruction"]], "source")
+            rows, found = _two_rows(part.texts(pool[pool["ordinal"] == first["ordinal"]]), "source")
+            first = part.texts(pool[clash].iloc[:1]).iloc[0]
             raise PoolError(f"{first['file']}: rows {rows}: prompt {first['instruction'][:60]!r} has two sources "
                             f"({found[0]!r}, {found[1]!r}); a prompt's rows must agree on --source-field")
-        pool["source"] = sources.transform("first")  # the one non-null source, on every row of the prompt
+        pool["source"] = sources.transform("first").fillna(-1).astype(np.int64)  # the one non-null source, on every row
     copies = pool.duplicated(key)
     report["duplicate_row_copies"] = int(copies.sum())
     return pool[~copies].reset_index(drop=True)
 
 
-def _to_arrow(pool: pd.DataFrame, labelled: bool, texts: pa.Array | None = None) -> pa.Table:
-    """UltraFeedback-schema rows from the sorted long frame: one list of completions per prompt.
-    The responses are the frame's, or with `texts` (_Spill.read_pool) texts[frame.text]."""
-    starts = np.flatnonzero(np.r_[True, pool["prompt"].to_numpy()[1:] != pool["prompt"].to_numpy()[:-1]]) \
-        if len(pool) else np.zeros(0, dtype=int)
+def _output_schema(labelled: bool) -> pa.Schema:
+    """UltraFeedback's schema (SPEC §3), with overall_score when the pool has labels."""
+    completion = [("model", pa.string()), ("response", pa.string()), *([("overall_score", pa.float64())] if labelled else [])]
+    return pa.schema([("source", pa.string()), ("instruction", pa.string()), ("models", pa.list_(pa.string())),
+                      ("completions", pa.list_(pa.struct(completion)))])
+
+
+def _to_arrow(part: _Part, pool: pd.DataFrame, labelled: bool) -> pa.Table:
+    """UltraFeedback-schema rows from the kept rows, sorted by prompt: one list of completions per
+    prompt. The texts are taken from the partition's Arrow columns by row."""
+    ordinal = pool["ordinal"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, ordinal[1:] != ordinal[:-1]]) if len(pool) else np.zeros(0, dtype=np.int64)
     offsets = pa.array(np.r_[starts, len(pool)].astype(np.int32))
-    model = pa.array(pool["model"].tolist(), pa.string())
-    response = pa.array(pool["response"].tolist(), pa.string()) if texts is None else \
-        texts.take(pa.array(pool["text"].to_numpy(dtype=np.int64)))
-    parts = [model, response]
+    at = pool["at"].to_numpy(dtype=np.int64)
+    model = part.models.take(pa.array(pool["model"].to_numpy(dtype=np.int64)))
+    parts = [model, part.table.column("response").take(pa.array(at)).combine_chunks()]
     names = ["model", "response"]
     if labelled:
         label = pool["label"].to_numpy(dtype=float)
@@ -1222,10 +1311,7 @@ def _to_arrow(pool: pd.DataFrame, labelled: bool, texts: pa.Array | None = None)
         names.append("overall_score")
     completions = pa.ListArray.from_arrays(offsets, pa.StructArray.from_arrays(parts, names=names))
     models = pa.ListArray.from_arrays(offsets, model)
-    first = pool.iloc[starts] if len(pool) else pool
-    # a prompt without a source beside one with it: groupby's "first" gave it NaN, which was a crash here
-    source = [v if isinstance(v, str) else None for v in first["source"].tolist()] \
-        if "source" in first and first["source"].notna().any() else [None] * len(starts)
-    return pa.table({"source": pa.array(source, pa.string()),
-                     "instruction": pa.array(first["instruction"].tolist(), pa.string()),
+    source = pool["source"].to_numpy(dtype=np.int64)[starts]  # every row of a prompt has its one source (_drop_copies)
+    return pa.table({"source": part.sources.take(pa.array(source, mask=source < 0)),
+                     "instruction": part.table.column("instruction").take(pa.array(at[starts])).combine_chunks(),
                      "models": models, "completions": completions})
