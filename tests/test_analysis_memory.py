@@ -299,3 +299,20 @@ def test_stream_json_records_parses_a_line_at_a_time(tmp_path, monkeypatch):
     assert [len(b) for b in batches] == [16, 16, 8] and len(parsed) == 40
     assert max(parsed) < path.stat().st_size / 10  # one record's line, never the file's text
     assert [r["prompt_id"] for b in batches for r in b] == [r["prompt_id"] for r in A.load_records(path)]
+
+
+@pytest.mark.slow  # ~40 s: a tiny model made and two select_potential.py processes
+def test_the_potential_memory_benchmark_runs_and_bounds_by_the_chunk(tmp_path):
+    """benchmarks/potential_memory.py at a tiny size (two sizes, one chunk each): it runs from a
+    fresh process, scores every record and writes its ratios."""
+    import subprocess
+
+    out = tmp_path / "potential.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.potential_memory", "--rows", "40", "--scales", "1", "2",
+                           "--response-words", "20", "--work-dir", str(tmp_path / "work"), "--output", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert [(r["scale"], r["chunk"]) for r in result["runs"]] == [(1, 4096), (2, 4096)]
+    assert all(r["peak_rss_mb"] > 0 and r["records"] > 30 and r["kept"] > 0 for r in result["runs"])
+    assert set(result["ratios"]) == {"chunk 4096: 2x / 1x"}
