@@ -982,6 +982,8 @@ class _Part:
         return out
 
     def model_names(self, codes: np.ndarray) -> np.ndarray:
+        """The model names of `codes` (self.rows' model codes), as Python strings: for the joins
+        with judgments and the draw, which key on names."""
         return np.array(self.models.to_pylist() + [None], dtype=object)[codes]
 
 
