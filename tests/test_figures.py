@@ -159,3 +159,16 @@ def test_agreement_study_legend_hides_no_label_and_every_n_shows(drawn, tmp_path
     boxes = _boxes(fig, texts)
     assert legends and not any(_overlap(b, box) for b in _boxes(fig, legends) for box in boxes)
     assert not any(_overlap(b, a) for b in _boxes(fig, legends) for a in _boxes(fig, fig.axes))
+
+
+def test_an_interval_that_misses_its_point_draws_instead_of_crashing(tmp_path):
+    """A prompt-bootstrap percentile interval of a pooled ratio can miss the ratio itself on a few
+    prompts (analyze.py agreement on 60 made-up rows did): matplotlib refuses a negative error bar,
+    which stopped the whole analysis at its figure. The side the interval does not reach has no bar."""
+    import pandas as pd
+
+    calibration = pd.DataFrame({"models_per_prompt": [4, 4], "variable": ["mb_sup_gap", "mb_sim"], "pairs": ["all", "all"],
+                                "decided": [3, 3], "mean_value": [0.1, 0.5], "agreement": [0.5, 0.7],
+                                "ci_low": [0.55, 0.6], "ci_high": [0.9, 0.65]})
+    assert figures.plot_calibration(calibration, tmp_path / "c.png").is_file()
+    assert figures._err(calibration).tolist() == [[0.0, pytest.approx(0.1)], [pytest.approx(0.4), 0.0]]

@@ -271,7 +271,9 @@ def plot_tfidf(per_record: pd.DataFrame, result: Mapping, path: str | Path, dpi:
 
 
 def _err(part: pd.DataFrame, mid: str = "agreement", lo: str = "ci_low", hi: str = "ci_high") -> np.ndarray:
-    return np.nan_to_num(np.vstack([part[mid] - part[lo], part[hi] - part[mid]]).astype(float))
+    """Error bars below and above `mid` (matplotlib's yerr). A percentile interval of a pooled ratio
+    can miss the ratio on a few prompts: the side it does not reach gets no bar (the CSVs keep it)."""
+    return np.clip(np.nan_to_num(np.vstack([part[mid] - part[lo], part[hi] - part[mid]]).astype(float)), 0, None)
 
 
 def agreement_figure(summary: pd.DataFrame):
