@@ -56,6 +56,24 @@ def git_commit(root: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def save(output: Path, result: dict) -> None:
+    """Write `result` with this machine and the driver's own peak RSS beside it, and print its ratios.
+    Call after every measured run: the children started from the driver's peak, not this import's."""
+    import resource
+
+    from zebra.records import json_text, write_text_atomic
+
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+               "python": platform.python_version(), "load_average": os.getloadavg()}
+    head = {k: result[k] for k in ("settings", "code")}  # the keys in the order the recorded results have them
+    result = {**head, "machine": machine, **{k: v for k, v in result.items() if k not in head},
+              "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(output, json_text(result))
+    print(json.dumps(result["ratios"], indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=ROWS, help="rows at 1× (default: %(default)s)")
@@ -107,21 +125,10 @@ def main() -> None:
         for analysis in ANALYSES:
             for scale in args.scales:
                 ratios[f"{analysis} at {scale}x: after / before"] = round(peak["after", analysis, scale] / peak["before", analysis, scale], 3)
-    import resource
-
-    from zebra.records import json_text, write_text_atomic  # after every measured run: children start from our peak
-
-    result = {"settings": {**vars(args), "analyses": list(ANALYSES), "tokenizer": "none"},
-              "code": {"after": git_commit(ROOT), "before": args.before_label or (git_commit(codes["before"]) if args.before else None)},
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                          "python": platform.python_version(), "load_average": os.getloadavg()},
-              "runs": runs, "ratios": ratios,
-              "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    output = ROOT / args.output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(output, json_text(result))
-    print(json.dumps(ratios, indent=2))
+    save(ROOT / args.output, {"settings": {**vars(args), "analyses": list(ANALYSES), "tokenizer": "none"},
+                              "code": {"after": git_commit(ROOT),
+                                       "before": args.before_label or (git_commit(codes["before"]) if args.before else None)},
+                              "runs": runs, "ratios": ratios})
 
 
 if __name__ == "__main__":

@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.analyze_memory import git_commit, run
+from benchmarks.analyze_memory import git_commit, run, save
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 6_400  # 1×; 10× = 64,000, UltraFeedback's size
@@ -89,22 +88,9 @@ def main() -> None:
     whole = [r for r in runs if r["scale"] == hi and r["chunk"] != CHUNK]
     if whole:
         ratios[f"{hi}x: whole file at once / chunk {CHUNK}"] = round(whole[0]["peak_rss_mb"] / peak[hi, CHUNK], 3)
-    import resource
-
-    from zebra.records import json_text, write_text_atomic  # after every measured run
-
-    result = {"settings": {**vars(args), "chunk": CHUNK, "max_length": MAX_LENGTH, "policy": "tests/tiny.py random Llama"},
-              "code": git_commit(ROOT),
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                          "python": platform.python_version(), "load_average": os.getloadavg()},
-              "runs": runs, "ratios": ratios,
-              "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    output = ROOT / args.output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(output, json_text(result))
-    print(json.dumps(ratios, indent=2))
-
+    save(ROOT / args.output, {"settings": {**vars(args), "chunk": CHUNK, "max_length": MAX_LENGTH,
+                                           "policy": "tests/tiny.py random Llama"},
+                              "code": git_commit(ROOT), "runs": runs, "ratios": ratios})
 
 if __name__ == "__main__":
     main()
