@@ -296,3 +296,22 @@ def test_has_ratings_is_false_without_an_annotations_field():
     batch = to_batch(next(iter_batches(open_data(locate(), limit=3).dataset)))
     assert "annotations" not in batch.flat.type.names
     assert not batch.has_ratings()
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(rows=st.lists(row, min_size=1, max_size=8), keep=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_model_codes_from_arrow_name_the_same_models_as_hashing_the_names(rows, keep):
+    """to_batch takes each slot's model code from Arrow's dictionary of the names (the whole batch's,
+    also for a shard's subset of rows); the rules compare codes, so they must split the slots exactly
+    as the names do: equal code ⇔ equal name, −1 ⇔ no name."""
+    from zebra.data import _factorize
+
+    table = pa.Table.from_pylist(rows)
+    subset = np.flatnonzero(keep[:len(rows)])
+    for batch in (to_batch(table), to_batch(table, subset, ["id"] * subset.size)):
+        codes, names = batch.model_codes
+        expected, _ = _factorize(batch.model)
+        assert codes.shape == batch.model.shape
+        assert ((codes == -1) == np.equal(batch.model, None)).all()
+        assert (codes[:, :, None] == codes[:, None, :]).tolist() == (expected[:, :, None] == expected[:, None, :]).tolist()
+        assert [names[c] if c >= 0 else None for c in codes.ravel().tolist()] == batch.model.ravel().tolist()

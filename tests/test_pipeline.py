@@ -10,7 +10,10 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zebra import pipeline
 from zebra.data import SAMPLE, CacheFiles, DataError, batch_source, iter_batches, load_ultrafeedback, locate, prompt_id
@@ -681,3 +684,15 @@ binarize(BinarizeConfig("sup", {str(out)!r}, data={str(SAMPLE)!r}, benchmark={BE
         a.kill()
     meta = json.loads(Path(f"{out}.meta.json").read_text())
     assert meta["counts"]["rows_written"] == len(read_records(out)) == meta["settings"]["limit"] == 40
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.lists(st.tuples(st.text(), st.text()), max_size=8), st.integers(0, 3))
+def test_message_lists_hold_each_prompt_and_response(pairs, cut):
+    """_messages_array reads the two messages of a row out of one joined text by offsets: against
+    the lists written out, on sliced inputs of both string widths and any Unicode."""
+    prompts = pa.array(["x"] * cut + [p for p, _ in pairs], pa.large_string())[cut:]
+    responses = pa.array([r for _, r in pairs] + ["y"] * cut, pa.string())[:len(pairs)]
+    got = pipeline._messages_array(prompts, responses)
+    got.validate(full=True)
+    assert got.to_pylist() == [[{"content": p, "role": "user"}, {"content": r, "role": "assistant"}] for p, r in pairs]

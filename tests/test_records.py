@@ -110,3 +110,32 @@ def test_a_lone_surrogate_is_refused_by_the_writer_in_one_line(tmp_path):
             writer.write([{"prompt": "ok"}, {"prompt": "p", "chosen": [{"content": "x\ud800", "role": "assistant"}]}])
     assert str(err.value) == f"{path}: record 2: chosen[0].content holds a lone surrogate, which UTF-8 cannot encode"
     assert list(tmp_path.iterdir()) == []
+
+
+@st.composite
+def fixed_lists(draw):
+    """Lists of one length in every row (the records' chosen and rejected: the encoder reads their
+    items' texts in place, _fixed_lists), nulls inside, and arrays that are slices of larger ones."""
+    n, k, cut = draw(st.integers(1, 6)), draw(st.integers(0, 3)), draw(st.integers(0, 2))
+    maybe = lambda s: st.one_of(st.none(), s)  # noqa: E731
+    message = maybe(st.fixed_dictionaries({"content": maybe(texts), "role": texts}))
+    rows = draw(st.lists(st.lists(message, min_size=k, max_size=k), min_size=n + cut, max_size=n + cut))
+    names = draw(st.lists(st.lists(maybe(texts), min_size=k, max_size=k), min_size=n + cut, max_size=n + cut))
+    table = pa.table({"chosen": pa.array(rows, MESSAGES), "pair": pa.array(names, pa.list_(pa.large_string()))})
+    return table.slice(cut, n)
+
+
+@FAST
+@given(fixed_lists())
+def test_lists_of_one_length_are_written_as_json_dumps_writes_them(table):
+    rows = table.to_pylist()
+    assert json_lines(table, "\n").to_pylist() == [json.dumps(r, ensure_ascii=False) + "\n" for r in rows]
+
+
+@pytest.mark.parametrize("text", ["plain", 'a "quote"', "back\\slash", "tab\tonly", "form\ffeed", "bell\x07",
+                                  "all \" \\ \n \r \t \b \f \x00 \x1f", "é€😀\n"])
+def test_each_escape_runs_alone_or_with_the_others(text):
+    """The escape passes run only for the bytes a column holds (_needs_escape's set): a column of
+    one kind of escape, beside values that need none, is still json.dumps's."""
+    column = pa.array([text, "none", None, text + text])
+    assert json_values(column).to_pylist() == [json.dumps(v, ensure_ascii=False) for v in column.to_pylist()]

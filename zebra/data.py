@@ -605,6 +605,7 @@ class Batch:
     flat: pa.StructArray  # flat (T,) completion structs, for score extraction
     not_text: np.ndarray  # (n, K) bool: a model or response that is present but not a string (42, a list)
     row_ids: np.ndarray | None = None  # (n,) each row's position in the input, when a shard's rows are a subset
+    prompts: pa.Array | None = None  # (n,) `instruction` as Arrow strings, for the records (no second conversion)
 
     @cached_property
     def lengths(self) -> np.ndarray:
@@ -616,6 +617,12 @@ class Batch:
     @property
     def n(self) -> int:
         return len(self.instruction)
+
+    @cached_property
+    def model_codes(self) -> tuple[np.ndarray, list]:
+        """((n, K) an integer per distinct model name, −1 where absent; the distinct names).
+        to_batch sets it from Arrow's dictionary codes of the names; hashed here otherwise."""
+        return _factorize(self.model)
 
     @cached_property
     def prompt_ids(self) -> list[str]:
@@ -820,13 +827,13 @@ def to_batch(table: pa.Table, rows: np.ndarray | None = None, prompt_ids: list[s
     flat = pc.list_flatten(comp)
     if isinstance(flat, pa.ChunkedArray):
         flat = flat.combine_chunks()
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)  # each row's first completion
+    first = np.cumsum(counts) - counts  # each row's first completion
     if rows is not None:
         counts, first = counts[rows], first[rows]
     n = len(counts)
     k = max(int(counts.max(initial=0)), 2)
     row_of = np.repeat(np.arange(n), counts)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])  # each (kept) row's first slot, laid end to end
+    starts = np.cumsum(counts) - counts  # each (kept) row's first slot, laid end to end
     slot_of = np.arange(int(counts.sum())) - np.repeat(starts, counts)
     at = np.repeat(first, counts) + slot_of  # each slot's completion in `flat`
     pos = np.full((n, k), -1, dtype=np.int64)
@@ -843,10 +850,13 @@ def to_batch(table: pa.Table, rows: np.ndarray | None = None, prompt_ids: list[s
     # One Python string per distinct model name, shared by every slot, not one per response.
     enc = flat.field("model").dictionary_encode()
     names = np.asarray(enc.dictionary.to_pylist() + [None], dtype=object)
-    model_flat = names[pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)]  # −1: the None
+    code_flat = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+    model_flat = names[code_flat]  # −1: the None
 
     model = np.full((n, k), None, dtype=object)
     model[row_of, slot_of] = model_flat[at]
+    codes = np.full((n, k), -1, dtype=np.int64)
+    codes[row_of, slot_of] = code_flat[at]
     nonempty = np.zeros((n, k), dtype=bool)
     nonempty[row_of, slot_of] = has_text[at]
     lengths = np.full((n, k), -1, dtype=np.int64)
@@ -858,10 +868,11 @@ def to_batch(table: pa.Table, rows: np.ndarray | None = None, prompt_ids: list[s
         np.asarray(_strings(table.column("source")).to_pylist(), dtype=object)
         if "source" in table.column_names else np.full(table.num_rows, None, dtype=object)
     )
-    instruction = _strings(table.column("instruction")).to_pylist()
+    prompts = _strings(table.column("instruction"))
     if rows is not None:
-        source, instruction = source[rows], [instruction[i] for i in rows.tolist()]
-    batch = Batch(instruction, source, model, pos, responses, nonempty, lengths, flat, not_text)
+        source, prompts = source[rows], prompts.take(pa.array(rows))
+    batch = Batch(prompts.to_pylist(), source, model, pos, responses, nonempty, lengths, flat, not_text, prompts=prompts)
+    batch.model_codes = codes, list(names[:-1])  # the dictionary's codes: the names are not hashed again
     if prompt_ids is not None:
         batch.prompt_ids = prompt_ids  # known already (shard_rows hashed them): not hashed twice
     return batch
@@ -881,14 +892,14 @@ def model_index(batch: Batch, table) -> np.ndarray:
 
     Names are looked up once per distinct name, not once per response.
     """
-    codes, names = _factorize(batch.model)
+    codes, names = batch.model_codes
     lookup = np.array([table.index.get(name, -1) for name in names] + [-1], dtype=np.int64)
     return lookup[codes]  # code −1 (absent) picks the trailing −1
 
 
 def _name_codes(batch: Batch) -> np.ndarray:
     """(n, K) an integer per distinct model name (−1 where absent), for duplicate checks."""
-    return _factorize(batch.model)[0]
+    return batch.model_codes[0]
 
 
 def _factorize(models: np.ndarray) -> tuple[np.ndarray, list]:

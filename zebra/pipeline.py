@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from zebra import strategies
 from zebra.behaviour import BehaviourTable, read_benchmark
@@ -186,11 +187,20 @@ def _messages_array(prompts: pa.Array, responses: pa.Array) -> pa.Array:
     """The original's two-message lists, [{"content": prompt, "role": "user"}, {"content": response,
     "role": "assistant"}], for every row at once: list<struct<content, role>>."""
     n = len(prompts)
-    content = pa.concat_arrays([prompts.cast(pa.string()), responses.cast(pa.string())])
-    order = np.stack([np.arange(n), np.arange(n) + n], axis=1).ravel()  # p0 r0 p1 r1 …
-    role = pa.DictionaryArray.from_arrays(np.tile(np.array([0, 1], dtype=np.int32), n),
-                                          pa.array(["user", "assistant"])).cast(pa.string())
-    items = pa.StructArray.from_arrays([content.take(pa.array(order)), role], names=["content", "role"])
+    prompts, responses = prompts.cast(pa.string()), responses.cast(pa.string())
+    if prompts.null_count or responses.null_count:  # never in records (a pair needs both texts): the plain way
+        content = pa.concat_arrays([prompts, responses]).take(pa.array(np.stack([np.arange(n), np.arange(n) + n], axis=1).ravel()))
+    else:
+        # p0 r0 p1 r1 …: each row's prompt and response joined (one copy of the texts), then read as
+        # two values each by offsets that split every row where its prompt ends
+        joined = pc.binary_join_element_wise(prompts, responses, "")
+        ends = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=n + 1, offset=4 * joined.offset)
+        split = ends[:-1] + pc.binary_length(prompts).to_numpy(zero_copy_only=False)
+        offsets = np.append(np.stack([ends[:-1], split], axis=1).ravel(), ends[-1]).astype(np.int32)
+        content = pa.StringArray.from_buffers(2 * n, pa.py_buffer(offsets), joined.buffers()[2])
+    role = pa.StringArray.from_buffers(2 * n, pa.py_buffer(np.append(0, np.cumsum(np.tile(np.int32([4, 9]), n))).astype(np.int32)),
+                                       pa.py_buffer(b"userassistant" * n))
+    items = pa.StructArray.from_arrays([content, role], names=["content", "role"])
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), items)
 
 
@@ -203,14 +213,15 @@ def build_records(batch: Batch, rows: np.ndarray, c_slot: np.ndarray, r_slot: np
     The texts never become Python strings: at full size a dict per record, and json.dumps of
     each, took most of a run; a batch now costs a few Arrow kernels.
     """
-    prompt_list = [batch.instruction[i] for i in rows]
-    prompts = pa.array(prompt_list, pa.string())
+    prompts = (batch.prompts.take(pa.array(rows, pa.int64())) if batch.prompts is not None
+               else pa.array([batch.instruction[i] for i in rows.tolist()], pa.string()))
+    ids = batch.prompt_ids
     chosen = batch.responses.take(pa.array(batch.pos[rows, c_slot]))
     rejected = batch.responses.take(pa.array(batch.pos[rows, r_slot]))
     names = np.stack([batch.model[rows, c_slot], batch.model[rows, r_slot]], axis=1).ravel()
     out = {
         "prompt": prompts,
-        "prompt_id": pa.array([batch.prompt_ids[i] for i in rows.tolist()], pa.string()),
+        "prompt_id": pa.array([ids[i] for i in rows.tolist()], pa.string()),
         "most_similar_pair": pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * len(rows) + 1, 2, dtype=np.int32)),
                                                       pa.array(names.tolist(), pa.string())),
         "chosen": _messages_array(prompts, chosen),
