@@ -59,7 +59,7 @@ RESPONSE_WORDS = 220  # ~1,300 characters a response: the JSON is ~455 MB at 1×
 MODES = ("cold", "warm")
 CONSTRUCTORS = ("sup", "sim", "sup_sim", "baseline")  # the four binarize_*.py scripts' strategies
 REPEATS = 3  # fast, floor and select runs at 1×; medians are reported (the machine may be shared)
-LARGE_REPEATS = 1  # every run at 10× (a cold one parses 4.5 GB of JSON)
+LARGE_REPEATS = 3  # every run at 10× (a cold one parses 4.5 GB of JSON); one run was within noise of the 1.5× target
 REFERENCE_REPEATS = 1  # the slowest run at 1×, and its ratio to the fast path is far from the target
 WORK_DIR = "out/bench"  # generated data, caches and outputs: large, git-ignored
 OUTPUT = "benchmarks/results/binarize_speed.json"  # tracked, behind the README's table: the whole benchmark only
@@ -260,6 +260,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs), 1),
             "rows_per_s": round(mid["rows_read"] / statistics.median(r["seconds"] for r in runs), 1),
             "repeats": len(runs), "all_seconds": [r["seconds"] for r in runs],
+            "all_cpu_seconds": [r["cpu_seconds"] for r in runs],
             "all_peak_rss_mb": [r["peak_rss_mb"] for r in runs]}
 
 
@@ -303,12 +304,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
             runs: dict[str, Any] = {"fast": {}, "reference": {}, "select": {}}
             parallel = mode == "warm" and args.num_proc > 1 and "sup" in args.constructors
-            for strategy in args.constructors:
-                kept = (scale == 1 and args.reference) or (parallel and strategy == "sup")
-                keep = work / f"fast-{strategy}.jsonl" if kept else None
-                runs["fast"][strategy] = median_of([one("fast", strategy, keep=keep) for _ in range(repeats)])
-            target = max(r["output_bytes"] for r in runs["fast"].values())
-            runs["floor"] = median_of([one("floor", None, target) for _ in range(repeats)])
+            # rounds: every constructor and the floor once per round, so that a machine growing
+            # slower or faster during the runs moves all of them alike, not the ones run last
+            fast_runs: dict[str, list] = {strategy: [] for strategy in args.constructors}
+            floor_runs, target = [], 0
+            for _ in range(repeats):
+                for strategy in args.constructors:
+                    kept = (scale == 1 and args.reference) or (parallel and strategy == "sup")
+                    keep = work / f"fast-{strategy}.jsonl" if kept else None
+                    fast_runs[strategy].append(one("fast", strategy, keep=keep))
+                target = target or max(r[-1]["output_bytes"] for r in fast_runs.values())
+                floor_runs.append(one("floor", None, target))
+            runs["fast"] = {strategy: median_of(r) for strategy, r in fast_runs.items()}
+            runs["floor"] = median_of(floor_runs)
             if mode == "warm":
                 for strategy in args.constructors:
                     runs["select"][strategy] = median_of([one("select", strategy) for _ in range(repeats)])

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zebra.errors import ZebraError
 from zebra.pools import PoolError, PoolOptions, is_long, load_pool, read_model_names
@@ -345,3 +347,20 @@ def test_pool_values_of_the_wrong_kind(tmp_path, field, value, message):
     with pytest.raises(PoolError) as err:
         load_pool(path, PoolOptions(score_field="judge"))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(st.integers(-2**40, 2**40), st.lists(st.tuples(st.sampled_from(["p", "q", "é€😀", ""]),
+                                                       st.sampled_from(["m1", "m2", "ünï", None, 3])), max_size=12))
+def test_draw_keys_are_the_documented_sha256_prefix(seed, slots):
+    """The draw's keys (--models-per-prompt, the baseline's ties and rejected draw) are read from
+    the digests all at once; each must be int(first 7 bytes of sha256(seed\\0prompt\\0model)) / 2**56,
+    as draw_keys defines it, for prompts that repeat apart and names of any type."""
+    import hashlib
+
+    from zebra.pools import draw_keys
+
+    prompts = np.array([p for p, _ in slots], dtype=object)
+    models = np.array([m for _, m in slots], dtype=object)
+    expected = [int.from_bytes(hashlib.sha256(f"{seed}\0{p}\0{m}".encode()).digest()[:7], "big") / 2**56 for p, m in slots]
+    assert draw_keys(seed, prompts, models).tolist() == expected

@@ -713,16 +713,24 @@ def _first_clash(df: pd.DataFrame, clash: pd.Series, prompt: str = "instruction"
 
 
 def draw_keys(seed: int, prompts: np.ndarray, models: np.ndarray) -> np.ndarray:
-    """A uniform key in [0, 1) per (seed, prompt, model), from sha256: nothing else moves it."""
-    keys = np.empty(len(prompts))
+    """A uniform key in [0, 1) per (seed, prompt, model), from sha256: nothing else moves it.
+
+    key = first 7 bytes of sha256(f"{seed}\\0{prompt}\\0{model}"), big-endian, / 2**56."""
+    names: dict[Any, bytes] = {}  # each model name encoded once
+    digests: list[bytes] = []
     last, prefix = None, None
-    for i, (p, m) in enumerate(zip(prompts.tolist(), models.tolist())):
+    for p, m in zip(prompts.tolist(), models.tolist()):
         if p is not last:  # one prompt's responses usually sit together: hash its text once
             prefix, last = hashlib.sha256(f"{seed}\x00{p}\x00".encode("utf-8")), p
         digest = prefix.copy()
-        digest.update(f"{m}".encode("utf-8"))  # = sha256(f"{seed}\0{p}\0{m}")
-        keys[i] = int.from_bytes(digest.digest()[:7], "big") / float(1 << 56)
-    return keys
+        name = names.get(m)
+        if name is None:
+            name = names[m] = f"{m}".encode("utf-8")
+        digest.update(name)
+        digests.append(digest.digest())
+    # the 7-byte prefixes read as numbers all at once: the top 56 bits of each digest's first 8 bytes
+    first8 = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)[:, :8].copy().view(">u8").ravel()
+    return (first8 >> np.uint64(8)).astype(np.float64) / float(1 << 56)
 
 
 def _check_options(options: PoolOptions) -> None:
