@@ -131,10 +131,10 @@ def _finite(obj: Any) -> Any:
 # ensure_ascii=False): on full-size data json.dumps per record was the slowest step of a run
 # (~30 MB/s here), and most of its work is escaping long response texts, which Arrow's string
 # kernels do a whole column at a time.
-# Each escape JSON writes as two characters; the other control characters are written \u00XX.
-_SHORT_ESCAPES = {0x5C: ("\\", "\\\\"), 0x22: ('"', '\\"'), 0x0A: ("\n", "\\n"), 0x0D: ("\r", "\\r"),
-                  0x09: ("\t", "\\t"), 0x08: ("\b", "\\b"), 0x0C: ("\f", "\\f")}  # backslash first: the others add one
-_OTHER_CONTROL = r"[\x00-\x07\x0b\x0e-\x1f]"  # written as \u00XX; rare, so done in Python
+# The bytes JSON writes as a backslash and a letter; the other control characters are written \u00XX.
+_SHORT_ESCAPES = {0x5C: "\\", 0x22: '"', 0x0A: "n", 0x0D: "r", 0x09: "t", 0x08: "b", 0x0C: "f"}
+_LETTER = np.zeros(256, dtype=np.uint8)  # the letter after the backslash; 0: not a short escape
+_LETTER[list(_SHORT_ESCAPES)] = [ord(c) for c in _SHORT_ESCAPES.values()]
 _SCAN_BYTES = 1 << 18  # the byte scan's step: its masks stay in cache, no fresh pages per pass (5× faster)
 
 
@@ -142,41 +142,40 @@ def _lit(text: str) -> pa.Scalar:
     return pa.scalar(text, pa.large_string())
 
 
-def _escape(arr: pa.Array, present: set[int]) -> pa.Array:
-    """JSON string escapes of every value (no quotes); `present`: the bytes to escape that occur
-    (each replace is a pass over every text, so only those run: real text has newlines and
-    quotes, rarely a tab or a form feed)."""
-    out = arr
-    for byte, (char, escaped) in _SHORT_ESCAPES.items():
-        if byte in present:
-            out = pc.replace_substring(out, char, escaped)
-    if present - _SHORT_ESCAPES.keys():
-        rare = pc.fill_null(pc.match_substring_regex(arr, _OTHER_CONTROL), False)
-        fixed = [json.dumps(s, ensure_ascii=False)[1:-1] for s in arr.filter(rare).to_pylist()]
-        out = pc.replace_with_mask(out, rare, pa.array(fixed, out.type))
-    return out
-
-
 def _escaped(arr: pa.Array) -> pa.Array:
-    """`arr` (large_string) with JSON's escapes; the escape passes run only on values that need one."""
-    needs, present = _needs_escape(arr)
-    n_needs = int(needs.sum())
-    if n_needs == len(arr):
-        return _escape(arr, present)
-    if n_needs:
-        return pc.replace_with_mask(arr, pa.array(needs), _escape(arr.filter(pa.array(needs)), present))
-    return arr
+    """`arr` (large_string) with JSON's escapes, what CPython's encode_basestring writes (the text
+    at a null is any: the caller writes null there).
 
-
-def _needs_escape(arr: pa.Array) -> tuple[np.ndarray, set[int]]:
-    """(n,) bool: the value holds a byte < 0x20, `"` or `\\`, what CPython's encode_basestring
-    escapes (all else is kept); and the set of those bytes that occur. Found on the raw UTF-8
-    buffer, where multi-byte characters never contain such bytes: 2× faster than a regex."""
+    One pass over the UTF-8 bytes, where multi-byte characters never hold a byte < 0x20, `"` or
+    `\\`: a backslash is inserted before each byte with a short escape, which becomes its letter
+    (newline → `\\n`), and each value's offsets move by the insertions before them. A replace per
+    kind of escape copied every text once per kind, and real responses hold newlines and quotes.
+    The rare other control characters (written \\u00XX) are json.dumps's, value by value."""
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr) + 1, offset=8 * arr.offset)
-    needs = np.zeros(len(arr), dtype=bool)
     if arr.buffers()[2] is None or offsets[-1] == offsets[0]:
-        return needs, set()
+        return arr
     text = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=int(offsets[-1] - offsets[0]), offset=int(offsets[0]))
+    hits = _escape_positions(text)
+    if not hits.size:
+        return arr
+    letter = _LETTER[text[hits]]
+    short = hits[letter != 0]
+    out = np.insert(text, short, ord("\\"))
+    out[short + np.arange(1, short.size + 1)] = letter[letter != 0]
+    starts = offsets - offsets[0]
+    escaped = pa.LargeStringArray.from_buffers(len(arr), pa.py_buffer(starts + np.searchsorted(short, starts)),
+                                               pa.py_buffer(out))
+    if short.size < hits.size:
+        rows = np.unique(np.searchsorted(starts, hits[letter == 0], side="right") - 1)
+        fixed = [json.dumps(s, ensure_ascii=False)[1:-1] for s in arr.take(pa.array(rows)).to_pylist()]
+        mask = np.zeros(len(arr), dtype=bool)
+        mask[rows] = True
+        escaped = pc.replace_with_mask(escaped, pa.array(mask), pa.array(fixed, pa.large_string()))
+    return escaped
+
+
+def _escape_positions(text: np.ndarray) -> np.ndarray:
+    """Positions of the bytes JSON escapes (< 0x20, `"`, `\\`), found in cache-sized steps."""
     found = []
     for start in range(0, len(text), _SCAN_BYTES):
         part = text[start:start + _SCAN_BYTES]
@@ -185,13 +184,7 @@ def _needs_escape(arr: pa.Array) -> tuple[np.ndarray, set[int]]:
         mask |= part == 0x5C
         if mask.any():
             found.append(np.flatnonzero(mask) + start)
-    if not found:
-        return needs, set()
-    hits = np.concatenate(found)
-    needs[np.searchsorted(offsets, hits + offsets[0], side="right") - 1] = True
-    if arr.null_count:
-        needs &= arr.is_valid().to_numpy(zero_copy_only=False)
-    return needs, set(np.unique(text[hits]).tolist())
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 Piece = "pa.Array | str"  # a column of texts, one per value, or a literal shared by every value
