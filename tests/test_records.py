@@ -140,3 +140,15 @@ def test_each_escape_alone_or_with_the_others(text):
     nulls and empty texts, sliced out of a larger array, is still json.dumps's."""
     column = pa.array(["cut\n", text, "none", None, "", text + text, "cut\x01"])[1:-1]
     assert json_values(column).to_pylist() == [json.dumps(v, ensure_ascii=False) for v in column.to_pylist()]
+
+
+def test_the_encode_benchmark_runs_and_writes_json_dumps_bytes(tmp_path):
+    """benchmarks/encode_speed.py, the README's real-text measurement, once: the Arrow encoder and
+    json.dumps write the same bytes for the shipped AlpacaEval records, and the result says so."""
+    from benchmarks.encode_speed import main
+
+    out = tmp_path / "enc.json"
+    result = main(["--repeats", "1", "--output", str(out)])
+    assert result["same_bytes"] is True and result["records"] > 4000
+    assert result["chosen_responses_with"]["newline"] > 1000  # real text: the escapes are exercised
+    assert json.loads(out.read_text())["cpu_seconds"].keys() == {"arrow", "json.dumps"}
