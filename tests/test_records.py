@@ -152,3 +152,15 @@ def test_the_encode_benchmark_runs_and_writes_json_dumps_bytes(tmp_path):
     assert result["same_bytes"] is True and result["records"] > 4000
     assert result["chosen_responses_with"]["newline"] > 1000  # real text: the escapes are exercised
     assert json.loads(out.read_text())["cpu_seconds"].keys() == {"arrow", "json.dumps"}
+
+
+@FAST
+@given(st.lists(st.one_of(st.none(), texts), min_size=1, max_size=6), st.integers(1, 9))
+def test_escapes_across_the_scan_steps(monkeypatch, column, step):
+    """The escape scan walks the bytes in steps (_SCAN_BYTES, 256 KiB in a run): with steps of a few
+    bytes, escapes fall on, before and after every step's edge, and the text is still json.dumps's."""
+    from zebra import records
+
+    monkeypatch.setattr(records, "_SCAN_BYTES", step)
+    arr = pa.array(column, pa.string())
+    assert json_values(arr).to_pylist() == [json.dumps(v, ensure_ascii=False) for v in column]
