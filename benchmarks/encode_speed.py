@@ -107,7 +107,7 @@ def measure(repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=REPEATS, help="turns of each encoder, medians reported (default: %(default)s)")
     ap.add_argument("--output", default=OUTPUT, help="result JSON (default: %(default)s)")
     args = ap.parse_args(argv)
