@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.binarize_speed import make_data
+
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 6_400  # 1×; 10× = 64,000, UltraFeedback's size, where the analyses held ~1.6 GB before issue 23
 SCALES = (1, 10)
@@ -97,10 +99,7 @@ def main() -> None:
     for scale in args.scales:
         rows = args.rows * scale
         data = data_dir / f"uf_{rows}_{args.response_words}.jsonl"
-        if not data.exists():
-            print(f"generating {data}", flush=True)
-            subprocess.run([sys.executable, "make_ultrafeedback.py", "--rows", str(rows), "--response-words",
-                            str(args.response_words), "--output", str(data)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        make_data(data, rows, args.response_words)
         prepared = data_dir / f"bin_{rows}_{args.response_words}"
         if not (prepared / "binarized" / "sim_least.json").exists():
             print(f"binarizing {data}", flush=True)

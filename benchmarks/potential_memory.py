@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from benchmarks.analyze_memory import git_commit, run, save
+from benchmarks.binarize_speed import make_data
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 6_400  # 1×; 10× = 64,000, UltraFeedback's size
@@ -61,10 +61,7 @@ def main() -> None:
     for scale in scales:
         rows = args.rows * scale
         data = work / f"uf_{rows}_{args.response_words}.jsonl"
-        if not data.exists():
-            print(f"generating {data}", flush=True)
-            subprocess.run([sys.executable, "make_ultrafeedback.py", "--rows", str(rows), "--response-words",
-                            str(args.response_words), "--output", str(data)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        make_data(data, rows, args.response_words)
         sup = work / f"sup_{rows}_{args.response_words}.jsonl"
         if not sup.exists():
             print(f"binarizing {data}", flush=True)

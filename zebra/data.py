@@ -897,11 +897,6 @@ def model_index(batch: Batch, table) -> np.ndarray:
     return lookup[codes]  # code −1 (absent) picks the trailing −1
 
 
-def _name_codes(batch: Batch) -> np.ndarray:
-    """(n, K) an integer per distinct model name (−1 where absent), for duplicate checks."""
-    return batch.model_codes[0]
-
-
 def _factorize(models: np.ndarray) -> tuple[np.ndarray, list]:
     """(codes shaped like `models`, −1 for None; distinct names). pandas hashes; np.unique on
     the names as fixed-width strings sorted them, most of the selection step's time."""
@@ -974,7 +969,7 @@ def _preferred(batch: Batch, prefer: list[np.ndarray], row: int, a: int, b: int)
 def duplicate_models(batch: Batch, usable: np.ndarray, prefer: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """((n, K) responses of a model that answered its prompt more than once with different texts,
     (n, K) identical copies of a model's one answer beyond the preferred copy)."""
-    codes = np.where(usable, _name_codes(batch), -1)
+    codes = np.where(usable, batch.model_codes[0], -1)
     dup_model = np.zeros(codes.shape, dtype=bool)
     dup_copy = np.zeros(codes.shape, dtype=bool)
     ordered = np.sort(codes, axis=1)

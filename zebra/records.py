@@ -187,7 +187,7 @@ def _escape_positions(text: np.ndarray) -> np.ndarray:
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
-Piece = "pa.Array | str"  # a column of texts, one per value, or a literal shared by every value
+Piece = pa.Array | str  # a column of texts, one per value, or a literal shared by every value
 
 
 def json_values(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
