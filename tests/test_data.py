@@ -315,3 +315,37 @@ def test_model_codes_from_arrow_name_the_same_models_as_hashing_the_names(rows, 
         assert ((codes == -1) == np.equal(batch.model, None)).all()
         assert (codes[:, :, None] == codes[:, None, :]).tolist() == (expected[:, :, None] == expected[:, None, :]).tolist()
         assert [names[c] if c >= 0 else None for c in codes.ravel().tolist()] == batch.model.ravel().tolist()
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(rows=st.lists(row, min_size=1, max_size=8), cuts=st.lists(st.integers(0, 8), max_size=4),
+       strategy=st.sampled_from(list(RUNS)))
+def test_a_batch_in_chunks_gives_what_one_chunk_gives(rows, cuts, strategy):
+    """The cache hands a batch over in several chunks; to_batch flattens each in place and combines
+    only the fields it reads. Split anywhere (empty chunks too), the slots, scores, ratings and
+    records are those of the same rows in one chunk."""
+    whole = pa.Table.from_pylist(rows)
+    edges = sorted({0, len(rows), *[min(c, len(rows)) for c in cuts]})
+    parts = [whole.slice(a, b - a) for a, b in zip(edges, edges[1:] + [len(rows)])]
+    chunked = pa.concat_tables(parts)
+    assert chunked.column("completions").num_chunks == len(parts)
+    one, split = to_batch(whole.combine_chunks()), to_batch(chunked)
+    for name in ("pos", "model", "nonempty", "byte_lengths", "not_text", "lengths"):
+        assert getattr(split, name).tolist() == getattr(one, name).tolist(), name
+    np.testing.assert_array_equal(split.scores(), one.scores())
+    np.testing.assert_array_equal(split.ratings(), one.ratings())
+    cfg = BinarizeConfig(_strategy(strategy), "unused.jsonl", "unused", progress=False, **RUNS[strategy])
+    records = [process_batch(b, TABLE, cfg, Counts()) for b in (one, split)]
+    assert records[0].to_pylist() == records[1].to_pylist()
+
+
+def test_to_batch_combines_only_the_fields_binarize_reads():
+    """Critiques and rationales are most of real UltraFeedback's bytes and binarize never reads them:
+    to_batch must not copy them (it combined the whole completions struct of every batch)."""
+    rows = [{**r, "completions": [{**c, "critique": "why " * 50} for c in r["completions"]]} for r in _sample_rows(8)]
+    table = pa.Table.from_pylist(rows)
+    table = pa.concat_tables([table.slice(0, 3), table.slice(3)])  # two chunks, as the cache gives them
+    batch = to_batch(table)
+    process_batch(batch, TABLE, BinarizeConfig("sup", "unused.jsonl", "unused", progress=False), Counts())
+    assert "critique" in batch.flat.type.names
+    assert set(batch.flat._fields) == {"model", "response"}

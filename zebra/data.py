@@ -602,7 +602,7 @@ class Batch:
     responses: pa.Array  # flat (T,) strings, all completions of the batch
     nonempty: np.ndarray  # (n, K) bool: a response with non-whitespace text
     byte_lengths: np.ndarray  # (n, K) int64 UTF-8 byte counts (for cheap duplicate checks), −1 where absent
-    flat: pa.StructArray  # flat (T,) completion structs, for score extraction
+    flat: FlatCompletions  # flat (T,) completion structs, for score extraction
     not_text: np.ndarray  # (n, K) bool: a model or response that is present but not a string (42, a list)
     row_ids: np.ndarray | None = None  # (n,) each row's position in the input, when a shard's rows are a subset
     prompts: pa.Array | None = None  # (n,) `instruction` as Arrow strings, for the records (no second conversion)
@@ -803,7 +803,7 @@ def _completion(value) -> dict:
     return out
 
 
-def _regular_completions(comp: pa.Array) -> pa.Array:
+def _regular_completions(comp: pa.ChunkedArray) -> pa.ChunkedArray:
     """`comp` as list<struct> with string `model` and `response`, converting row by row only
     when `datasets` could not type it so (completions of differing shapes or types, JSON text
     anywhere: the slow, rare path)."""
@@ -812,8 +812,35 @@ def _regular_completions(comp: pa.Array) -> pa.Array:
         inner = comp.type.value_type
         if all(name in inner.names and pa.types.is_string(inner.field(name).type) for name in ("model", "response")):
             return comp
-    rows = [[_completion(c) for c in value] if isinstance(value, list) else None for value in _decoded(comp)]
-    return pa.array(rows, pa.list_(_COMPLETION))
+    rows = [[_completion(c) for c in value] if isinstance(value, list) else None for value in _decoded(comp.combine_chunks())]
+    return pa.chunked_array([pa.array(rows, pa.list_(_COMPLETION))])
+
+
+class FlatCompletions:
+    """A batch's completions laid end to end (each chunk's, flattened in place), a field combined
+    into one array only when it is asked for.
+
+    A batch's columns come in several chunks (the cache's record batches); combining the whole
+    completions struct copied every critique and rationale, which binarize never reads (in real
+    UltraFeedback the annotations outweigh the responses). Reads like a StructArray: `type`,
+    `len`, `field(name)`.
+    """
+
+    def __init__(self, chunks: pa.ChunkedArray):
+        self._chunks = chunks
+        self._fields: dict[str, pa.Array] = {}
+        self.type = chunks.type
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def field(self, name: str) -> pa.Array:
+        if name not in self._fields:
+            # StructArray.field per chunk: the child as stored, as field() of the combined struct gave it
+            parts = [chunk.field(name) for chunk in self._chunks.chunks]
+            self._fields[name] = (parts[0] if len(parts) == 1 else
+                                  pa.concat_arrays(parts) if parts else pa.array([], self.type.field(name).type))
+        return self._fields[name]
 
 
 def to_batch(table: pa.Table, rows: np.ndarray | None = None, prompt_ids: list[str] | None = None) -> Batch:
@@ -822,11 +849,9 @@ def to_batch(table: pa.Table, rows: np.ndarray | None = None, prompt_ids: list[s
     `rows`: only these rows of `table` (a shard's, shard_rows), whose `prompt_ids` are known. The
     texts are not copied: the Batch's slots point into the whole batch's flat completions.
     """
-    comp = _regular_completions(table.column("completions").combine_chunks())
+    comp = _regular_completions(table.column("completions"))
     counts = pc.fill_null(pc.list_value_length(comp), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    flat = pc.list_flatten(comp)
-    if isinstance(flat, pa.ChunkedArray):
-        flat = flat.combine_chunks()
+    flat = FlatCompletions(pc.list_flatten(comp))
     first = np.cumsum(counts) - counts  # each row's first completion
     if rows is not None:
         counts, first = counts[rows], first[rows]
