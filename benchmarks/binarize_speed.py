@@ -20,6 +20,10 @@ this one, its peak RSS read from the kernel (`wait4`):
               `iterrows`, a Python loop per prompt, the whole JSON rewritten every 10,000 rows
   - floor     the I/O floor: the same loader and batches, and an output of the same size
               written straight from the Arrow text buffers, no selection at all
+  - bound     the least any constructor does on top of that, with the project's own encoder: every
+              row's prompt and first two responses JSON-escaped and joined into a
+              {prompt, chosen, rejected} line; no selection, no other fields. Its ratio to the floor
+              says how near the floor an Arrow-and-numpy path can come at all
   - select    the selection step alone (warm): per batch, zebra.pipeline.process_batch with
               pairs_only=True, the work that decides the pairs, timed apart from extraction
               (to_batch) and record writing
@@ -58,7 +62,7 @@ SCALES = (1, 10)  # 10×: the "larger than memory" check, peak RSS must not grow
 RESPONSE_WORDS = 220  # ~1,300 characters a response: the JSON is ~455 MB at 1×, like the real one
 MODES = ("cold", "warm")
 CONSTRUCTORS = ("sup", "sim", "sup_sim", "baseline")  # the four binarize_*.py scripts' strategies
-REPEATS = 3  # fast, floor and select runs at 1×; medians are reported (the machine may be shared)
+REPEATS = 3  # fast, floor, bound and select runs at 1×; medians are reported (the machine may be shared)
 LARGE_REPEATS = 3  # every run at 10× (a cold one parses 4.5 GB of JSON); one run was within noise of the 1.5× target
 REFERENCE_REPEATS = 1  # the slowest run at 1×, and its ratio to the fast path is far from the target
 WORK_DIR = "out/bench"  # generated data, caches and outputs: large, git-ignored
@@ -99,8 +103,20 @@ def worker_reference(strategy: str, data: str, output: str) -> dict[str, Any]:
     return {"rows_read": out["rows_read"], "rows_written": out["rows_written"], "stage_seconds": out["seconds"]}
 
 
+def _text_bytes(arr) -> memoryview:
+    """The UTF-8 bytes of a string array's values back to back, read in place (a slice's only)."""
+    import numpy as np
+    import pyarrow as pa
+
+    wide = pa.types.is_large_string(arr.type)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32, count=len(arr) + 1,
+                            offset=(8 if wide else 4) * arr.offset)
+    return memoryview(arr.buffers()[2] or b"")[int(offsets[0]):int(offsets[-1])]
+
+
 def worker_floor(data: str, output: str, target_bytes: int) -> dict[str, Any]:
-    """Load as the pipeline does, read every batch, write `target_bytes` of its text: no selection."""
+    """Load as the pipeline does, read every batch, write `target_bytes` of its text: no selection.
+    The texts are written from the cached chunks in place (combining them would copy them once more)."""
     import pyarrow.compute as pc
 
     from zebra.data import batch_source, iter_batches, load_ultrafeedback
@@ -112,15 +128,49 @@ def worker_floor(data: str, output: str, target_bytes: int) -> dict[str, Any]:
     with open(output, "wb") as fh:
         for table in iter_batches(ds, BATCH_SIZE):
             rows += table.num_rows
-            texts = [table.column("instruction").combine_chunks(),
-                     pc.list_flatten(table.column("completions").combine_chunks()).field("response")]
-            for arr in texts:  # the values buffer: every string of the column back to back
-                view = memoryview(arr.buffers()[2])[: min(left, arr.buffers()[2].size)]
+            texts = [*table.column("instruction").chunks,
+                     *(chunk.field("response") for chunk in pc.list_flatten(table.column("completions")).chunks)]
+            for arr in texts:
+                view = _text_bytes(arr)[: max(left, 0)]
                 fh.write(view)
                 left -= len(view)
         fh.write(b" " * max(left, 0))  # never needed at these sizes; keeps the size promise
     return {"rows_read": rows, "rows_written": rows,
             "stage_seconds": {"load": round(t_load, 3), "total": round(time.perf_counter() - t0, 3)}}
+
+
+def worker_bound(data: str, output: str) -> dict[str, Any]:
+    """The least any constructor adds to the floor, done with the project's own Arrow encoder: every
+    row's prompt and its first two responses JSON-escaped (zebra.records) and joined into one line
+    {"prompt", "chosen": [user, assistant], "rejected": [user, assistant]}, written. No selection,
+    no prompt_id, no provenance fields: a constructor does all of this and more."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from zebra.data import FlatCompletions, batch_source, iter_batches, load_ultrafeedback
+    from zebra.records import _escaped, _joined_bytes
+
+    lit = lambda text: pa.scalar(text, pa.large_string())  # noqa: E731
+    user, assistant = '", "role": "user"}, {"content": "', '", "role": "assistant"}]'
+    t0 = time.perf_counter()
+    ds = batch_source(load_ultrafeedback(data))
+    rows = written = 0
+    with open(output, "wb") as fh:
+        for table in iter_batches(ds, BATCH_SIZE):
+            rows += table.num_rows
+            comp = table.column("completions")
+            counts = pc.fill_null(pc.list_value_length(comp), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            first = (np.cumsum(counts) - counts)[counts >= 2]
+            responses = FlatCompletions(pc.list_flatten(comp)).field("response")
+            prompt = _escaped(table.column("instruction").combine_chunks().filter(pa.array(counts >= 2)).cast(pa.large_string()))
+            chosen, rejected = (_escaped(responses.take(pa.array(first + k)).cast(pa.large_string())) for k in (0, 1))
+            lines = pc.binary_join_element_wise(
+                lit('{"prompt": "'), prompt, lit('", "chosen": [{"content": "'), prompt, lit(user), chosen,
+                lit(assistant + ', "rejected": [{"content": "'), prompt, lit(user), rejected, lit(assistant + "}\n"), lit(""))
+            fh.write(_joined_bytes(lines, 0))
+            written += len(lines)
+    return {"rows_read": rows, "rows_written": written, "stage_seconds": {"total": round(time.perf_counter() - t0, 3)}}
 
 
 def worker_select(strategy: str, data: str) -> dict[str, Any]:
@@ -158,6 +208,8 @@ def run_worker(args: argparse.Namespace) -> None:
         out = worker_reference(args.strategy, args.data, args.run_output)
     elif args.worker == "floor":
         out = worker_floor(args.data, args.run_output, args.target_bytes)
+    elif args.worker == "bound":
+        out = worker_bound(args.data, args.run_output)
     elif args.worker == "same_pairs":
         out = worker_same_pairs(args.data, args.run_output)
     else:
@@ -202,7 +254,7 @@ def measure(kind: str, strategy: str | None, data: Path, cache: Path, work: Path
     large read (the pair comparison too) to children; its peak is recorded beside the results.
     """
     suffix = ".json" if kind == "reference" else ".jsonl"
-    output = keep_output or work / f"run-{kind}-{strategy or 'floor'}{suffix}"
+    output = keep_output or work / f"run-{kind}-{strategy or kind}{suffix}"
     result = work / "result.json"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.binarize_speed", "--worker", kind, "--data", str(data),
@@ -304,10 +356,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
             runs: dict[str, Any] = {"fast": {}, "reference": {}, "select": {}}
             parallel = mode == "warm" and args.num_proc > 1 and "sup" in args.constructors
-            # rounds: every constructor and the floor once per round, so that a machine growing
+            # rounds: every constructor, the floor and the bound once per round, so that a machine growing
             # slower or faster during the runs moves all of them alike, not the ones run last
             fast_runs: dict[str, list] = {strategy: [] for strategy in args.constructors}
-            floor_runs, target = [], 0
+            floor_runs, bound_runs, target = [], [], 0
             for _ in range(repeats):
                 for strategy in args.constructors:
                     kept = (scale == 1 and args.reference) or (parallel and strategy == "sup")
@@ -315,8 +367,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     fast_runs[strategy].append(one("fast", strategy, keep=keep))
                 target = target or max(r[-1]["output_bytes"] for r in fast_runs.values())
                 floor_runs.append(one("floor", None, target))
+                bound_runs.append(one("bound", None))
             runs["fast"] = {strategy: median_of(r) for strategy, r in fast_runs.items()}
             runs["floor"] = median_of(floor_runs)
+            runs["bound"] = median_of(bound_runs)
             if mode == "warm":
                 for strategy in args.constructors:
                     runs["select"][strategy] = median_of([one("select", strategy) for _ in range(repeats)])
@@ -364,6 +418,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 row = {"scale": int(scale), "mode": mode, "constructor": strategy, "seconds": fast["seconds"],
                        "cpu_seconds": fast["cpu_seconds"], "floor_cpu_seconds": floor["cpu_seconds"],
                        "cpu_ratio_to_floor": round(fast["cpu_seconds"] / floor["cpu_seconds"], 2),
+                       "cpu_ratio_to_bound": round(fast["cpu_seconds"] / runs["bound"]["cpu_seconds"], 2) if "bound" in runs else None,
                        "rows_per_s": fast["rows_per_s"], "peak_rss_mb": fast["peak_rss_mb"],
                        "floor_seconds": floor["seconds"], "floor_peak_rss_mb": floor["peak_rss_mb"],
                        "ratio_to_floor": round(fast["seconds"] / floor["seconds"], 2),
@@ -402,7 +457,12 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                  "cpu_seconds": runs["parallel"]["cpu_seconds"],
                  "same_output_as_one_process": runs["parallel"]["same_output_as_one_process"]}
                 for scale, size in sizes.items() for mode, runs in size["modes"].items() if "parallel" in runs]
-    return {"rows": rows, "targets": targets, "parallel": parallel}
+    # the least any constructor does (worker_bound) against the floor: where 1.5x is within reach at all
+    bounds = [{"scale": int(scale), "mode": mode, "cpu_seconds": runs["bound"]["cpu_seconds"],
+               "floor_cpu_seconds": runs["floor"]["cpu_seconds"],
+               "cpu_ratio_to_floor": round(runs["bound"]["cpu_seconds"] / runs["floor"]["cpu_seconds"], 2)}
+              for scale, size in sizes.items() for mode, runs in size["modes"].items() if "bound" in runs]
+    return {"rows": rows, "targets": targets, "parallel": parallel, "bound": bounds}
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -423,6 +483,9 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"{p['scale'] * results['rows']:>8} rows, SUP: 1 process {p['one_process_seconds']:.2f} s, "
                      f"{p['num_proc']} processes {p['seconds']:.2f} s ({p['speedup']:.2f}×, {p['cpu_seconds']:.2f} CPU s); "
                      f"same output: {p['same_output_as_one_process']}")
+    for b in results["summary"].get("bound", []):
+        lines.append(f"{b['scale'] * results['rows']:>8} rows, {b['mode']}: the least a constructor does (bound) "
+                     f"{b['cpu_seconds']:.2f} CPU s, {b['cpu_ratio_to_floor']:.2f}× the floor's {b['floor_cpu_seconds']:.2f}")
     for name, t in results["summary"]["targets"].items():
         lines.append(f"{name:9s} " + "  ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in t.items()))
     m = results["machine"]
@@ -450,7 +513,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--output", default=None,
                     help=f"results JSON (default: {OUTPUT} for the whole benchmark, WORK_DIR/{PARTIAL_NAME} for any other run)")
     # internal: one measured run (the driver starts these)
-    ap.add_argument("--worker", choices=("fast", "parallel", "reference", "floor", "select", "same_pairs"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=("fast", "parallel", "reference", "floor", "bound", "select", "same_pairs"), help=argparse.SUPPRESS)
     ap.add_argument("--strategy", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--run-output", help=argparse.SUPPRESS)

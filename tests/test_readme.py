@@ -114,3 +114,22 @@ def test_sample_commands_run(cmd, tmp_path):
     assert counts["rows_written"] + sum(counts["rows_skipped"].values()) == counts["rows_read"]
     assert counts["rows_written"] == len(read_records(out)) > 0
     assert f"wrote {counts['rows_written']} of {counts['rows_read']} prompts" in proc.stdout
+
+
+def test_the_cpu_ratio_table_is_the_benchmark_result_it_names():
+    """README's CPU ratios (constructors and bound against the floor) are those of the result file
+    its command wrote, row for row: a rerun that is not copied into the README fails here."""
+    result = json.loads((ROOT / "benchmarks/results/binarize_speed_issue23.json").read_text())
+    head = "| rows | cache | SUP | SIM | SUP+SIM | baseline | bound | floor CPU s |"
+    assert head in README
+    rows = README.split(head)[1].split("\n\n")[0].splitlines()[2:]
+    summary = result["summary"]
+    expected = []
+    for scale in result["scales"]:
+        for mode in ("warm", "cold"):
+            ratio = {r["constructor"]: r["cpu_ratio_to_floor"] for r in summary["rows"]
+                     if r["scale"] == scale and r["mode"] == mode}
+            bound = next(b for b in summary["bound"] if b["scale"] == scale and b["mode"] == mode)
+            expected.append([f"{result['rows'] * scale:,}", mode, *(f"{ratio[c]:.2f}" for c in ("sup", "sim", "sup_sim", "baseline")),
+                             f"{bound['cpu_ratio_to_floor']:.2f}", f"{bound['floor_cpu_seconds']:.3g}"])
+    assert [[cell.strip() for cell in row.strip("|").split("|")] for row in rows] == expected

@@ -148,3 +148,31 @@ def test_a_partial_run_refuses_the_tracked_results_as_output():
     args = binarize_speed.parse_args(["--modes", "warm", "--output", "benchmarks/results/binarize_speed.json"])
     with pytest.raises(SystemExit, match="binarize_speed.json: a partial run"):
         binarize_speed.output_path(args)
+
+
+def test_the_bound_writes_what_json_dumps_writes_and_the_floor_its_bytes(tmp_path):
+    """The bound is the least a constructor does: it must really encode (each line is json.dumps of
+    its record, escapes included), or its ratio to the floor would say nothing. The floor writes the
+    texts it read, in place, up to the size it is given."""
+    from benchmarks.binarize_speed import worker_bound, worker_floor
+
+    rows = list(make_rows(60, seed=5, response_words=4, awkward_rate=0.4))
+    rows[0]["instruction"] = 'say "hi"\n\tand \\ bye \x01 é'
+    rows[1]["completions"][0]["response"] = "line one\nline \"two\"\r\n\x7f"
+    path = tmp_path / "uf.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "bound.jsonl"
+    result = worker_bound(str(path), str(out))
+    expected = ""
+    for r in rows:
+        if len(r["completions"]) >= 2:
+            msgs = [[{"content": r["instruction"], "role": "user"}, {"content": c["response"], "role": "assistant"}]
+                    for c in r["completions"][:2]]
+            expected += json.dumps({"prompt": r["instruction"], "chosen": msgs[0], "rejected": msgs[1]},
+                                   ensure_ascii=False) + "\n"
+    assert out.read_text(encoding="utf-8") == expected
+    assert result["rows_read"] == 60 and result["rows_written"] == expected.count("\n")
+    floor = tmp_path / "floor.bin"
+    texts = "".join(r["instruction"] for r in rows) + "".join(c["response"] for r in rows for c in r["completions"])
+    worker_floor(str(path), str(floor), 10**6)
+    assert floor.read_bytes()[:len(texts.encode())] == texts.encode() and floor.stat().st_size == 10**6
