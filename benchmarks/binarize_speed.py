@@ -235,14 +235,15 @@ def versions() -> dict[str, str]:
     return {name: version(name) for name in ("numpy", "pandas", "pyarrow", "datasets")}
 
 
-def make_data(path: Path, rows: int, response_words: int) -> None:
-    """The synthetic UltraFeedback-schema file (make_ultrafeedback.py), made once and reused."""
+def make_data(path: Path, rows: int, response_words: int, quiet: bool = False) -> None:
+    """The synthetic UltraFeedback-schema file (make_ultrafeedback.py), made once and reused;
+    `quiet`: without make_ultrafeedback.py's bar on stderr."""
     if path.exists():
         return
-    print(f"generating {path} ({rows} rows)", flush=True)  # make_ultrafeedback.py shows a bar on stderr
+    print(f"generating {path} ({rows} rows)", flush=True)
     subprocess.run([sys.executable, "make_ultrafeedback.py", "--rows", str(rows), "--response-words",
                     str(response_words), "--output", str(path)], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if quiet else None)
 
 
 def measure(kind: str, strategy: str | None, data: Path, cache: Path, work: Path,

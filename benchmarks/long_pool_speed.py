@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.binarize_speed import machine, versions
+from benchmarks.binarize_speed import machine, make_data, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = (16_000, 64_000)  # prompts of each size (63,967: UltraFeedback's); ~4 responses each
@@ -122,11 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = []
     for rows in args.rows:
         raw = folder / f"raw-{rows}-{args.response_words}.jsonl"
-        if not raw.exists():
-            print(f"generating {raw}", flush=True)
-            subprocess.run([sys.executable, "make_ultrafeedback.py", "--rows", str(rows), "--response-words",
-                            str(args.response_words), "--output", str(raw)], cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        make_data(raw, rows, args.response_words, quiet=True)
         uf, long = folder / f"uf-{rows}.jsonl", folder / f"long-{rows}.jsonl"
         data, _ = child(["--worker", "prepare", "--data", str(raw), "--uf", str(uf), "--long", str(long)])
         tries: dict[str, list[dict[str, Any]]] = {}
