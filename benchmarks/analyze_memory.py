@@ -1,9 +1,10 @@
 r"""Peak memory of `analyze.py frequency`, `tfidf` and `agreement` at 1× and 10× of a made-up pool (issue 23 §2).
 
-    # 6,400 and 64,000 made-up UltraFeedback rows (64,000: UltraFeedback's size); writes
-    # benchmarks/results/analyze_memory.json; --before DIR also runs the analyze.py of another
-    # checkout (e.g. `git archive main | tar -x -C DIR`) on the same data and outputs, in the same run
-    python -m benchmarks.analyze_memory --before /tmp/zebra_main
+    # 6,400 and 64,000 made-up UltraFeedback rows (64,000: UltraFeedback's size); --before DIR also
+    # runs the analyze.py of another checkout (e.g. `git archive main | tar -x -C DIR`) on the same
+    # data and outputs, in the same run; --output names the README's file (without it:
+    # out/bench_analyze/analyze_memory.json)
+    python -m benchmarks.analyze_memory --before /tmp/zebra_main --output benchmarks/results/analyze_memory.json
 
     # a tiny smoke run
     python -m benchmarks.analyze_memory --rows 200 --scales 1 2 --output out/bench_analyze/smoke.json
@@ -29,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import at_least_one
 from benchmarks.binarize_speed import make_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +40,7 @@ RESPONSE_WORDS = 220  # ~1,300 characters a response, like UltraFeedback's
 ANALYSES = ("frequency", "tfidf", "agreement")  # kinship reads what frequency reads
 N_BOOT = 20
 WORK_DIR = "out/bench_analyze"  # generated data, caches, outputs: git-ignored
-OUTPUT = "benchmarks/results/analyze_memory.json"
+TRACKED = "benchmarks/results/analyze_memory.json"  # the README's numbers: written only when --output names it
 
 
 def run(cmd: list[str], root: Path, env: dict, log: Path) -> tuple[float, float]:
@@ -78,14 +80,14 @@ def save(output: Path, result: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=ROWS, help="rows at 1× (default: %(default)s)")
-    ap.add_argument("--scales", type=int, nargs="+", default=list(SCALES), help="multiples of --rows (default: 1 10)")
-    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS, help="words a made-up response (default: %(default)s)")
-    ap.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples (default: %(default)s)")
+    ap.add_argument("--rows", type=at_least_one, default=ROWS, help="rows at 1× (default: %(default)s)")
+    ap.add_argument("--scales", type=at_least_one, nargs="+", default=list(SCALES), help="multiples of --rows (default: 1 10)")
+    ap.add_argument("--response-words", type=at_least_one, default=RESPONSE_WORDS, help="words a made-up response (default: %(default)s)")
+    ap.add_argument("--n-boot", type=at_least_one, default=N_BOOT, help="bootstrap resamples (default: %(default)s)")
     ap.add_argument("--before", default=None, help="another checkout whose analyze.py runs too (the code before a change)")
     ap.add_argument("--before-label", default=None, help="what --before is, recorded in the result (e.g. main@125608a)")
     ap.add_argument("--work-dir", default=WORK_DIR, help="data, caches and outputs (default: %(default)s)")
-    ap.add_argument("--output", default=OUTPUT, help="result JSON (default: %(default)s)")
+    ap.add_argument("--output", default=None, help=f"result JSON (default: WORK_DIR/analyze_memory.json; the README's is {TRACKED})")
     args = ap.parse_args()
 
     data_dir = (ROOT / args.work_dir).resolve()
@@ -124,7 +126,7 @@ def main() -> None:
         for analysis in ANALYSES:
             for scale in args.scales:
                 ratios[f"{analysis} at {scale}x: after / before"] = round(peak["after", analysis, scale] / peak["before", analysis, scale], 3)
-    save(ROOT / args.output, {"settings": {**vars(args), "analyses": list(ANALYSES), "tokenizer": "none"},
+    save(ROOT / (args.output or Path(args.work_dir) / "analyze_memory.json"), {"settings": {**vars(args), "analyses": list(ANALYSES), "tokenizer": "none"},
                               "code": {"after": git_commit(ROOT),
                                        "before": args.before_label or (git_commit(codes["before"]) if args.before else None)},
                               "runs": runs, "ratios": ratios})

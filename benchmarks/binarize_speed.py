@@ -56,6 +56,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import at_least_one
+
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 63_967  # UltraFeedback's train split
 SCALES = (1, 10)  # 10×: the "larger than memory" check, peak RSS must not grow with the data
@@ -499,16 +501,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from zebra.cli import renamed
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=ROWS, help="rows at 1× (default: %(default)s)")
-    ap.add_argument("--scales", type=int, nargs="+", default=list(SCALES), help="multiples of --rows (default: 1 10)")
-    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS, help="mean words a response (default: %(default)s)")
+    ap.add_argument("--rows", type=at_least_one, default=ROWS, help="rows at 1× (default: %(default)s)")
+    ap.add_argument("--scales", type=at_least_one, nargs="+", default=list(SCALES), help="multiples of --rows (default: 1 10)")
+    ap.add_argument("--response-words", type=at_least_one, default=RESPONSE_WORDS, help="mean words a response (default: %(default)s)")
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="cache states (default: cold warm)")
     ap.add_argument("--constructors", nargs="+", choices=tuple(SETTINGS), default=list(CONSTRUCTORS),
                     help=f"strategies to time (default: {' '.join(CONSTRUCTORS)})")
-    ap.add_argument("--repeats", type=int, default=REPEATS, help="runs per measurement at 1×, median reported (default: %(default)s)")
-    ap.add_argument("--reference-repeats", type=int, default=REFERENCE_REPEATS, help="runs of the per-row reference (default: %(default)s)")
+    ap.add_argument("--repeats", type=at_least_one, default=REPEATS, help="runs per measurement at 1×, median reported (default: %(default)s)")
+    ap.add_argument("--reference-repeats", type=at_least_one, default=REFERENCE_REPEATS, help="runs of the per-row reference (default: %(default)s)")
     ap.add_argument("--no-reference", dest="reference", action="store_false", help="skip the per-row reference")
-    ap.add_argument("--num-proc", type=int, default=NUM_PROC, help="processes of the parallel SUP run (warm), "
+    ap.add_argument("--num-proc", type=at_least_one, default=NUM_PROC, help="processes of the parallel SUP run (warm), "
                     "checked against one process's output; 1: no parallel run (default: %(default)s)")
     ap.add_argument("--work-dir", default=WORK_DIR, help="generated data, caches and partial results (default: %(default)s)")
     ap.add_argument("--output", default=None,
@@ -522,8 +524,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--target-bytes", type=int, default=0, help=argparse.SUPPRESS)
     renamed(ap, "--work-dir", "--data-dir")  # --data is an input everywhere; this folder is scratch
     args = ap.parse_args(argv)
-    if not args.worker and (args.rows < 1 or args.repeats < 1 or args.reference_repeats < 1 or args.num_proc < 1):
-        ap.error("--rows, --repeats, --reference-repeats and --num-proc must be at least 1")
     return args
 
 

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import at_least_one
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python benchmarks/json_check_cost.py` as well as `-m`
     sys.path.insert(0, str(ROOT))
@@ -73,10 +75,8 @@ def measure(path: Path, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="a JSON-lines (or JSON list) file in the UltraFeedback schema")
-    ap.add_argument("--repeats", type=int, default=REPEATS, help="(default: %(default)s)")
+    ap.add_argument("--repeats", type=at_least_one, default=REPEATS, help="(default: %(default)s)")
     args = ap.parse_args()
-    if args.repeats < 1:
-        raise SystemExit(f"error: --repeats must be >= 1, not {args.repeats}")
     if not Path(args.data).is_file():
         raise SystemExit(f"error: --data {args.data}: no such file")
     print(json.dumps(measure(Path(args.data), args.repeats)))

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import at_least_one
 from benchmarks.binarize_speed import machine, make_data, versions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,9 +152,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, nargs="+", default=list(ROWS), help="prompts of each size (default: %(default)s)")
-    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS, help="(default: %(default)s)")
-    ap.add_argument("--repeat", type=int, default=REPEAT,
+    ap.add_argument("--rows", type=at_least_one, nargs="+", default=list(ROWS), help="prompts of each size (default: %(default)s)")
+    ap.add_argument("--response-words", type=at_least_one, default=RESPONSE_WORDS, help="(default: %(default)s)")
+    ap.add_argument("--repeat", type=at_least_one, default=REPEAT,
                     help="runs of each form and mode; the median run is reported (default: %(default)s)")
     ap.add_argument("--work-dir", default=WORK_DIR, help="generated data, caches, outputs (default: %(default)s)")
     ap.add_argument("--worker", choices=["prepare", "sup", "same_pairs"], help=argparse.SUPPRESS)
@@ -171,8 +172,6 @@ def main() -> None:
     t0 = time.perf_counter()
     results = run(args)
     results["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    if args.repeat < 1:
-        ap.error(f"--repeat must be at least 1, not {args.repeat}")
     default = args.rows == list(ROWS) and args.response_words == RESPONSE_WORDS and args.repeat == REPEAT
     target = ROOT / OUTPUT if default else ROOT / args.work_dir / "long_pool_speed.partial.json"
     from zebra.records import write_json_atomic

@@ -1,7 +1,8 @@
 r"""Peak memory of `select_potential.py` at 1× and 10× of a made-up pool (issue 23 §2).
 
-    # 6,400 and 64,000 made-up UltraFeedback rows; writes benchmarks/results/potential_memory.json
-    python -m benchmarks.potential_memory
+    # 6,400 and 64,000 made-up UltraFeedback rows; without --output it writes
+    # out/bench_potential/potential_memory.json
+    python -m benchmarks.potential_memory --output benchmarks/results/potential_memory.json
 
     # a tiny smoke run
     python -m benchmarks.potential_memory --rows 100 --scales 1 2 --output out/bench_potential/smoke.json
@@ -24,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from benchmarks import at_least_one
 from benchmarks.analyze_memory import git_commit, run, save
 from benchmarks.binarize_speed import make_data
 
@@ -34,19 +36,17 @@ RESPONSE_WORDS = 220  # ~1,300 characters a response, like UltraFeedback's
 CHUNK = 4096  # select_potential.py's default
 MAX_LENGTH = 64  # tokens a sequence: the tiny model's cost stays small; the records' memory does not shrink
 WORK_DIR = "out/bench_potential"  # generated data, model, outputs: git-ignored
-OUTPUT = "benchmarks/results/potential_memory.json"
+TRACKED = "benchmarks/results/potential_memory.json"  # the README's numbers: written only when --output names it
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=ROWS, help="rows at 1× (default: %(default)s)")
-    ap.add_argument("--scales", type=int, nargs="+", default=list(SCALES), help="multiples of --rows (default: 1 10)")
-    ap.add_argument("--response-words", type=int, default=RESPONSE_WORDS, help="words a made-up response (default: %(default)s)")
+    ap.add_argument("--rows", type=at_least_one, default=ROWS, help="rows at 1× (default: %(default)s)")
+    ap.add_argument("--scales", type=at_least_one, nargs="+", default=list(SCALES), help="multiples of --rows (default: 1 10)")
+    ap.add_argument("--response-words", type=at_least_one, default=RESPONSE_WORDS, help="words a made-up response (default: %(default)s)")
     ap.add_argument("--work-dir", default=WORK_DIR, help="data, model and outputs (default: %(default)s)")
-    ap.add_argument("--output", default=OUTPUT, help="result JSON (default: %(default)s)")
+    ap.add_argument("--output", default=None, help=f"result JSON (default: WORK_DIR/potential_memory.json; the README's is {TRACKED})")
     args = ap.parse_args()
-    if args.rows < 1 or any(s < 1 for s in args.scales):
-        ap.error("--rows and --scales must be positive")
 
     work = (ROOT / args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def main() -> None:
     whole = [r for r in runs if r["scale"] == hi and r["chunk"] != CHUNK]
     if whole:
         ratios[f"{hi}x: whole file at once / chunk {CHUNK}"] = round(whole[0]["peak_rss_mb"] / peak[hi, CHUNK], 3)
-    save(ROOT / args.output, {"settings": {**vars(args), "chunk": CHUNK, "max_length": MAX_LENGTH,
+    save(ROOT / (args.output or Path(args.work_dir) / "potential_memory.json"), {"settings": {**vars(args), "chunk": CHUNK, "max_length": MAX_LENGTH,
                                            "policy": "tests/tiny.py random Llama"},
                               "code": git_commit(ROOT), "runs": runs, "ratios": ratios})
 

@@ -176,3 +176,37 @@ def test_the_bound_writes_what_json_dumps_writes_and_the_floor_its_bytes(tmp_pat
     texts = "".join(r["instruction"] for r in rows) + "".join(c["response"] for r in rows for c in r["completions"])
     worker_floor(str(path), str(floor), 10**6)
     assert floor.read_bytes()[:len(texts.encode())] == texts.encode() and floor.stat().st_size == 10**6
+
+
+SIZE_FLAGS = {  # every benchmark's sizes, scales and repeats: a whole number >= 1
+    "binarize_speed": ["--rows", "--scales", "--response-words", "--repeats", "--reference-repeats", "--num-proc"],
+    "long_pool_speed": ["--rows", "--response-words", "--repeat"],
+    "analyze_memory": ["--rows", "--scales", "--response-words", "--n-boot"],
+    "potential_memory": ["--rows", "--scales", "--response-words"],
+    "encode_speed": ["--repeats"],
+    "weighted_dpo_speed": ["--batch-sizes", "--repeats", "--layers", "--threads"],
+    "json_check_cost": ["--repeats"],
+}
+
+
+@pytest.mark.parametrize("module, flag, value", [(m, f, v) for m, flags in SIZE_FLAGS.items() for f in flags
+                                                 for v in ("0", "-2", "1.5")])
+def test_a_size_below_one_is_refused_in_one_line_before_any_run(module, flag, value, tmp_path):
+    """--scales 0 reached make_ultrafeedback.py and ended in a traceback; long_pool_speed checked
+    --repeat only after its whole run. Every benchmark refuses such a size at parse time."""
+    extra = ["--data", "x.jsonl"] if module == "json_check_cost" else []
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *extra, flag, value], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr[-500:]
+    assert "Traceback" not in done.stderr and f"argument {flag}" in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("module", ["analyze_memory", "potential_memory", "encode_speed", "weighted_dpo_speed"])
+def test_a_benchmark_writes_the_readme_results_only_when_told_to(module):
+    """Their files under benchmarks/results/ are the README's numbers: without --output a run writes
+    under out/ (a smoke run at other settings replaced them before)."""
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    text = " ".join(done.stdout.split())
+    default = text.split("--output OUTPUT")[-1].split("default:")[1].split(";")[0].strip()
+    assert default.startswith(("out/", "WORK_DIR/")) and f"benchmarks/results/{module}.json" in text
