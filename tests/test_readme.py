@@ -133,3 +133,28 @@ def test_the_cpu_ratio_table_is_the_benchmark_result_it_names():
             expected.append([f"{result['rows'] * scale:,}", mode, *(f"{ratio[c]:.2f}" for c in ("sup", "sim", "sup_sim", "baseline")),
                              f"{bound['cpu_ratio_to_floor']:.2f}", f"{bound['floor_cpu_seconds']:.3g}"])
     assert [[cell.strip() for cell in row.strip("|").split("|")] for row in rows] == expected
+
+
+def _speed_table(result: dict) -> str:
+    """The README's main speed table, as the whole benchmark's result file gives it."""
+    names = {"sup": "SUP", "sim": "SIM", "sup_sim": "SUP+SIM", "baseline": "baseline"}
+    secs = lambda v: f"{v:.2f} s" if v < 10 else f"{v:.1f} s"  # noqa: E731
+    lines = ["| rows | cache | constructor | seconds | peak RSS | × I/O floor | per-row reference | speed-up | RSS ÷ reference | selection alone |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for scale, mode, name in [(1, "warm", c) for c in names] + [(1, "cold", "sup"), (10, "warm", "sup"), (10, "cold", "sup")]:
+        r = next(x for x in result["summary"]["rows"] if (x["scale"], x["mode"], x["constructor"]) == (scale, mode, name))
+        rss = f"{r['peak_rss_mb']:,.0f} MB" + (f" ({r['rss_vs_1x']:.2f} × 1×)" if "rss_vs_1x" in r else "")
+        ref = (f"{secs(r['reference_seconds'])}, {r['reference_peak_rss_mb']:,.0f} MB" if r["reference_seconds"]
+               else "not run (would hold ~18 GB)" if (scale, mode) == (10, "warm") else "—")
+        vs_ref = f"{r['speedup_vs_reference']:.1f}× | {r['rss_share_of_reference']:.2f}" if r["speedup_vs_reference"] else "— | —"
+        sel = secs(r["select_seconds"]) if r["select_seconds"] is not None else "—"
+        lines.append(f"| {result['rows'] * scale:,} | {mode} | {names[name]} | {secs(r['seconds'])} | {rss} | "
+                     f"{r['ratio_to_floor']:.2f} | {ref} | {vs_ref} | {sel} |")
+    return "\n".join(lines)
+
+
+def test_the_speed_table_is_the_whole_benchmark_result():
+    """README's main speed table is benchmarks/results/binarize_speed.json, the whole benchmark's
+    result, cell for cell."""
+    result = json.loads((ROOT / "benchmarks/results/binarize_speed.json").read_text())
+    assert _speed_table(result) in README
