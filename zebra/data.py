@@ -821,9 +821,9 @@ class FlatCompletions:
     into one array only when it is asked for.
 
     A batch's columns come in several chunks (the cache's record batches); combining the whole
-    completions struct copied every critique and rationale, which binarize never reads (in real
-    UltraFeedback the annotations outweigh the responses). Reads like a StructArray: `type`,
-    `len`, `field(name)`.
+    completions struct copied every critique and rationale, which binarize never reads (real
+    UltraFeedback has four aspect rationales, a critique and a system prompt beside each response).
+    Reads like a StructArray: `type`, `len`, `field(name)`.
     """
 
     def __init__(self, chunks: pa.ChunkedArray):
@@ -847,7 +847,8 @@ def to_batch(table: pa.Table, rows: np.ndarray | None = None, prompt_ids: list[s
     """Lay out one Arrow batch of UltraFeedback rows per slot, without a Python loop over rows.
 
     `rows`: only these rows of `table` (a shard's, shard_rows), whose `prompt_ids` are known. The
-    texts are not copied: the Batch's slots point into the whole batch's flat completions.
+    Batch's slots point into the whole batch's flat completions: the responses are copied once at
+    most (their chunks joined), and no other text of a completion at all.
     """
     comp = _regular_completions(table.column("completions"))
     counts = pc.fill_null(pc.list_value_length(comp), 0).to_numpy(zero_copy_only=False).astype(np.int64)
