@@ -105,23 +105,13 @@ def worker_reference(strategy: str, data: str, output: str) -> dict[str, Any]:
     return {"rows_read": out["rows_read"], "rows_written": out["rows_written"], "stage_seconds": out["seconds"]}
 
 
-def _text_bytes(arr) -> memoryview:
-    """The UTF-8 bytes of a string array's values back to back, read in place (a slice's only)."""
-    import numpy as np
-    import pyarrow as pa
-
-    wide = pa.types.is_large_string(arr.type)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32, count=len(arr) + 1,
-                            offset=(8 if wide else 4) * arr.offset)
-    return memoryview(arr.buffers()[2] or b"")[int(offsets[0]):int(offsets[-1])]
-
-
 def worker_floor(data: str, output: str, target_bytes: int) -> dict[str, Any]:
     """Load as the pipeline does, read every batch, write `target_bytes` of its text: no selection.
     The texts are written from the cached chunks in place (combining them would copy them once more)."""
     import pyarrow.compute as pc
 
     from zebra.data import batch_source, iter_batches, load_ultrafeedback
+    from zebra.records import _joined_bytes
 
     t0 = time.perf_counter()
     ds = batch_source(load_ultrafeedback(data))  # as binarize does
@@ -133,7 +123,7 @@ def worker_floor(data: str, output: str, target_bytes: int) -> dict[str, Any]:
             texts = [*table.column("instruction").chunks,
                      *(chunk.field("response") for chunk in pc.list_flatten(table.column("completions")).chunks)]
             for arr in texts:
-                view = _text_bytes(arr)[: max(left, 0)]
+                view = _joined_bytes(arr)[: max(left, 0)]
                 fh.write(view)
                 left -= len(view)
         fh.write(b" " * max(left, 0))  # never needed at these sizes; keeps the size promise
@@ -170,7 +160,7 @@ def worker_bound(data: str, output: str) -> dict[str, Any]:
             lines = pc.binary_join_element_wise(
                 lit('{"prompt": "'), prompt, lit('", "chosen": [{"content": "'), prompt, lit(user), chosen,
                 lit(assistant + ', "rejected": [{"content": "'), prompt, lit(user), rejected, lit(assistant + "}\n"), lit(""))
-            fh.write(_joined_bytes(lines, 0))
+            fh.write(_joined_bytes(lines))
             written += len(lines)
     return {"rows_read": rows, "rows_written": written, "stage_seconds": {"total": round(time.perf_counter() - t0, 3)}}
 

@@ -78,7 +78,7 @@ def record_tables(path: Path):
 def arrow(tables) -> bytes:
     from zebra.records import _joined_bytes, json_lines
 
-    return b"".join(bytes(_joined_bytes(json_lines(t, "\n"), 0)) for t in tables)
+    return b"".join(bytes(_joined_bytes(json_lines(t, "\n"))) for t in tables)
 
 
 def dumps(tables) -> bytes:

@@ -164,3 +164,14 @@ def test_escapes_across_the_scan_steps(monkeypatch, column, step):
     monkeypatch.setattr(records, "_SCAN_BYTES", step)
     arr = pa.array(column, pa.string())
     assert json_values(arr).to_pylist() == [json.dumps(v, ensure_ascii=False) for v in column]
+
+
+@FAST
+@given(st.lists(texts, max_size=8), st.integers(0, 8), st.integers(0, 8), st.sampled_from([pa.string(), pa.large_string()]))
+def test_joined_bytes_are_a_slices_texts_back_to_back(values, a, b, kind):
+    """The writer's lines (large_string) and the speed benchmark's cached chunks (string) are read in
+    place by their offsets: for a slice, only its own values' bytes."""
+    from zebra.records import _joined_bytes
+
+    arr = pa.array(values, kind).slice(min(a, len(values)), b)
+    assert bytes(_joined_bytes(arr)) == "".join(arr.to_pylist()).encode()

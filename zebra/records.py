@@ -284,10 +284,13 @@ def _fixed_lists(items: pa.Array, n: int, k: int) -> list[Piece]:
     return ["[", lists, "]"]
 
 
-def _joined_bytes(lines: pa.Array, drop_end: int) -> memoryview:
-    """The UTF-8 bytes of all `lines` back to back (Arrow keeps them so), less the last `drop_end`."""
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=8 * lines.offset)
-    return memoryview(lines.buffers()[2])[int(offsets[0]):int(offsets[-1]) - drop_end]
+def _joined_bytes(lines: pa.Array, drop_end: int = 0) -> memoryview:
+    """The UTF-8 bytes of all `lines` (string or large_string) back to back, read in place (Arrow
+    keeps them so; a slice's only), less the last `drop_end`."""
+    width = 8 if pa.types.is_large_string(lines.type) else 4
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64 if width == 8 else np.int32, count=len(lines) + 1,
+                            offset=width * lines.offset)
+    return memoryview(lines.buffers()[2] or b"")[int(offsets[0]):int(offsets[-1]) - drop_end]
 
 
 def _unencodable(path: Path, records: list[dict[str, Any]], before: int) -> str:
