@@ -315,6 +315,11 @@ def subsets_main(argv: list[str]) -> None:
     ap.add_argument("--seed", type=int, default=REAL_SUBSET_SEED, help="(default: %(default)s)")
     renamed(ap, "--sample", "--n")
     args = ap.parse_args(argv)
+    shipped = (args.sample, args.seed) == (REAL_SUBSET_SIZE, REAL_SUBSET_SEED)
+    if not shipped and Path(args.output_dir).resolve() == REAL_SUBSET_DIR.resolve():
+        # the README's accuracies are measured on the shipped draw: another one goes elsewhere
+        ap.error(f"--sample {args.sample} --seed {args.seed} is not the shipped draw (--sample {REAL_SUBSET_SIZE} "
+                 f"--seed {REAL_SUBSET_SEED}) and would replace {REAL_SUBSET_DIR}; choose another --output-dir")
     check_output_dir(args.output_dir)
     for name, path in write_real_subsets(args.source, args.output_dir, args.sample, args.seed).items():
         print(f"{name}: {args.sample} items -> {path}")

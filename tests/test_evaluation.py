@@ -599,3 +599,18 @@ def test_run_identity_names_a_model_by_its_own_name_not_its_path(tmp_path):
     assert read_run_identity(str(local) + "/", None, None, None).model == "Qwen2.5-3B-Instruct"
     assert read_run_identity("Qwen/Qwen2.5-3B-Instruct", None, None, None).model == "Qwen/Qwen2.5-3B-Instruct"
     assert read_run_identity(str(pkg), "SmolLM2", None, None, gguf_file="x.gguf").model == "SmolLM2"
+
+
+@pytest.mark.parametrize("flags", [["--sample", "5"], ["--seed", "1"]])
+def test_subsets_refuses_another_draw_over_the_shipped_files(flags, tmp_path):
+    """data/eval/ holds the shipped draw the README's accuracies are measured on: `evaluate.py subsets`
+    at other settings replaced it. It is refused there, in one line, before anything is read."""
+    import subprocess
+    import sys
+
+    before = {p.name: p.read_bytes() for p in REAL.glob("*.jsonl")}
+    done = subprocess.run([sys.executable, "evaluate.py", "subsets", "--source", str(tmp_path), *flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "another --output-dir" in done.stderr.strip().splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in REAL.glob("*.jsonl")} == before
