@@ -135,6 +135,9 @@ def study_main(argv: list[str]) -> None:
                     "pool counts) as it goes; by default they are only in the runs' .meta.json files")
     renamed(ap, "--output-dir", "--output")  # the old name (issue 21 §5): --output is one file elsewhere
     args = ap.parse_args(argv)
+    from zebra.settings import check_number
+
+    check_number("--n-boot", args.n_boot, low=1, integer=True)  # before the study's binarize runs, not after
     if not args.verbose:  # the runs' counts are in their .meta.json files; the summary names them
         import datasets
 

@@ -315,6 +315,7 @@ def subsets_main(argv: list[str]) -> None:
     ap.add_argument("--seed", type=int, default=REAL_SUBSET_SEED, help="(default: %(default)s)")
     renamed(ap, "--sample", "--n")
     args = ap.parse_args(argv)
+    check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)  # random.Random reads −1 as 1
     shipped = (args.sample, args.seed) == (REAL_SUBSET_SIZE, REAL_SUBSET_SEED)
     if not shipped and Path(args.output_dir).resolve() == REAL_SUBSET_DIR.resolve():
         # the README's accuracies are measured on the shipped draw: another one goes elsewhere
@@ -338,6 +339,7 @@ def table_main(argv: list[str]) -> None:
     ap.add_argument("--seed", type=int, default=PERMUTATION_SEED, help="(default: %(default)s)")
     args = ap.parse_args(argv)
     check_permutations(args.permutations)
+    check_number("--seed", args.seed, low=0, high=2**32 - 1, integer=True)
     if args.output_dir:
         check_output_dir(args.output_dir)
     runs = stats.collect_runs(args.results_dir)

@@ -108,3 +108,15 @@ def test_a_summary_whose_run_is_not_an_object_is_named(run, monkeypatch, capsys,
     msg = _error(monkeypatch, capsys, "table", str(tmp_path / "evals"), "--permutations", "10")
     assert f"{b / 'summary.json'}: `run` is {json.loads(run)!r}, not an object" in msg
     assert not list((tmp_path / "evals").glob("table*"))
+
+
+def test_table_and_subsets_check_their_seed_first(monkeypatch, capsys, tmp_path):
+    """`compare` and the evaluation checked --seed; `table` passed -5 to numpy (a traceback, after
+    reading every summary) and `subsets` to random.Random, which reads -1 as 1: the same draw as
+    --seed 1, silently."""
+    msg = _error(monkeypatch, capsys, "table", str(tmp_path), "--seed", "-5")
+    assert "--seed must be in [0, 4294967295], not -5" in msg
+    msg = _error(monkeypatch, capsys, "subsets", "--source", str(tmp_path), "--seed", "-1",
+                 "--output-dir", str(tmp_path / "subsets"))
+    assert "--seed must be in [0, 4294967295], not -1" in msg
+    assert not (tmp_path / "subsets").exists()

@@ -760,3 +760,14 @@ def test_readme_pairs_changed_on_the_whole_real_pool(tmp_path):
     assert got["K=4/as_is/sup"] == (282, 402, 282, 65, 217, 28)
     assert got["K=4/as_is/sim"] == (282, 402, 282, 93, 189, 16)
     assert {got[f"K=all/{v}/{s}"] for v in ("shared", "as_is") for s in ("sup", "sim")} == {(403, 403, 403, 0, 403, 0)}
+
+
+def test_study_checks_n_boot_before_any_run(tmp_path):
+    """--n-boot 0 ran the whole study (every binarize run) and then ended in a numpy traceback; analyze.py
+    refuses it up front, and so does build_table.py study."""
+    done = subprocess.run([sys.executable, "build_table.py", "study", "--table", "model_aware/benchmark.csv",
+                           "--output-dir", str(tmp_path / "study"), "--n-boot", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: --n-boot must be >= 1, not 0"
+    assert not (tmp_path / "study").exists()
